@@ -1,0 +1,1 @@
+//! ceph_rs wire protocol (placeholder; see issue 3).
