@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! A lean blocking client: std only, no threads, one bounded read buffer.
+//!
+//! See the crate documentation for the sync (`call`) and async (`submit` /
+//! `poll_completed` / `take`) styles. Both can be mixed on one client.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::codec::{encode_request, Reply};
+use crate::frame::{decode_body, FrameDecoder};
+use crate::ops::{
+    Hello, HelloRep, Op, Push, RegisterCredsReq, Request, FEATURES, PROTOCOL_VERSION,
+};
+use crate::types::{Creds, Errno};
+
+/// A completed request: see [`Reply::decode`] for the typed reply.
+pub type Completion = Reply;
+
+/// Size of the one read buffer a client keeps.
+const READ_BUF: usize = 64 * 1024;
+
+/// Connection to libcephfsd.
+pub struct Client {
+    sock: UnixStream,
+    dec: FrameDecoder,
+    rbuf: Box<[u8]>,
+    rstart: usize,
+    rend: usize,
+    next_id: u64,
+    /// Submitted requests without a reply yet.
+    pending: HashMap<u64, Op>,
+    /// Replies that arrived and were not taken yet.
+    done: HashMap<u64, Completion>,
+    pushes: VecDeque<Push>,
+    dead: Option<String>,
+    hello: HelloRep,
+    timeout: Option<Duration>,
+    last_error: String,
+}
+
+/// `Write` over the socket with `sendmsg(MSG_NOSIGNAL)`: a daemon that went away gives
+/// EPIPE, never a SIGPIPE in the host process (smbd).
+struct NoSigPipe<'a>(&'a UnixStream);
+
+impl Write for NoSigPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: IoSlice is ABI-compatible with struct iovec on unix; the msghdr only
+        // points at `bufs`, which outlives the call; sendmsg does not keep pointers.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = bufs.len().min(1024) as _;
+            libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum ReadMode {
+    Block,
+    NonBlock,
+}
+
+impl Client {
+    /// Connect to the daemon socket and do the Hello handshake.
+    pub fn connect(path: impl AsRef<Path>, client_name: &str) -> io::Result<Client> {
+        let sock = UnixStream::connect(path)?;
+        Client::handshake(sock, client_name)
+    }
+
+    /// Do the Hello handshake on an already connected socket.
+    pub fn handshake(sock: UnixStream, client_name: &str) -> io::Result<Client> {
+        let mut c = Client {
+            sock,
+            dec: FrameDecoder::new(),
+            rbuf: vec![0u8; READ_BUF].into_boxed_slice(),
+            rstart: 0,
+            rend: 0,
+            next_id: 1,
+            pending: HashMap::new(),
+            done: HashMap::new(),
+            pushes: VecDeque::new(),
+            dead: None,
+            hello: HelloRep {
+                version: 0,
+                features: 0,
+                session_id: 0,
+                daemon: String::new(),
+            },
+            timeout: None,
+            last_error: String::new(),
+        };
+        let req = Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            features: FEATURES,
+            client: client_name.to_string(),
+        };
+        match c.call(0, &req, &[]) {
+            Ok((rep, _)) => {
+                c.hello = rep;
+                Ok(c)
+            }
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("libcephfsd handshake failed: {e} {}", c.last_error),
+            )),
+        }
+    }
+
+    /// The daemon's handshake reply.
+    pub fn hello(&self) -> &HelloRep {
+        &self.hello
+    }
+
+    pub fn session_id(&self) -> u64 {
+        self.hello.session_id
+    }
+
+    /// The message of the last failed `call` (daemon text, or why the connection died).
+    pub fn last_error(&self) -> &str {
+        &self.last_error
+    }
+
+    /// True once the connection is unusable (hung up, protocol error).
+    pub fn is_dead(&self) -> bool {
+        self.dead.is_some()
+    }
+
+    /// Requests submitted whose reply has not been read yet.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Limit how long `call` waits for its reply (None = forever). A timed-out call
+    /// returns ETIMEDOUT and its late reply is discarded.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)?;
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    /// Register credentials; returns the id to pass as `cred` in later calls.
+    pub fn register_creds(&mut self, creds: &Creds) -> Result<u32, Errno> {
+        let req = RegisterCredsReq {
+            creds: creds.clone(),
+        };
+        self.call(0, &req, &[]).map(|(r, _)| r.cred)
+    }
+
+    /// Send a request and wait for its reply. Replies of other submitted requests and
+    /// pushes that arrive meanwhile are stashed. Returns the typed reply and the bulk
+    /// data. A connection that fails gives EIO (EPROTO for a protocol violation).
+    pub fn call<R: Request>(
+        &mut self,
+        cred: u32,
+        req: &R,
+        data: &[u8],
+    ) -> Result<(R::Reply, Vec<u8>), Errno> {
+        let id = match self.submit(cred, req, data) {
+            Ok(id) => id,
+            Err(e) => {
+                self.last_error = e.to_string();
+                return Err(if e.kind() == io::ErrorKind::InvalidInput {
+                    Errno::E2BIG
+                } else {
+                    Errno::EIO
+                });
+            }
+        };
+        let reply = self.wait(id)?;
+        if let Err((e, m)) = &reply.result {
+            self.last_error = if m.is_empty() {
+                e.to_string()
+            } else {
+                m.clone()
+            };
+        }
+        reply.decode::<R>()
+    }
+
+    /// Wait (blocking) for the reply of a submitted request.
+    pub fn wait(&mut self, id: u64) -> Result<Completion, Errno> {
+        loop {
+            if let Some(r) = self.done.remove(&id) {
+                return Ok(r);
+            }
+            if !self.pending.contains_key(&id) {
+                // Never submitted, already taken, or abandoned after a timeout.
+                return Err(Errno::EINVAL);
+            }
+            match self.read_some(ReadMode::Block) {
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    self.pending.remove(&id);
+                    self.last_error = "timed out waiting for libcephfsd".into();
+                    return Err(Errno::ETIMEDOUT);
+                }
+                // read_some turned every pending request into an error completion.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Send a request without waiting; returns its id. Blocks only while the socket
+    /// buffer is full (the daemon reads requests concurrently with writing replies, so
+    /// this cannot deadlock). Fails if the connection is dead or the request is too big.
+    pub fn submit<R: Request>(&mut self, cred: u32, req: &R, data: &[u8]) -> io::Result<u64> {
+        if let Some(why) = &self.dead {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, why.clone()));
+        }
+        let id = self.next_id;
+        let frame = encode_request(id, cred, req, data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.next_id += 1;
+        if let Err(e) = frame.write_to(&mut NoSigPipe(&self.sock)) {
+            // A partial frame may have been written: the stream is unusable.
+            self.fail(format!("write to libcephfsd failed: {e}"), Errno::EIO);
+            return Err(e);
+        }
+        self.pending.insert(id, R::OP);
+        Ok(id)
+    }
+
+    /// Read whatever the socket holds now without blocking and return every completed
+    /// reply (newly read and previously stashed). Pushes are queued for
+    /// [`Client::take_pushes`]. After a hang-up the pending requests complete with EIO.
+    pub fn poll_completed(&mut self) -> io::Result<Vec<Completion>> {
+        loop {
+            match self.read_some(ReadMode::NonBlock) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    if self.done.is_empty() {
+                        return Err(e);
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(self.done.drain().map(|(_, c)| c).collect())
+    }
+
+    /// Take the completion of `id` if it has arrived (does not read the socket).
+    pub fn take(&mut self, id: u64) -> Option<Completion> {
+        self.done.remove(&id)
+    }
+
+    /// Push messages received so far.
+    pub fn take_pushes(&mut self) -> Vec<Push> {
+        self.pushes.drain(..).collect()
+    }
+
+    /// The socket, for an event loop to watch for readability.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Mark the connection dead and complete every pending request with `errno`.
+    fn fail(&mut self, why: String, errno: Errno) {
+        if self.dead.is_none() {
+            self.dead = Some(why.clone());
+            let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        }
+        for (id, op) in self.pending.drain() {
+            self.done.insert(
+                id,
+                Reply {
+                    id,
+                    op,
+                    result: Err((errno, why.clone())),
+                    data: Vec::new(),
+                },
+            );
+        }
+        // Release the (possibly large) partial frame.
+        self.dec = FrameDecoder::new();
+        self.rstart = 0;
+        self.rend = 0;
+    }
+
+    /// Process buffered bytes, then read once. Ok(true) = made progress.
+    fn read_some(&mut self, mode: ReadMode) -> io::Result<bool> {
+        if let Some(why) = &self.dead {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, why.clone()));
+        }
+        if self.rstart < self.rend {
+            self.process();
+            return Ok(true);
+        }
+        let flags = match mode {
+            ReadMode::Block => 0,
+            ReadMode::NonBlock => libc::MSG_DONTWAIT,
+        };
+        let n = loop {
+            // SAFETY: rbuf is a valid writable buffer of rbuf.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    self.rbuf.as_mut_ptr() as *mut libc::c_void,
+                    self.rbuf.len(),
+                    flags,
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Err(e),
+                _ => {
+                    self.fail(format!("read from libcephfsd failed: {e}"), Errno::EIO);
+                    return Err(e);
+                }
+            }
+        };
+        if n == 0 {
+            self.fail("libcephfsd closed the connection".into(), Errno::EIO);
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.rstart = 0;
+        self.rend = n;
+        self.process();
+        Ok(true)
+    }
+
+    /// Feed buffered bytes to the decoder and dispatch the frames.
+    fn process(&mut self) {
+        while self.rstart < self.rend {
+            let res = self.dec.feed(&self.rbuf[self.rstart..self.rend]);
+            let (used, frame) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    self.fail(
+                        format!("protocol error from libcephfsd: {e}"),
+                        Errno::EPROTO,
+                    );
+                    return;
+                }
+            };
+            self.rstart += used;
+            let Some(frame) = frame else { continue };
+            if frame.header.is_push() {
+                match decode_body::<Push>(&frame.body) {
+                    Ok(p) => self.pushes.push_back(p),
+                    Err(e) => {
+                        self.fail(format!("bad push from libcephfsd: {e}"), Errno::EPROTO);
+                        return;
+                    }
+                }
+            } else if frame.header.is_reply() {
+                match Reply::from_frame(frame) {
+                    Ok(r) => {
+                        if self.pending.remove(&r.id).is_some() {
+                            self.done.insert(r.id, r);
+                        }
+                        // else: a reply for an abandoned (timed out) request: dropped.
+                    }
+                    Err(e) => {
+                        self.fail(format!("bad reply from libcephfsd: {e}"), Errno::EPROTO);
+                        return;
+                    }
+                }
+            } else {
+                self.fail("libcephfsd sent a request frame".into(), Errno::EPROTO);
+                return;
+            }
+        }
+        self.rstart = 0;
+        self.rend = 0;
+    }
+}
+
+impl AsRawFd for Client {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("session_id", &self.hello.session_id)
+            .field("pending", &self.pending.len())
+            .field("dead", &self.dead)
+            .finish()
+    }
+}

@@ -1,0 +1,630 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Every operation of the protocol: the op table and all message structs.
+//!
+//! The table at the bottom ([`ops!`] invocation) is the single list of ops: one line per
+//! op with its code, request type and reply type. It generates [`Op`], the [`Request`]
+//! impls and [`AnyRequest`] (the daemon's decoded request).
+//!
+//! Conventions:
+//! * Every reply that creates an [`Ino`] also carries its [`Stat`] (so the client knows
+//!   `ino` + `snapid`, see [`InodeKey`]); each such reply hands the client ONE reference
+//!   that it must give back with [`ForgetReq`] (or that dies with the session).
+//! * Names (`name` fields) are single path components: not empty, no `/`, no NUL, at most
+//!   255 bytes (EINVAL / ENAMETOOLONG). `"."` and `".."` are accepted only where they make
+//!   sense (lookup, walk, open without O_CREAT) and `".."` never leaves the share root.
+//! * Bulk payloads (read/write data, xattr values, xattr name lists) travel in the frame's
+//!   data part, not in the body: see each message's doc.
+//! * Errors come back as a positive errno in the reply header (see [`crate::Errno`]):
+//!   unknown/stale/foreign handles are `EBADF`, an unknown credential id is `EINVAL`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::FrameError;
+use crate::types::*;
+
+/// A request message: its op code and reply type.
+pub trait Request: Serialize + DeserializeOwned {
+    const OP: Op;
+    type Reply: Serialize + DeserializeOwned;
+}
+
+macro_rules! ops {
+    ($($(#[$m:meta])* $name:ident = $code:literal => $req:ident -> $rep:ty;)*) => {
+        /// Operation codes (the header's `op`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum Op {
+            $($(#[$m])* $name = $code,)*
+        }
+
+        impl Op {
+            /// Every op, in table order.
+            pub const ALL: &'static [Op] = &[$(Op::$name,)*];
+
+            /// Name for logs and statistics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Op::$name => stringify!($name),)*
+                }
+            }
+
+            /// Index of this op in [`Op::ALL`] (for per-op statistics arrays).
+            pub fn index(self) -> usize {
+                Op::ALL.iter().position(|o| *o == self).expect("op in table")
+            }
+        }
+
+        impl TryFrom<u16> for Op {
+            type Error = FrameError;
+            fn try_from(v: u16) -> Result<Op, FrameError> {
+                match v {
+                    $($code => Ok(Op::$name),)*
+                    _ => Err(FrameError::UnknownOp(v)),
+                }
+            }
+        }
+
+        impl std::fmt::Display for Op {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        $(impl Request for $req {
+            const OP: Op = Op::$name;
+            type Reply = $rep;
+        })*
+
+        /// A decoded request of any op (what the daemon dispatches on).
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AnyRequest {
+            $($name($req),)*
+        }
+
+        impl AnyRequest {
+            /// Decode a request body for `op`.
+            pub fn decode(op: Op, body: &[u8]) -> Result<AnyRequest, FrameError> {
+                Ok(match op {
+                    $(Op::$name => AnyRequest::$name(crate::frame::decode_body::<$req>(body)?),)*
+                })
+            }
+
+            pub fn op(&self) -> Op {
+                match self {
+                    $(AnyRequest::$name(_) => Op::$name,)*
+                }
+            }
+        }
+    };
+}
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Feature bits (none defined yet; the reply carries the intersection).
+pub const FEATURES: u64 = 0;
+
+// ---------------------------------------------------------------- session
+
+/// First request of every session. The daemon answers with the highest version in
+/// `min_version..=max_version` it speaks, or EPROTO (message names its range) and closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub min_version: u32,
+    pub max_version: u32,
+    pub features: u64,
+    /// Free text for logs, e.g. "vfs_ceph_rs smbd[1234]".
+    pub client: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloRep {
+    pub version: u32,
+    /// Intersection of the client's and the daemon's features.
+    pub features: u64,
+    pub session_id: u64,
+    /// Daemon name and version.
+    pub daemon: String,
+}
+
+/// Does nothing (latency benchmarks, keep-alive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NoopReq;
+
+/// Daemon statistics (`libcephfsd status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StatusReq;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StatusRep {
+    pub daemon: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub sessions: Vec<SessionInfo>,
+    pub mounts: Vec<MountInfo>,
+    /// Live handles (inode refs, open files and dirs, mount uses, creds) of all sessions.
+    pub total_handles: u64,
+    /// Requests handled since start (all sessions, including closed ones).
+    pub total_ops: u64,
+    /// Per-op latency statistics (ops seen at least once).
+    pub ops: Vec<OpStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub client: String,
+    pub peer_pid: i32,
+    pub peer_uid: u32,
+    pub handles: u64,
+    pub ops: u64,
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MountInfo {
+    /// `client.ID@fs conf:HASH`
+    pub key: String,
+    pub client_id: String,
+    pub filesystem: Option<String>,
+    pub config_hash: u64,
+    /// Sessions' live mount handles.
+    pub refcount: u64,
+    /// Seconds since the refcount dropped to 0 (the mount goes after the grace period).
+    pub idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OpStats {
+    pub op: String,
+    pub count: u64,
+    pub errors: u64,
+    pub mean_us: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Register credentials; later requests name them by the returned id in the header's
+/// `aux`. Registering identical credentials twice returns the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterCredsReq {
+    pub creds: Creds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterCredsRep {
+    pub cred: u32,
+}
+
+/// Drop a credential id (optional; they die with the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterCredsReq {
+    pub cred: u32,
+}
+
+// ---------------------------------------------------------------- mounts
+
+/// Mount (or share the daemon's existing mount of) a CephFS and resolve the share root.
+/// Sessions with the same config file *contents*, client id and filesystem share one
+/// libcephfs mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountReq {
+    /// Path of a ceph.conf readable by the daemon.
+    pub config_file: String,
+    /// Ceph client id without "client." (e.g. "samba").
+    pub user_id: String,
+    /// Filesystem name; `None` = the cluster default.
+    pub filesystem: Option<String>,
+    /// Share path from the filesystem root, e.g. "/" or "/shares/a" (no "..").
+    pub root_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRep {
+    pub mount: MountId,
+    /// The share root (one reference, like any Ino).
+    pub root: Ino,
+    pub stat: Stat,
+}
+
+/// Release a mount handle and every Ino/Fh/Dh of this session under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmountReq {
+    pub mount: MountId,
+}
+
+// ---------------------------------------------------------------- inodes
+
+/// An inode reference with its attributes (reply of every op that creates an Ino).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub ino: Ino,
+    pub stat: Stat,
+}
+
+/// Look up one name in a directory: handle + statx in one round trip. `"."` is the
+/// directory itself; `".."` its parent (the share root's parent is the share root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupReq {
+    pub dir: Ino,
+    pub name: String,
+}
+pub type LookupRep = Entry;
+
+/// Resolve a relative path of several components from `dir` (typically the share
+/// root). Empty components and "." are skipped, ".." never leaves the share root.
+/// Symlinks are not followed: a symlink as an intermediate component is ELOOP (the
+/// client resolves links itself with Readlink); as the last component it is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkReq {
+    pub dir: Ino,
+    pub path: String,
+}
+pub type WalkRep = Entry;
+
+/// Re-resolve an inode by number (e.g. after a daemon restart). Live filesystem only.
+/// Not confined to the share root: CephFS client caps are the fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupInodeReq {
+    pub mount: MountId,
+    pub ino: u64,
+}
+pub type LookupInodeRep = Entry;
+
+/// Attributes of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetAttrReq {
+    pub ino: Ino,
+}
+pub type GetAttrRep = Stat;
+
+/// Attributes of an open file's inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FGetAttrReq {
+    pub fh: Fh,
+}
+pub type FGetAttrRep = Stat;
+
+/// Release inode references (one per listed Ino). Unknown ones are skipped; the reply
+/// counts the released ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetReq {
+    pub inos: Vec<Ino>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetRep {
+    pub released: u32,
+}
+
+/// Change attributes; returns the new attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttrReq {
+    pub ino: Ino,
+    pub attr: SetAttr,
+}
+pub type SetAttrRep = Stat;
+
+// ---------------------------------------------------------------- files
+
+/// Open (and with O_CREAT maybe create) `name` in `dir`. `flags` are Linux O_* values
+/// ([`oflags`]). O_NOFOLLOW or not, a symlink is never followed: opening one is ELOOP.
+/// O_DIRECTORY on a non-directory is ENOTDIR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenReq {
+    pub dir: Ino,
+    pub name: String,
+    pub flags: i32,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRep {
+    pub fh: Fh,
+    /// A reference to the opened inode (Forget it like any Ino).
+    pub ino: Ino,
+    pub stat: Stat,
+    /// True when this open created the file.
+    pub created: bool,
+}
+
+/// Open an inode the client already holds (no O_CREAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInoReq {
+    pub ino: Ino,
+    pub flags: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInoRep {
+    pub fh: Fh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseReq {
+    pub fh: Fh,
+}
+
+/// Read up to `len` bytes (at most [`crate::frame::MAX_DATA`]); the bytes come back as
+/// the reply's bulk data (shorter at end of file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReq {
+    pub fh: Fh,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Write the request's bulk data at `offset`. Requests on one Fh run in arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteReq {
+    pub fh: Fh,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRep {
+    pub written: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsyncReq {
+    pub fh: Fh,
+    pub datasync: bool,
+}
+
+/// fallocate(2): `mode` is FALLOC_FL_* (libcephfs supports KEEP_SIZE and PUNCH_HOLE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallocateReq {
+    pub fh: Fh,
+    pub mode: i32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// lseek(2): `whence` is SEEK_SET/CUR/END/DATA/HOLE (0..=4). Returns the new offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LseekReq {
+    pub fh: Fh,
+    pub offset: i64,
+    pub whence: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LseekRep {
+    pub offset: u64,
+}
+
+/// Test for a conflicting POSIX lock (F_GETLK). `owner` is the client's lock owner;
+/// the daemon mixes in the session so owners of different sessions never coincide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetLkReq {
+    pub fh: Fh,
+    pub lock: Flock,
+    pub owner: u64,
+}
+
+/// The conflicting lock, or `typ == F_UNLCK` when the range is free.
+pub type GetLkRep = Flock;
+
+/// Set or release a POSIX lock (F_SETLK, never blocks: a conflict is EAGAIN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetLkReq {
+    pub fh: Fh,
+    pub lock: Flock,
+    pub owner: u64,
+}
+
+// ---------------------------------------------------------------- directories
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDirReq {
+    pub ino: Ino,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDirRep {
+    pub dh: Dh,
+}
+
+/// Next batch of entries (including "." and ".."), each with its attributes. Stops at
+/// `max_entries` or before the encoded batch would exceed `max_bytes` (at least one
+/// entry is returned unless at end of directory). No Ino refs are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadDirReq {
+    pub dh: Dh,
+    pub max_entries: u32,
+    pub max_bytes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadDirRep {
+    pub entries: Vec<DirEntry>,
+    pub eof: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewindDirReq {
+    pub dh: Dh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseDirReq {
+    pub dh: Dh,
+}
+
+// ---------------------------------------------------------------- namespace
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkdirReq {
+    pub dir: Ino,
+    pub name: String,
+    pub mode: u32,
+}
+pub type MkdirRep = Entry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlinkReq {
+    pub dir: Ino,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmdirReq {
+    pub dir: Ino,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameReq {
+    pub src_dir: Ino,
+    pub src_name: String,
+    pub dst_dir: Ino,
+    pub dst_name: String,
+}
+
+/// Hard link `ino` as `dir/name`; returns the inode's new attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReq {
+    pub ino: Ino,
+    pub dir: Ino,
+    pub name: String,
+}
+pub type LinkRep = Stat;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymlinkReq {
+    pub dir: Ino,
+    pub name: String,
+    pub target: String,
+}
+pub type SymlinkRep = Entry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadlinkReq {
+    pub ino: Ino,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadlinkRep {
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MknodReq {
+    pub dir: Ino,
+    pub name: String,
+    pub mode: u32,
+    pub rdev: u64,
+}
+pub type MknodRep = Entry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatFsReq {
+    pub ino: Ino,
+}
+pub type StatFsRep = StatFs;
+
+// ---------------------------------------------------------------- xattrs
+
+/// Get an xattr value. `size == 0` asks only for the length; otherwise the value comes
+/// back as bulk data and ERANGE means `size` is too small.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetXattrReq {
+    pub ino: Ino,
+    pub name: String,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrSizeRep {
+    /// Length of the value (or of the name list).
+    pub size: u32,
+}
+pub type GetXattrRep = XattrSizeRep;
+
+/// Set an xattr; the value is the request's bulk data. `flags`: XATTR_CREATE (1),
+/// XATTR_REPLACE (2) or 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetXattrReq {
+    pub ino: Ino,
+    pub name: String,
+    pub flags: i32,
+}
+
+/// List xattr names: NUL-terminated names as bulk data. `size == 0` asks the length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListXattrReq {
+    pub ino: Ino,
+    pub size: u32,
+}
+pub type ListXattrRep = XattrSizeRep;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveXattrReq {
+    pub ino: Ino,
+    pub name: String,
+}
+
+// ---------------------------------------------------------------- pushes
+
+/// Unsolicited daemon -> client messages (frame flag PUSH, id 0, op 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Push {
+    /// Cached data/attributes of this inode are stale (for future client-side caches).
+    Invalidate { mount: MountId, ino: InodeKey },
+    /// The daemon is going away; every handle of the session is about to be released.
+    Shutdown { reason: String },
+}
+
+// ---------------------------------------------------------------- the op table
+
+ops! {
+    /// Handshake; must be the first request.
+    Hello = 1 => Hello -> HelloRep;
+    Noop = 2 => NoopReq -> ();
+    Status = 3 => StatusReq -> StatusRep;
+    RegisterCreds = 4 => RegisterCredsReq -> RegisterCredsRep;
+    UnregisterCreds = 5 => UnregisterCredsReq -> ();
+    Mount = 8 => MountReq -> MountRep;
+    Unmount = 9 => UnmountReq -> ();
+    Lookup = 10 => LookupReq -> LookupRep;
+    Walk = 11 => WalkReq -> WalkRep;
+    LookupInode = 12 => LookupInodeReq -> LookupInodeRep;
+    GetAttr = 13 => GetAttrReq -> GetAttrRep;
+    FGetAttr = 14 => FGetAttrReq -> FGetAttrRep;
+    Forget = 15 => ForgetReq -> ForgetRep;
+    SetAttr = 16 => SetAttrReq -> SetAttrRep;
+    Open = 20 => OpenReq -> OpenRep;
+    OpenIno = 21 => OpenInoReq -> OpenInoRep;
+    Close = 22 => CloseReq -> ();
+    /// Reply bulk data: the bytes read.
+    Read = 23 => ReadReq -> ();
+    /// Request bulk data: the bytes to write.
+    Write = 24 => WriteReq -> WriteRep;
+    Fsync = 25 => FsyncReq -> ();
+    Fallocate = 26 => FallocateReq -> ();
+    Lseek = 27 => LseekReq -> LseekRep;
+    GetLk = 28 => GetLkReq -> GetLkRep;
+    SetLk = 29 => SetLkReq -> ();
+    OpenDir = 40 => OpenDirReq -> OpenDirRep;
+    ReadDir = 41 => ReadDirReq -> ReadDirRep;
+    RewindDir = 42 => RewindDirReq -> ();
+    CloseDir = 43 => CloseDirReq -> ();
+    Mkdir = 50 => MkdirReq -> MkdirRep;
+    Unlink = 51 => UnlinkReq -> ();
+    Rmdir = 52 => RmdirReq -> ();
+    Rename = 53 => RenameReq -> ();
+    Link = 54 => LinkReq -> LinkRep;
+    Symlink = 55 => SymlinkReq -> SymlinkRep;
+    Readlink = 56 => ReadlinkReq -> ReadlinkRep;
+    Mknod = 57 => MknodReq -> MknodRep;
+    StatFs = 60 => StatFsReq -> StatFsRep;
+    /// Reply bulk data: the value.
+    GetXattr = 70 => GetXattrReq -> GetXattrRep;
+    /// Request bulk data: the value.
+    SetXattr = 71 => SetXattrReq -> ();
+    /// Reply bulk data: NUL-terminated names.
+    ListXattr = 72 => ListXattrReq -> ListXattrRep;
+    RemoveXattr = 73 => RemoveXattrReq -> ();
+}
