@@ -1,1 +1,179 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! `libcephfsd [serve] ...` runs the daemon; `libcephfsd status` prints its statistics.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ceph_rs_wire::{Client, StatusRep, StatusReq};
+use clap::{Args, Parser, Subcommand};
+
+const DEFAULT_SOCKET: &str = "/run/libcephfsd.sock";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "libcephfsd",
+    version,
+    about = "Per-node daemon serving CephFS (libcephfs) to the ceph_rs Samba VFS module",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon (the default).
+    Serve(ServeArgs),
+    /// Connect to a running daemon and print sessions, mounts, handles and op latencies.
+    Status {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Unix socket to listen on (created with mode 0660).
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Peer uid allowed to connect (SO_PEERCRED); repeatable. Default: 0 only.
+    #[arg(long = "allowed-uid", value_name = "UID")]
+    allowed_uids: Vec<u32>,
+    /// Worker threads for libcephfs calls (the bounded blocking pool).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter directive.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Keep an unused mount this long before unmounting it.
+    #[arg(long, default_value_t = 60)]
+    mount_grace_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Status { socket }) => status(&socket),
+        Some(Cmd::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let allowed_uids = if args.allowed_uids.is_empty() {
+        vec![0]
+    } else {
+        args.allowed_uids
+    };
+    let config = libcephfsd::server::Config {
+        socket: args.socket,
+        allowed_uids,
+        threads: args.threads as usize,
+        mount_grace: Duration::from_secs(args.mount_grace_secs),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(config.threads)
+        .thread_name("libcephfsd")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("libcephfsd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(libcephfsd::server::serve(config)) {
+        Ok(()) => {
+            // Do not wait for stuck blocking calls (e.g. a hung unmount).
+            rt.shutdown_timeout(Duration::from_secs(1));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("libcephfsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(socket: &PathBuf) -> ExitCode {
+    let mut c = match Client::connect(socket, "libcephfsd status") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "libcephfsd status: cannot connect to {}: {e}",
+                socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match c.call(0, &StatusReq, &[]) {
+        Ok((rep, _)) => {
+            print!("{}", format_status(&rep));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("libcephfsd status: {e} {}", c.last_error());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn format_status(s: &StatusRep) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "{} pid {} up {}s", s.daemon, s.pid, s.uptime_secs);
+    let _ = writeln!(
+        o,
+        "live handles {}  ops {}  sessions {}  mounts {}",
+        s.total_handles,
+        s.total_ops,
+        s.sessions.len(),
+        s.mounts.len()
+    );
+    let _ = writeln!(
+        o,
+        "\nSESSIONS\n{:>6} {:>8} {:>6} {:>8} {:>10} {:>6}  CLIENT",
+        "ID", "PID", "UID", "HANDLES", "OPS", "INFL"
+    );
+    for x in &s.sessions {
+        let _ = writeln!(
+            o,
+            "{:>6} {:>8} {:>6} {:>8} {:>10} {:>6}  {}",
+            x.id, x.peer_pid, x.peer_uid, x.handles, x.ops, x.in_flight, x.client
+        );
+    }
+    let _ = writeln!(o, "\nMOUNTS\n{:>4} {:>6}  KEY", "REFS", "IDLE");
+    for m in &s.mounts {
+        let idle = m
+            .idle_secs
+            .map(|i| format!("{i}s"))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(o, "{:>4} {:>6}  {}", m.refcount, idle, m.key);
+    }
+    let _ = writeln!(
+        o,
+        "\nOPS (latency in µs)\n{:<14} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "OP", "COUNT", "ERRORS", "MEAN", "P50", "P99", "MAX"
+    );
+    for op in &s.ops {
+        let _ = writeln!(
+            o,
+            "{:<14} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            op.op, op.count, op.errors, op.mean_us, op.p50_us, op.p99_us, op.max_us
+        );
+    }
+    o
+}

@@ -1,0 +1,859 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! One function per op: validate, translate, call the safe cephfs layer, build the
+//! reply. Follow an op from its message (`wire/src/ops.rs`) to its function here
+//! (same name, snake_case) to the libcephfs call (`src/cephfs/mod.rs`).
+//!
+//! Every function runs on a blocking worker thread with the request's credentials.
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ceph_rs_wire::*;
+use serde::Serialize;
+
+use crate::cephfs::{self, ffi, File, Inode, Statx, UserPerm};
+use crate::session::{lock, DirState, Object, OrderKey, Session, SessionMount};
+
+/// A failed request: errno plus an optional message for the client's logs.
+#[derive(Debug)]
+pub struct Fail {
+    pub errno: Errno,
+    pub msg: Option<String>,
+}
+
+impl From<Errno> for Fail {
+    fn from(errno: Errno) -> Fail {
+        Fail { errno, msg: None }
+    }
+}
+
+impl From<FrameError> for Fail {
+    fn from(e: FrameError) -> Fail {
+        Fail {
+            errno: Errno::E2BIG,
+            msg: Some(e.to_string()),
+        }
+    }
+}
+
+fn fail(errno: Errno, msg: impl Into<String>) -> Fail {
+    Fail {
+        errno,
+        msg: Some(msg.into()),
+    }
+}
+
+type R<T> = Result<T, Fail>;
+/// Encoded reply body and bulk data.
+pub type Output = (Vec<u8>, Vec<u8>);
+
+fn ok<T: Serialize>(rep: T) -> R<Output> {
+    Ok((encode_body(&rep)?, Vec::new()))
+}
+
+fn ok_data<T: Serialize>(rep: T, data: Vec<u8>) -> R<Output> {
+    Ok((encode_body(&rep)?, data))
+}
+
+/// Requests on one open file / directory run in arrival order.
+pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
+    use AnyRequest as A;
+    let f = |fh: &Fh| Some(OrderKey::File(fh.0));
+    let d = |dh: &Dh| Some(OrderKey::Dir(dh.0));
+    match req {
+        A::Close(r) => f(&r.fh),
+        A::Read(r) => f(&r.fh),
+        A::Write(r) => f(&r.fh),
+        A::Fsync(r) => f(&r.fh),
+        A::Fallocate(r) => f(&r.fh),
+        A::Lseek(r) => f(&r.fh),
+        A::GetLk(r) => f(&r.fh),
+        A::SetLk(r) => f(&r.fh),
+        A::FGetAttr(r) => f(&r.fh),
+        A::ReadDir(r) => d(&r.dh),
+        A::RewindDir(r) => d(&r.dh),
+        A::CloseDir(r) => d(&r.dh),
+        _ => None,
+    }
+}
+
+/// Run one request. `cred` is the header's credential id (0 = the daemon's root
+/// identity; unknown = EINVAL).
+pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> R<Output> {
+    use AnyRequest as A;
+    let p = &*s.perm(cred)?;
+    match req {
+        // Answered by the session reader itself.
+        A::Hello(_) | A::Noop(_) => Err(Errno::EPROTO.into()),
+        A::Status(_) => ok(status(s)),
+        A::RegisterCreds(r) => ok(register_creds(s, r)?),
+        A::UnregisterCreds(r) => ok(s.unregister_creds(r.cred)?),
+        A::Mount(r) => ok(mount(s, p, r)?),
+        A::Unmount(r) => ok(unmount(s, r)?),
+        A::Lookup(r) => ok(lookup(s, p, r)?),
+        A::Walk(r) => ok(walk(s, p, r)?),
+        A::LookupInode(r) => ok(lookup_inode(s, p, r)?),
+        A::GetAttr(r) => ok(getattr(s, p, r)?),
+        A::FGetAttr(r) => ok(fgetattr(s, p, r)?),
+        A::Forget(r) => ok(forget(s, r)),
+        A::SetAttr(r) => ok(setattr(s, p, r)?),
+        A::Open(r) => ok(open(s, p, r)?),
+        A::OpenIno(r) => ok(open_ino(s, p, r)?),
+        A::Close(r) => ok(close(s, r)?),
+        A::Read(r) => ok_data((), read(s, r)?),
+        A::Write(r) => ok(write(s, r, &data)?),
+        A::Fsync(r) => ok(fsync(s, r)?),
+        A::Fallocate(r) => ok(fallocate(s, r)?),
+        A::Lseek(r) => ok(lseek(s, r)?),
+        A::GetLk(r) => ok(getlk(s, r)?),
+        A::SetLk(r) => ok(setlk(s, r)?),
+        A::OpenDir(r) => ok(opendir(s, p, r)?),
+        A::ReadDir(r) => ok(readdir(s, r)?),
+        A::RewindDir(r) => ok(rewinddir(s, r)?),
+        A::CloseDir(r) => ok(closedir(s, r)?),
+        A::Mkdir(r) => ok(mkdir(s, p, r)?),
+        A::Unlink(r) => ok(unlink(s, p, r)?),
+        A::Rmdir(r) => ok(rmdir(s, p, r)?),
+        A::Rename(r) => ok(rename(s, p, r)?),
+        A::Link(r) => ok(link(s, p, r)?),
+        A::Symlink(r) => ok(symlink(s, p, r)?),
+        A::Readlink(r) => ok(readlink(s, p, r)?),
+        A::Mknod(r) => ok(mknod(s, p, r)?),
+        A::StatFs(r) => ok(statfs(s, r)?),
+        A::GetXattr(r) => {
+            let (rep, value) = getxattr(s, p, r)?;
+            ok_data(rep, value)
+        }
+        A::SetXattr(r) => ok(setxattr(s, p, r, &data)?),
+        A::ListXattr(r) => {
+            let (rep, list) = listxattr(s, p, r)?;
+            ok_data(rep, list)
+        }
+        A::RemoveXattr(r) => ok(removexattr(s, p, r)?),
+    }
+}
+
+// ------------------------------------------------------------------ validation
+
+/// A name that must not be "." or ".." (create, remove, rename, link targets).
+fn plain_name(name: &str, dot_errno: Errno) -> R<()> {
+    check_name(name)?;
+    if name == "." || name == ".." {
+        return Err(dot_errno.into());
+    }
+    Ok(())
+}
+
+fn is_dir(stx: &Statx) -> bool {
+    (stx.stx_mode as u32) & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn is_symlink(stx: &Statx) -> bool {
+    (stx.stx_mode as u32) & libc::S_IFMT == libc::S_IFLNK
+}
+
+/// Look up one validated name, with "." = `dir` itself and ".." clamped at the share
+/// root. This is the only path by which client names reach `ceph_ll_lookup`.
+fn lookup_name(
+    sm: &SessionMount,
+    dir: &Arc<Inode>,
+    name: &str,
+    p: &UserPerm,
+) -> R<(Arc<Inode>, Statx)> {
+    check_name(name)?;
+    match name {
+        "." => {
+            let stx = dir.getattr(p)?;
+            if !is_dir(&stx) {
+                return Err(Errno::ENOTDIR.into());
+            }
+            Ok((dir.clone(), stx))
+        }
+        ".." if dir.same(&sm.root) => {
+            let stx = sm.root.getattr(p)?;
+            Ok((sm.root.clone(), stx))
+        }
+        _ => {
+            let (i, stx) = dir.lookup(name, p)?;
+            Ok((Arc::new(i), stx))
+        }
+    }
+}
+
+fn entry(s: &Session, sm: &Arc<SessionMount>, inode: Arc<Inode>, stx: &Statx) -> R<Entry> {
+    let ino = s.insert_inode(sm, inode)?;
+    Ok(Entry {
+        ino,
+        stat: cephfs::to_stat(stx),
+    })
+}
+
+// ------------------------------------------------------------------ session ops
+
+fn status(s: &Session) -> StatusRep {
+    let d = &s.daemon;
+    StatusRep {
+        daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),
+        pid: std::process::id(),
+        uptime_secs: d.started.elapsed().as_secs(),
+        sessions: d.session_infos(),
+        mounts: d.registry.info(),
+        total_handles: d.live_handles.load(std::sync::atomic::Ordering::Relaxed),
+        total_ops: d.stats.total(),
+        ops: d.stats.summaries(),
+    }
+}
+
+fn register_creds(s: &Session, r: RegisterCredsReq) -> R<RegisterCredsRep> {
+    Ok(RegisterCredsRep {
+        cred: s.register_creds(&r.creds)?,
+    })
+}
+
+/// Split a share path into validated components; ".." is refused.
+fn share_components(root_path: &str) -> R<Vec<&str>> {
+    if root_path.len() > 4096 {
+        return Err(Errno::ENAMETOOLONG.into());
+    }
+    let mut v = Vec::new();
+    for c in root_path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        check_name(c)?;
+        if c == ".." {
+            return Err(fail(Errno::EINVAL, "root_path must not contain \"..\""));
+        }
+        v.push(c);
+    }
+    Ok(v)
+}
+
+fn simple_id(what: &str, v: &str) -> R<()> {
+    if v.is_empty() || v.len() > 256 || v.contains('\0') {
+        return Err(fail(Errno::EINVAL, format!("invalid {what}")));
+    }
+    Ok(())
+}
+
+fn mount(s: &Session, p: &UserPerm, r: MountReq) -> R<MountRep> {
+    simple_id("user_id", &r.user_id)?;
+    if let Some(fs) = &r.filesystem {
+        simple_id("filesystem", fs)?;
+    }
+    if r.config_file.is_empty() || r.config_file.contains('\0') {
+        return Err(fail(Errno::EINVAL, "invalid config_file"));
+    }
+    let comps = share_components(&r.root_path)?;
+    let lease = s
+        .daemon
+        .registry
+        .acquire(
+            std::path::Path::new(&r.config_file),
+            &r.user_id,
+            r.filesystem.as_deref(),
+        )
+        .map_err(|(e, m)| fail(e, m))?;
+    let mut cur = lease.mount().root()?;
+    let mut stx = cur.getattr(p)?;
+    for c in comps {
+        let (next, nstx) = cur.lookup(c, p).map_err(|e| {
+            fail(
+                e,
+                format!("share path {}: component {c:?}: {e}", r.root_path),
+            )
+        })?;
+        if !is_dir(&nstx) {
+            return Err(fail(
+                Errno::ENOTDIR,
+                format!("share path {}: {c:?}", r.root_path),
+            ));
+        }
+        cur = next;
+        stx = nstx;
+    }
+    let root = Arc::new(cur);
+    let sm = Arc::new(SessionMount {
+        lease,
+        root: root.clone(),
+    });
+    let mount = MountId(s.insert(Object::Mount(sm.clone()))?);
+    let root_ino = match s.insert_inode(&sm, root) {
+        Ok(i) => i,
+        Err(e) => {
+            drop(s.remove_mount(mount));
+            return Err(e.into());
+        }
+    };
+    Ok(MountRep {
+        mount,
+        root: root_ino,
+        stat: cephfs::to_stat(&stx),
+    })
+}
+
+fn unmount(s: &Session, r: UnmountReq) -> R<()> {
+    let objs = s.remove_mount(r.mount)?;
+    drop(objs); // closes files, puts inodes, drops the lease
+    Ok(())
+}
+
+// ------------------------------------------------------------------ inode ops
+
+fn lookup(s: &Session, p: &UserPerm, r: LookupReq) -> R<LookupRep> {
+    let (sm, dir) = s.inode(r.dir)?;
+    let (inode, stx) = lookup_name(&sm, &dir, &r.name, p)?;
+    entry(s, &sm, inode, &stx)
+}
+
+fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {
+    if r.path.len() > 4096 {
+        return Err(Errno::ENAMETOOLONG.into());
+    }
+    if r.path.contains('\0') {
+        return Err(Errno::EINVAL.into());
+    }
+    let (sm, start) = s.inode(r.dir)?;
+    // The chain of directories walked through, so ".." goes back lexically.
+    let mut stack: Vec<Arc<Inode>> = vec![start];
+    let mut last: Option<Statx> = None;
+    let comps: Vec<&str> = r
+        .path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        check_name(c)?;
+        let top = stack.last().expect("non-empty stack").clone();
+        if let Some(stx) = &last {
+            // The previous component must be a directory to go on.
+            if is_symlink(stx) {
+                return Err(fail(
+                    Errno::ELOOP,
+                    format!("symlink in path at {:?}", comps[i - 1]),
+                ));
+            }
+            if !is_dir(stx) {
+                return Err(Errno::ENOTDIR.into());
+            }
+        }
+        if *c == ".." {
+            if stack.len() > 1 {
+                stack.pop();
+            } else if !top.same(&sm.root) {
+                let (parent, _) = lookup_name(&sm, &top, "..", p)?;
+                stack[0] = parent;
+            }
+            last = None;
+            continue;
+        }
+        let (child, stx) = lookup_name(&sm, &top, c, p)?;
+        stack.push(child);
+        last = Some(stx);
+    }
+    let top = stack.pop().expect("non-empty stack");
+    let stx = match last {
+        Some(stx) => stx,
+        None => top.getattr(p)?,
+    };
+    drop(stack);
+    entry(s, &sm, top, &stx)
+}
+
+fn lookup_inode(s: &Session, p: &UserPerm, r: LookupInodeReq) -> R<LookupInodeRep> {
+    let sm = s.session_mount(r.mount)?;
+    if r.ino == 0 {
+        return Err(Errno::EINVAL.into());
+    }
+    let inode = Arc::new(sm.mount().lookup_inode(r.ino)?);
+    let stx = inode.getattr(p)?;
+    entry(s, &sm, inode, &stx)
+}
+
+fn getattr(s: &Session, p: &UserPerm, r: GetAttrReq) -> R<Stat> {
+    let (_, inode) = s.inode(r.ino)?;
+    Ok(cephfs::to_stat(&inode.getattr(p)?))
+}
+
+fn fgetattr(s: &Session, p: &UserPerm, r: FGetAttrReq) -> R<Stat> {
+    let (_, file) = s.file(r.fh)?;
+    Ok(cephfs::to_stat(&file.inode().getattr(p)?))
+}
+
+fn forget(s: &Session, r: ForgetReq) -> ForgetRep {
+    let mut released = 0;
+    let mut objs = Vec::with_capacity(r.inos.len());
+    for ino in r.inos {
+        if let Ok(o) = s.remove_if(ino.0, |o| matches!(o, Object::Inode(..))) {
+            objs.push(o);
+            released += 1;
+        }
+    }
+    drop(objs); // ceph_ll_put, here on the worker thread
+    ForgetRep { released }
+}
+
+fn timespec_now() -> ffi::timespec {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    ffi::timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos() as i64,
+    }
+}
+
+fn to_ts(t: TimeSet) -> R<ffi::timespec> {
+    Ok(match t {
+        TimeSet::Now => timespec_now(),
+        TimeSet::At(t) => {
+            if t.nsec >= 1_000_000_000 {
+                return Err(Errno::EINVAL.into());
+            }
+            ffi::timespec {
+                tv_sec: t.sec,
+                tv_nsec: t.nsec as i64,
+            }
+        }
+    })
+}
+
+fn setattr(s: &Session, p: &UserPerm, r: SetAttrReq) -> R<Stat> {
+    let (_, inode) = s.inode(r.ino)?;
+    let a = r.attr;
+    let mut stx = Statx::default();
+    let mut mask = 0;
+    if let Some(mode) = a.mode {
+        if mode & !0o7777 != 0 {
+            return Err(fail(Errno::EINVAL, "mode has file type bits"));
+        }
+        stx.stx_mode = mode as u16;
+        mask |= ffi::CEPH_SETATTR_MODE;
+    }
+    if let Some(uid) = a.uid {
+        stx.stx_uid = uid;
+        mask |= ffi::CEPH_SETATTR_UID;
+    }
+    if let Some(gid) = a.gid {
+        stx.stx_gid = gid;
+        mask |= ffi::CEPH_SETATTR_GID;
+    }
+    if let Some(size) = a.size {
+        if size > i64::MAX as u64 {
+            return Err(Errno::EFBIG.into());
+        }
+        stx.stx_size = size;
+        mask |= ffi::CEPH_SETATTR_SIZE;
+    }
+    if let Some(t) = a.atime {
+        stx.stx_atime = to_ts(t)?;
+        mask |= ffi::CEPH_SETATTR_ATIME;
+    }
+    if let Some(t) = a.mtime {
+        stx.stx_mtime = to_ts(t)?;
+        mask |= ffi::CEPH_SETATTR_MTIME;
+    }
+    if let Some(t) = a.btime {
+        stx.stx_btime = to_ts(t)?;
+        mask |= ffi::CEPH_SETATTR_BTIME;
+    }
+    if mask != 0 {
+        inode.setattr(&mut stx, mask, p)?;
+    }
+    Ok(cephfs::to_stat(&inode.getattr(p)?))
+}
+
+// ------------------------------------------------------------------ files
+
+/// Flags the daemon interprets itself and does not pass to `ceph_ll_open`.
+const HANDLED_FLAGS: i32 = oflags::O_CREAT
+    | oflags::O_EXCL
+    | oflags::O_NOFOLLOW
+    | oflags::O_DIRECTORY
+    | oflags::O_CLOEXEC
+    | oflags::O_NOCTTY
+    | oflags::O_NONBLOCK
+    | oflags::O_LARGEFILE;
+
+/// Checks before opening an existing inode.
+fn check_openable(stx: &Statx, flags: i32) -> R<()> {
+    if is_symlink(stx) {
+        return Err(Errno::ELOOP.into());
+    }
+    if flags & oflags::O_DIRECTORY != 0 && !is_dir(stx) {
+        return Err(Errno::ENOTDIR.into());
+    }
+    if is_dir(stx)
+        && (flags & oflags::O_ACCMODE != oflags::O_RDONLY || flags & oflags::O_TRUNC != 0)
+    {
+        return Err(Errno::EISDIR.into());
+    }
+    if flags & oflags::O_PATH != 0 {
+        return Err(fail(Errno::EINVAL, "O_PATH: use Lookup"));
+    }
+    Ok(())
+}
+
+fn open_result(
+    s: &Session,
+    sm: &Arc<SessionMount>,
+    file: File,
+    inode: Arc<Inode>,
+    stx: &Statx,
+    created: bool,
+) -> R<OpenRep> {
+    let file = Arc::new(file);
+    let fh = Fh(s.insert(Object::File(sm.clone(), file))?);
+    let ino = match s.insert_inode(sm, inode) {
+        Ok(i) => i,
+        Err(e) => {
+            drop(s.remove_if(fh.0, |_| true));
+            return Err(e.into());
+        }
+    };
+    Ok(OpenRep {
+        fh,
+        ino,
+        stat: cephfs::to_stat(stx),
+        created,
+    })
+}
+
+fn open(s: &Session, p: &UserPerm, r: OpenReq) -> R<OpenRep> {
+    let (sm, dir) = s.inode(r.dir)?;
+    check_name(&r.name)?;
+    let creat = r.flags & oflags::O_CREAT != 0;
+    let excl = creat && r.flags & oflags::O_EXCL != 0;
+    let dots = r.name == "." || r.name == "..";
+    if r.mode & !0o7777 != 0 {
+        return Err(fail(Errno::EINVAL, "mode has file type bits"));
+    }
+    let pass = r.flags & !HANDLED_FLAGS;
+    // Create exclusively, or look up then open; a race between another creator and
+    // us is retried a few times.
+    for _ in 0..4 {
+        if excl {
+            if dots {
+                return Err(Errno::EEXIST.into());
+            }
+            let (inode, file, stx) =
+                dir.create(&r.name, r.mode, pass | oflags::O_CREAT | oflags::O_EXCL, p)?;
+            return open_result(s, &sm, file, inode, &stx, true);
+        }
+        match lookup_name(&sm, &dir, &r.name, p) {
+            Ok((inode, stx)) => {
+                check_openable(&stx, r.flags)?;
+                let file = inode.open(pass, p)?;
+                // O_TRUNC changed size/mtime: report fresh attributes.
+                let stx = if pass & oflags::O_TRUNC != 0 {
+                    inode.getattr(p)?
+                } else {
+                    stx
+                };
+                return open_result(s, &sm, file, inode, &stx, false);
+            }
+            Err(f) if f.errno == Errno::ENOENT && creat && !dots => {
+                match dir.create(&r.name, r.mode, pass | oflags::O_CREAT | oflags::O_EXCL, p) {
+                    Ok((inode, file, stx)) => return open_result(s, &sm, file, inode, &stx, true),
+                    Err(Errno::EEXIST) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(f) => return Err(f),
+        }
+    }
+    Err(fail(
+        Errno::EAGAIN,
+        "open raced with concurrent create/unlink",
+    ))
+}
+
+fn open_ino(s: &Session, p: &UserPerm, r: OpenInoReq) -> R<OpenInoRep> {
+    let (sm, inode) = s.inode(r.ino)?;
+    if r.flags & oflags::O_CREAT != 0 {
+        return Err(fail(Errno::EINVAL, "O_CREAT needs Open with a name"));
+    }
+    let stx = inode.getattr(p)?;
+    check_openable(&stx, r.flags)?;
+    let file = Arc::new(inode.open(r.flags & !HANDLED_FLAGS, p)?);
+    Ok(OpenInoRep {
+        fh: Fh(s.insert(Object::File(sm, file))?),
+    })
+}
+
+fn close(s: &Session, r: CloseReq) -> R<()> {
+    let obj = s.remove_if(r.fh.0, |o| matches!(o, Object::File(..)))?;
+    drop(obj); // ceph_ll_close (unless a concurrent op still holds it)
+    Ok(())
+}
+
+fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
+    let (_, file) = s.file(r.fh)?;
+    if r.len > MAX_DATA {
+        return Err(fail(
+            Errno::EINVAL,
+            format!("read of {} bytes exceeds {MAX_DATA}", r.len),
+        ));
+    }
+    let mut buf = vec![0u8; r.len as usize];
+    let n = file.read(r.offset, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn write(s: &Session, r: WriteReq, data: &[u8]) -> R<WriteRep> {
+    let (_, file) = s.file(r.fh)?;
+    let mut done = 0;
+    while done < data.len() {
+        let n = file.write(r.offset + done as u64, &data[done..])?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(WriteRep {
+        written: done as u64,
+    })
+}
+
+fn fsync(s: &Session, r: FsyncReq) -> R<()> {
+    let (_, file) = s.file(r.fh)?;
+    Ok(file.fsync(r.datasync)?)
+}
+
+fn fallocate(s: &Session, r: FallocateReq) -> R<()> {
+    let (_, file) = s.file(r.fh)?;
+    Ok(file.fallocate(r.mode, r.offset, r.len)?)
+}
+
+fn lseek(s: &Session, r: LseekReq) -> R<LseekRep> {
+    let (_, file) = s.file(r.fh)?;
+    if !(0..=4).contains(&r.whence) {
+        return Err(Errno::EINVAL.into());
+    }
+    Ok(LseekRep {
+        offset: file.lseek(r.offset, r.whence)?,
+    })
+}
+
+/// Lock owners of different sessions (smbd processes) must never coincide.
+fn lock_owner(s: &Session, owner: u64) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (s.id, owner).hash(&mut h);
+    h.finish()
+}
+
+fn to_flock(l: &Flock) -> R<libc::flock> {
+    if ![F_RDLCK, F_WRLCK, F_UNLCK].contains(&l.typ) || !(0..=2).contains(&l.whence) {
+        return Err(Errno::EINVAL.into());
+    }
+    Ok(libc::flock {
+        l_type: l.typ,
+        l_whence: l.whence,
+        l_start: l.start,
+        l_len: l.len,
+        l_pid: 0,
+    })
+}
+
+fn getlk(s: &Session, r: GetLkReq) -> R<Flock> {
+    let (_, file) = s.file(r.fh)?;
+    let mut fl = to_flock(&r.lock)?;
+    file.getlk(&mut fl, lock_owner(s, r.owner))?;
+    Ok(Flock {
+        typ: fl.l_type,
+        whence: fl.l_whence,
+        start: fl.l_start,
+        len: fl.l_len,
+        pid: fl.l_pid,
+    })
+}
+
+fn setlk(s: &Session, r: SetLkReq) -> R<()> {
+    let (_, file) = s.file(r.fh)?;
+    let mut fl = to_flock(&r.lock)?;
+    Ok(file.setlk(&mut fl, lock_owner(s, r.owner))?)
+}
+
+// ------------------------------------------------------------------ directories
+
+fn opendir(s: &Session, p: &UserPerm, r: OpenDirReq) -> R<OpenDirRep> {
+    let (sm, inode) = s.inode(r.ino)?;
+    let dir = inode.opendir(p)?;
+    let state = Arc::new(Mutex::new(DirState { dir, pending: None }));
+    Ok(OpenDirRep {
+        dh: Dh(s.insert(Object::Dir(sm, state))?),
+    })
+}
+
+/// Bincode size of a DirEntry is at most this much more than its name.
+const ENTRY_OVERHEAD: usize = 128;
+
+fn readdir(s: &Session, r: ReadDirReq) -> R<ReadDirRep> {
+    let d = s.dir(r.dh)?;
+    let mut st = lock(&d);
+    let max_entries = r.max_entries.max(1) as usize;
+    let max_bytes = (r.max_bytes as usize).clamp(1024, MAX_BODY as usize - 4096);
+    let mut entries = Vec::new();
+    let mut bytes = 16;
+    let mut eof = false;
+    while entries.len() < max_entries {
+        let e = match st.pending.take() {
+            Some(e) => e,
+            None => match st.dir.read_next()? {
+                Some(raw) => DirEntry {
+                    name: String::from_utf8_lossy(&raw.name).into_owned(),
+                    stat: cephfs::to_stat(&raw.stx),
+                },
+                None => {
+                    eof = true;
+                    break;
+                }
+            },
+        };
+        let sz = e.name.len() + ENTRY_OVERHEAD;
+        if bytes + sz > max_bytes && !entries.is_empty() {
+            st.pending = Some(e);
+            break;
+        }
+        bytes += sz;
+        entries.push(e);
+    }
+    Ok(ReadDirRep { entries, eof })
+}
+
+fn rewinddir(s: &Session, r: RewindDirReq) -> R<()> {
+    let d = s.dir(r.dh)?;
+    let mut st = lock(&d);
+    st.pending = None;
+    st.dir.rewind();
+    Ok(())
+}
+
+fn closedir(s: &Session, r: CloseDirReq) -> R<()> {
+    let obj = s.remove_if(r.dh.0, |o| matches!(o, Object::Dir(..)))?;
+    drop(obj);
+    Ok(())
+}
+
+// ------------------------------------------------------------------ namespace
+
+fn mkdir(s: &Session, p: &UserPerm, r: MkdirReq) -> R<MkdirRep> {
+    let (sm, dir) = s.inode(r.dir)?;
+    plain_name(&r.name, Errno::EEXIST)?;
+    let (inode, stx) = dir.mkdir(&r.name, r.mode & 0o7777, p)?;
+    entry(s, &sm, Arc::new(inode), &stx)
+}
+
+fn unlink(s: &Session, p: &UserPerm, r: UnlinkReq) -> R<()> {
+    let (_, dir) = s.inode(r.dir)?;
+    plain_name(&r.name, Errno::EISDIR)?;
+    Ok(dir.unlink(&r.name, p)?)
+}
+
+fn rmdir(s: &Session, p: &UserPerm, r: RmdirReq) -> R<()> {
+    let (_, dir) = s.inode(r.dir)?;
+    check_name(&r.name)?;
+    match r.name.as_str() {
+        "." => return Err(Errno::EINVAL.into()),
+        ".." => return Err(Errno::ENOTEMPTY.into()),
+        _ => {}
+    }
+    Ok(dir.rmdir(&r.name, p)?)
+}
+
+fn rename(s: &Session, p: &UserPerm, r: RenameReq) -> R<()> {
+    let (_, src) = s.inode(r.src_dir)?;
+    let (_, dst) = s.inode(r.dst_dir)?;
+    plain_name(&r.src_name, Errno::EINVAL)?;
+    plain_name(&r.dst_name, Errno::EINVAL)?;
+    Ok(src.rename(&r.src_name, &dst, &r.dst_name, p)?)
+}
+
+fn link(s: &Session, p: &UserPerm, r: LinkReq) -> R<Stat> {
+    let (_, inode) = s.inode(r.ino)?;
+    let (_, dir) = s.inode(r.dir)?;
+    plain_name(&r.name, Errno::EEXIST)?;
+    inode.link(&dir, &r.name, p)?;
+    Ok(cephfs::to_stat(&inode.getattr(p)?))
+}
+
+fn symlink(s: &Session, p: &UserPerm, r: SymlinkReq) -> R<SymlinkRep> {
+    let (sm, dir) = s.inode(r.dir)?;
+    plain_name(&r.name, Errno::EEXIST)?;
+    if r.target.is_empty() || r.target.contains('\0') {
+        return Err(Errno::EINVAL.into());
+    }
+    if r.target.len() >= libc::PATH_MAX as usize {
+        return Err(Errno::ENAMETOOLONG.into());
+    }
+    let (inode, stx) = dir.symlink(&r.name, &r.target, p)?;
+    entry(s, &sm, Arc::new(inode), &stx)
+}
+
+fn readlink(s: &Session, p: &UserPerm, r: ReadlinkReq) -> R<ReadlinkRep> {
+    let (_, inode) = s.inode(r.ino)?;
+    let target = inode.readlink(p)?;
+    Ok(ReadlinkRep {
+        target: String::from_utf8_lossy(&target).into_owned(),
+    })
+}
+
+fn mknod(s: &Session, p: &UserPerm, r: MknodReq) -> R<MknodRep> {
+    let (sm, dir) = s.inode(r.dir)?;
+    plain_name(&r.name, Errno::EEXIST)?;
+    let (inode, stx) = dir.mknod(&r.name, r.mode, r.rdev, p)?;
+    entry(s, &sm, Arc::new(inode), &stx)
+}
+
+fn statfs(s: &Session, r: StatFsReq) -> R<StatFs> {
+    let (_, inode) = s.inode(r.ino)?;
+    Ok(inode.statfs()?)
+}
+
+// ------------------------------------------------------------------ xattrs
+
+fn xattr_name(name: &str) -> R<()> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(Errno::EINVAL.into());
+    }
+    if name.len() > 255 {
+        return Err(Errno::ERANGE.into());
+    }
+    Ok(())
+}
+
+fn getxattr(s: &Session, p: &UserPerm, r: GetXattrReq) -> R<(XattrSizeRep, Vec<u8>)> {
+    let (_, inode) = s.inode(r.ino)?;
+    xattr_name(&r.name)?;
+    let mut buf = vec![0u8; (r.size.min(MAX_DATA)) as usize];
+    let n = inode.getxattr(&r.name, &mut buf, p)?;
+    if r.size == 0 {
+        buf.clear();
+    } else {
+        buf.truncate(n);
+    }
+    Ok((XattrSizeRep { size: n as u32 }, buf))
+}
+
+fn setxattr(s: &Session, p: &UserPerm, r: SetXattrReq, value: &[u8]) -> R<()> {
+    let (_, inode) = s.inode(r.ino)?;
+    xattr_name(&r.name)?;
+    Ok(inode.setxattr(&r.name, value, r.flags, p)?)
+}
+
+fn listxattr(s: &Session, p: &UserPerm, r: ListXattrReq) -> R<(XattrSizeRep, Vec<u8>)> {
+    let (_, inode) = s.inode(r.ino)?;
+    let mut buf = vec![0u8; (r.size.min(MAX_DATA)) as usize];
+    let n = inode.listxattr(&mut buf, p)?;
+    if r.size == 0 {
+        buf.clear();
+    } else {
+        buf.truncate(n);
+    }
+    Ok((XattrSizeRep { size: n as u32 }, buf))
+}
+
+fn removexattr(s: &Session, p: &UserPerm, r: RemoveXattrReq) -> R<()> {
+    let (_, inode) = s.inode(r.ino)?;
+    xattr_name(&r.name)?;
+    Ok(inode.removexattr(&r.name, p)?)
+}

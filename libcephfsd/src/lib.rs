@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! libcephfsd: the per-node daemon that holds the libcephfs mounts for every smbd.
+//!
+//! Layers (an op goes top to bottom):
+//! * [`server`]: unix socket listener, peer authentication (SO_PEERCRED), per-session
+//!   reader/writer tasks, dispatch onto the bounded blocking pool, shutdown.
+//! * [`session`]: per-session state: handle table, credentials, per-Fh ordering.
+//! * [`handler`]: one function per op (validate, translate, call cephfs, reply).
+//! * [`mounts`]: shared, refcounted mounts with a grace period.
+//! * [`handles`]: slot+generation handle table.
+//! * [`cephfs`]: the only unsafe code: libcephfs FFI and safe wrappers.
+//! * [`stats`]: per-op counters and latency histograms for `libcephfsd status`.
+//!
+//! The protocol itself is the `ceph_rs_wire` crate (`wire/src/ops.rs` lists every op).
+
+pub mod cephfs;
+pub mod handler;
+pub mod handles;
+pub mod mounts;
+pub mod server;
+pub mod session;
+pub mod stats;

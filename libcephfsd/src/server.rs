@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The unix socket server: listener, peer authentication, per-connection reader and
+//! writer tasks, dispatch onto the bounded blocking pool, and shutdown.
+//!
+//! Per connection:
+//! * the reader task decodes frames; a decode error, unknown op or undecodable body
+//!   drops THAT session (with a log line). Hello must come first.
+//! * each request is handed to `Session::schedule`: independent requests run
+//!   concurrently on tokio's blocking pool, which is bounded by `--threads`
+//!   (`max_blocking_threads`); requests on one Fh/Dh run in arrival order.
+//! * replies go through an unbounded mpsc to the writer task, out of order, matched by
+//!   request id. At most `MAX_IN_FLIGHT` requests per session are outstanding: the
+//!   reader stops reading until one completes (backpressure).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use ceph_rs_wire::{
+    encode_error, encode_push, encode_reply, AnyRequest, Errno, Frame, FrameDecoder, HelloRep, Op,
+    Push, SessionInfo, FEATURES, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::cephfs::Mount;
+use crate::handler;
+use crate::mounts::{MountKey, Registry};
+use crate::session::{lock, InFlight, Outgoing, Session};
+use crate::stats::Stats;
+
+/// Outstanding requests per session before the reader pauses.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub allowed_uids: Vec<u32>,
+    pub threads: usize,
+    pub mount_grace: Duration,
+}
+
+/// libcephfs options for a mount shared by many smbd sessions. These are set with
+/// `ceph_conf_set` after the config file is read, so they override it.
+/// * `client_cache_size` (inodes kept in the client cache; default 16384): one mount
+///   serves every smbd of the node, so keep more.
+/// * `client_oc_size` (object cacher bytes; default 200 MiB): 256 MiB for the node.
+/// * `client_oc_max_dirty` (default 100 MiB): 128 MiB of write-back.
+/// * `client_mount_timeout` (default 300 s): fail a Mount request after 60 s.
+pub fn ceph_options() -> Vec<(&'static str, String)> {
+    vec![
+        ("client_cache_size", "65536".into()),
+        ("client_oc_size", (256u64 << 20).to_string()),
+        ("client_oc_max_dirty", (128u64 << 20).to_string()),
+        ("client_mount_timeout", "60".into()),
+    ]
+}
+
+/// Daemon-wide state.
+pub struct Daemon {
+    pub config: Config,
+    pub registry: Registry<Mount>,
+    pub stats: Stats,
+    pub live_handles: Arc<AtomicU64>,
+    pub sessions: Mutex<HashMap<u64, Weak<Session>>>,
+    pub next_session: AtomicU64,
+    pub started: Instant,
+}
+
+impl Daemon {
+    pub fn new(config: Config) -> Arc<Daemon> {
+        let options = ceph_options();
+        let mounter = move |conf: &Path, key: &MountKey| {
+            Mount::connect(conf, &key.client_id, key.filesystem.as_deref(), &options)
+        };
+        Arc::new(Daemon {
+            registry: Registry::new(config.mount_grace, Box::new(mounter)),
+            config,
+            stats: Stats::default(),
+            live_handles: Arc::new(AtomicU64::new(0)),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn session_infos(&self) -> Vec<SessionInfo> {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut v: Vec<SessionInfo> = sessions
+            .iter()
+            .map(|s| SessionInfo {
+                id: s.id,
+                client: lock(&s.client).clone(),
+                peer_pid: s.peer_pid,
+                peer_uid: s.peer_uid,
+                handles: s.handle_count() as u64,
+                ops: s.ops.load(Ordering::Relaxed),
+                in_flight: s.in_flight.load(Ordering::Relaxed),
+            })
+            .collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+}
+
+/// Bind the socket: replace a stale socket file nobody listens on, refuse to steal a
+/// live one; mode 0660.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another daemon is listening on {}", path.display()),
+            ));
+        }
+        tracing::info!(socket = %path.display(), "removing stale socket file");
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Serve until SIGTERM/SIGINT. Must run inside a tokio runtime whose blocking pool is
+/// bounded by `config.threads`.
+pub async fn serve(config: Config) -> io::Result<()> {
+    let listener = bind(&config.socket)?;
+    let daemon = Daemon::new(config);
+    tracing::info!(
+        socket = %daemon.config.socket.display(),
+        allowed_uids = ?daemon.config.allowed_uids,
+        threads = daemon.config.threads,
+        grace_secs = daemon.config.mount_grace.as_secs(),
+        "libcephfsd listening"
+    );
+
+    // Mount reaper.
+    let d2 = daemon.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let d = d2.clone();
+            let _ = tokio::task::spawn_blocking(move || drop(d.registry.reap(false))).await;
+        }
+    });
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => accept(&daemon, stream),
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
+        }
+    }
+    shutdown(&daemon, listener).await;
+    Ok(())
+}
+
+async fn shutdown(daemon: &Arc<Daemon>, listener: UnixListener) {
+    drop(listener);
+    let _ = std::fs::remove_file(&daemon.config.socket);
+    let sessions: Vec<Arc<Session>> = lock(&daemon.sessions)
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
+    tracing::info!(sessions = sessions.len(), "shutting down");
+    if let Ok(push) = encode_push(&Push::Shutdown {
+        reason: "libcephfsd is shutting down".into(),
+    }) {
+        for s in &sessions {
+            s.send(push.clone_frame());
+            s.send_close();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let d = daemon.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        for s in sessions {
+            drop(s.close());
+        }
+        drop(d.registry.reap(true));
+    });
+    // Unmounting can hang on a sick cluster; don't wait forever.
+    if tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("unmount did not finish in 30 s; exiting anyway");
+    }
+    tracing::info!("bye");
+}
+
+trait CloneFrame {
+    fn clone_frame(&self) -> Self;
+}
+
+impl CloneFrame for ceph_rs_wire::EncodedFrame<Vec<u8>> {
+    fn clone_frame(&self) -> Self {
+        ceph_rs_wire::EncodedFrame {
+            header: self.header,
+            body: self.body.clone(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+fn accept(daemon: &Arc<Daemon>, stream: UnixStream) {
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("SO_PEERCRED failed, refusing connection: {e}");
+            return;
+        }
+    };
+    let pid = cred.pid().unwrap_or(-1);
+    if !daemon.config.allowed_uids.contains(&cred.uid()) {
+        tracing::warn!(
+            peer_pid = pid,
+            peer_uid = cred.uid(),
+            "refusing connection from a uid that is not --allowed-uid"
+        );
+        return; // dropping the stream closes it
+    }
+    let id = daemon.next_session.fetch_add(1, Ordering::Relaxed);
+    let d = daemon.clone();
+    tokio::spawn(async move {
+        run_session(d, stream, id, pid, cred.uid()).await;
+    });
+}
+
+enum End {
+    Eof,
+    Io(io::Error),
+    Protocol(String),
+    /// Error already queued; flush it, then close.
+    Refused(String),
+}
+
+async fn run_session(daemon: Arc<Daemon>, stream: UnixStream, id: u64, pid: i32, uid: u32) {
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer_loop(wr, rx));
+    let session = match Session::new(id, pid, uid, daemon.clone(), tx) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(session = id, "cannot create session: {e}");
+            writer.abort();
+            return;
+        }
+    };
+    lock(&daemon.sessions).insert(id, Arc::downgrade(&session));
+    tracing::info!(
+        session = id,
+        peer_pid = pid,
+        peer_uid = uid,
+        "session connected"
+    );
+
+    let end = read_loop(&session, &mut rd).await;
+    let handles = session.handle_count();
+    match &end {
+        End::Eof => tracing::info!(session = id, handles, "session closed by peer"),
+        End::Io(e) => tracing::info!(session = id, handles, "session read error: {e}"),
+        End::Protocol(m) => {
+            tracing::warn!(
+                session = id,
+                handles,
+                "dropping session on protocol error: {m}"
+            )
+        }
+        End::Refused(m) => tracing::warn!(session = id, "session refused: {m}"),
+    }
+    match end {
+        End::Refused(_) => {
+            session.send_close();
+            let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        }
+        _ => writer.abort(),
+    }
+    lock(&daemon.sessions).remove(&id);
+    // Release everything the session holds, off the runtime.
+    let s = session.clone();
+    let _ = tokio::task::spawn_blocking(move || drop(s.close())).await;
+    tracing::debug!(session = id, "session released");
+}
+
+async fn writer_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Outgoing::Frame(f) => {
+                if let Err(e) = write_frame(&mut wr, &f).await {
+                    tracing::debug!("session write failed: {e}");
+                    break;
+                }
+            }
+            Outgoing::Close => break,
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn write_frame(
+    wr: &mut OwnedWriteHalf,
+    f: &ceph_rs_wire::EncodedFrame<Vec<u8>>,
+) -> io::Result<()> {
+    let mut slices = f.io_slices();
+    let mut bufs: &mut [io::IoSlice<'_>] = &mut slices;
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = wr.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        io::IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+async fn read_loop(session: &Arc<Session>, rd: &mut tokio::net::unix::OwnedReadHalf) -> End {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut dec = FrameDecoder::new();
+    let mut hello = false;
+    let sem = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) => return End::Eof,
+            Ok(n) => n,
+            Err(e) => return End::Io(e),
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let (used, frame) = match dec.feed(rest) {
+                Ok(v) => v,
+                Err(e) => return End::Protocol(e.to_string()),
+            };
+            rest = &rest[used..];
+            if let Some(frame) = frame {
+                if let Err(end) = handle_frame(session, frame, &mut hello, &sem).await {
+                    return end;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_frame(
+    s: &Arc<Session>,
+    frame: Frame,
+    hello: &mut bool,
+    sem: &Arc<Semaphore>,
+) -> Result<(), End> {
+    let h = frame.header;
+    if h.is_reply() || h.is_push() {
+        return Err(End::Protocol("client sent a reply/push frame".into()));
+    }
+    let op = Op::try_from(h.op).map_err(|e| End::Protocol(e.to_string()))?;
+    let req = AnyRequest::decode(op, &frame.body)
+        .map_err(|e| End::Protocol(format!("{op} (id {}): {e}", h.id)))?;
+    s.ops.fetch_add(1, Ordering::Relaxed);
+
+    if !*hello {
+        let AnyRequest::Hello(hi) = req else {
+            let msg = "the first request must be Hello";
+            s.send(encode_error(h.id, op, Errno::EPROTO, Some(msg)));
+            return Err(End::Refused(format!("{op} before Hello")));
+        };
+        if hi.min_version > PROTOCOL_VERSION || hi.max_version < PROTOCOL_VERSION {
+            let msg = format!(
+                "protocol versions {}..={} not supported; libcephfsd speaks {}..={}",
+                hi.min_version, hi.max_version, PROTOCOL_VERSION, PROTOCOL_VERSION
+            );
+            s.send(encode_error(h.id, op, Errno::EPROTO, Some(&msg)));
+            return Err(End::Refused(msg));
+        }
+        *lock(&s.client) = hi.client.chars().take(256).collect();
+        let rep = HelloRep {
+            version: PROTOCOL_VERSION,
+            features: hi.features & FEATURES,
+            session_id: s.id,
+            daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),
+        };
+        tracing::info!(session = s.id, client = %hi.client, "hello");
+        match encode_reply(h.id, op, &rep, Vec::new()) {
+            Ok(f) => s.send(f),
+            Err(e) => return Err(End::Protocol(e.to_string())),
+        }
+        *hello = true;
+        return Ok(());
+    }
+
+    match req {
+        AnyRequest::Hello(_) => {
+            s.send(encode_error(
+                h.id,
+                op,
+                Errno::EPROTO,
+                Some("Hello was already done"),
+            ));
+            Ok(())
+        }
+        // Noop is answered right here: it measures the transport, not the pool.
+        AnyRequest::Noop(_) => {
+            let t0 = Instant::now();
+            if let Ok(f) = encode_reply(h.id, op, &(), Vec::new()) {
+                s.send(f);
+            }
+            s.daemon.stats.record(op, t0.elapsed(), false);
+            Ok(())
+        }
+        req => {
+            // Backpressure: wait for a free in-flight slot.
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| End::Protocol("semaphore closed".into()))?;
+            let key = handler::order_key(&req);
+            let session = s.clone();
+            let in_flight = InFlight::new(s);
+            let id = h.id;
+            let cred = h.aux as u32;
+            let data = frame.data;
+            s.schedule(
+                key,
+                Box::new(move || {
+                    let t0 = Instant::now();
+                    let res = catch_unwind(AssertUnwindSafe(|| {
+                        handler::dispatch(&session, cred, req, data)
+                    }));
+                    let (frame, failed) = match res {
+                        Ok(Ok((body, data))) => {
+                            match ceph_rs_wire::encode_frame(
+                                ceph_rs_wire::Header {
+                                    id,
+                                    op: op as u16,
+                                    flags: ceph_rs_wire::FLAG_REPLY,
+                                    ..Default::default()
+                                },
+                                body,
+                                data,
+                            ) {
+                                Ok(f) => (f, false),
+                                Err(e) => (
+                                    encode_error(id, op, Errno::E2BIG, Some(&e.to_string())),
+                                    true,
+                                ),
+                            }
+                        }
+                        Ok(Err(fail)) => {
+                            (encode_error(id, op, fail.errno, fail.msg.as_deref()), true)
+                        }
+                        Err(_) => {
+                            tracing::error!(session = session.id, %op, "handler panicked");
+                            (
+                                encode_error(id, op, Errno::EIO, Some("internal error")),
+                                true,
+                            )
+                        }
+                    };
+                    session.daemon.stats.record(op, t0.elapsed(), failed);
+                    session.send(frame);
+                    drop(in_flight);
+                    drop(permit);
+                }),
+            );
+            Ok(())
+        }
+    }
+}

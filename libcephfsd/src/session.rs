@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Per-connection state: the handle table, credentials, per-Fh ordering and the
+//! outgoing queue. The socket loops live in `server.rs`; the ops in `handler.rs`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ceph_rs_wire::{Creds, Dh, EncodedFrame, Errno, Fh, Ino, MountId};
+use tokio::sync::mpsc;
+
+use crate::cephfs::{Dir, File, Inode, Mount, UserPerm};
+use crate::handles::{HandleTable, InsertError};
+use crate::mounts::Lease;
+use crate::server::Daemon;
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A session's use of a shared mount, with its share root.
+pub struct SessionMount {
+    pub lease: Lease<Mount>,
+    /// The share root (`root_path` of the Mount request).
+    pub root: Arc<Inode>,
+}
+
+impl SessionMount {
+    pub fn mount(&self) -> &Arc<Mount> {
+        self.lease.mount()
+    }
+}
+
+/// A directory stream and the entry read ahead but not yet returned.
+pub struct DirState {
+    pub dir: Dir,
+    pub pending: Option<ceph_rs_wire::DirEntry>,
+}
+
+/// What a handle id refers to.
+pub enum Object {
+    Mount(Arc<SessionMount>),
+    Inode(Arc<SessionMount>, Arc<Inode>),
+    File(Arc<SessionMount>, Arc<File>),
+    Dir(Arc<SessionMount>, Arc<Mutex<DirState>>),
+}
+
+impl Object {
+    fn session_mount(&self) -> &Arc<SessionMount> {
+        match self {
+            Object::Mount(m) | Object::Inode(m, _) | Object::File(m, _) | Object::Dir(m, _) => m,
+        }
+    }
+}
+
+/// Outgoing queue items for the writer task.
+pub enum Outgoing {
+    Frame(EncodedFrame<Vec<u8>>),
+    /// Write everything queued before, then close the connection.
+    Close,
+}
+
+/// Ordering key: requests with the same key run one after another, in arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderKey {
+    File(u64),
+    Dir(u64),
+}
+
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+#[derive(Default)]
+struct CredTable {
+    by_id: HashMap<u32, Arc<UserPerm>>,
+    by_creds: HashMap<Creds, u32>,
+    next: u32,
+}
+
+/// Most credential sets one session may register.
+pub const MAX_CREDS: usize = 65536;
+
+pub struct Session {
+    pub id: u64,
+    pub peer_pid: i32,
+    pub peer_uid: u32,
+    pub client: Mutex<String>,
+    pub daemon: Arc<Daemon>,
+    pub ops: AtomicU64,
+    pub in_flight: AtomicU64,
+    table: Mutex<HandleTable<Object>>,
+    creds: Mutex<CredTable>,
+    /// Credentials for cred id 0: the daemon's own root identity.
+    root_perm: Arc<UserPerm>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    order: Mutex<HashMap<OrderKey, VecDeque<Job>>>,
+}
+
+impl Session {
+    pub fn new(
+        id: u64,
+        peer_pid: i32,
+        peer_uid: u32,
+        daemon: Arc<Daemon>,
+        out: mpsc::UnboundedSender<Outgoing>,
+    ) -> Result<Session, Errno> {
+        Ok(Session {
+            id,
+            peer_pid,
+            peer_uid,
+            client: Mutex::new(String::new()),
+            table: Mutex::new(HandleTable::new(daemon.live_handles.clone())),
+            daemon,
+            ops: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            creds: Mutex::new(CredTable {
+                next: 1,
+                ..CredTable::default()
+            }),
+            root_perm: Arc::new(UserPerm::new(0, 0, &[])?),
+            out,
+            order: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Queue a frame for the writer (dropped silently if the connection is gone).
+    pub fn send(&self, frame: EncodedFrame<Vec<u8>>) {
+        let _ = self.out.send(Outgoing::Frame(frame));
+    }
+
+    pub fn send_close(&self) {
+        let _ = self.out.send(Outgoing::Close);
+    }
+
+    // ---------------------------------------------------------- credentials
+
+    pub fn register_creds(&self, creds: &Creds) -> Result<u32, Errno> {
+        if creds.groups.len() > 65536 {
+            return Err(Errno::EINVAL);
+        }
+        let mut t = lock(&self.creds);
+        if let Some(id) = t.by_creds.get(creds) {
+            return Ok(*id);
+        }
+        if t.by_id.len() >= MAX_CREDS {
+            return Err(Errno::ENOSPC);
+        }
+        let perm = Arc::new(UserPerm::new(creds.uid, creds.gid, &creds.groups)?);
+        let id = t.next;
+        t.next = t.next.checked_add(1).ok_or(Errno::ENOSPC)?;
+        t.by_id.insert(id, perm);
+        t.by_creds.insert(creds.clone(), id);
+        Ok(id)
+    }
+
+    pub fn unregister_creds(&self, id: u32) -> Result<(), Errno> {
+        let mut t = lock(&self.creds);
+        t.by_id.remove(&id).ok_or(Errno::EINVAL)?;
+        t.by_creds.retain(|_, v| *v != id);
+        Ok(())
+    }
+
+    /// The credentials of a request: 0 = root, unknown id = EINVAL.
+    pub fn perm(&self, cred: u32) -> Result<Arc<UserPerm>, Errno> {
+        if cred == 0 {
+            return Ok(self.root_perm.clone());
+        }
+        lock(&self.creds)
+            .by_id
+            .get(&cred)
+            .cloned()
+            .ok_or(Errno::EINVAL)
+    }
+
+    // ---------------------------------------------------------- handles
+
+    /// Store an object; returns its id. After the session closed (or when full) the
+    /// object is dropped here and EBADF/EMFILE returned.
+    pub fn insert(&self, obj: Object) -> Result<u64, Errno> {
+        let r = lock(&self.table).insert(obj);
+        match r {
+            Ok(id) => Ok(id),
+            Err(InsertError::Closed(o)) => {
+                drop(o);
+                Err(Errno::EBADF)
+            }
+            Err(InsertError::Full(o)) => {
+                drop(o);
+                Err(Errno::EMFILE)
+            }
+        }
+    }
+
+    pub fn insert_inode(&self, sm: &Arc<SessionMount>, inode: Arc<Inode>) -> Result<Ino, Errno> {
+        self.insert(Object::Inode(sm.clone(), inode)).map(Ino)
+    }
+
+    pub fn inode(&self, ino: Ino) -> Result<(Arc<SessionMount>, Arc<Inode>), Errno> {
+        match lock(&self.table).get(ino.0) {
+            Some(Object::Inode(m, i)) => Ok((m.clone(), i.clone())),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    pub fn file(&self, fh: Fh) -> Result<(Arc<SessionMount>, Arc<File>), Errno> {
+        match lock(&self.table).get(fh.0) {
+            Some(Object::File(m, f)) => Ok((m.clone(), f.clone())),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    pub fn dir(&self, dh: Dh) -> Result<Arc<Mutex<DirState>>, Errno> {
+        match lock(&self.table).get(dh.0) {
+            Some(Object::Dir(_, d)) => Ok(d.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    pub fn session_mount(&self, id: MountId) -> Result<Arc<SessionMount>, Errno> {
+        match lock(&self.table).get(id.0) {
+            Some(Object::Mount(m)) => Ok(m.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Remove a handle if it is of the kind `is_kind` accepts (EBADF otherwise).
+    pub fn remove_if(&self, id: u64, is_kind: impl Fn(&Object) -> bool) -> Result<Object, Errno> {
+        let mut t = lock(&self.table);
+        match t.get(id) {
+            Some(o) if is_kind(o) => t.remove(id).ok_or(Errno::EBADF),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Remove a mount handle and every handle under that mount. The caller drops the
+    /// returned objects (blocking).
+    pub fn remove_mount(&self, id: MountId) -> Result<Vec<Object>, Errno> {
+        let mut t = lock(&self.table);
+        let sm = match t.get(id.0) {
+            Some(Object::Mount(m)) => m.clone(),
+            _ => return Err(Errno::EBADF),
+        };
+        Ok(t.remove_where(|o| Arc::ptr_eq(o.session_mount(), &sm)))
+    }
+
+    /// Live handles of this session.
+    pub fn handle_count(&self) -> usize {
+        lock(&self.table).len()
+    }
+
+    /// End of session: take every handle and credential out. Drop the result off the
+    /// async runtime (closing files and putting inodes talks to the cluster).
+    pub fn close(&self) -> (Vec<Object>, Vec<Arc<UserPerm>>) {
+        let objs = lock(&self.table).close();
+        let mut c = lock(&self.creds);
+        let perms = c.by_id.drain().map(|(_, p)| p).collect();
+        c.by_creds.clear();
+        (objs, perms)
+    }
+
+    // ---------------------------------------------------------- ordering
+
+    /// Run `job` on the blocking pool. Jobs with the same key run one after another in
+    /// the order they were scheduled; others run concurrently.
+    pub fn schedule(self: &Arc<Self>, key: Option<OrderKey>, job: Job) {
+        let Some(key) = key else {
+            tokio::task::spawn_blocking(job);
+            return;
+        };
+        {
+            let mut q = lock(&self.order);
+            if let Some(queue) = q.get_mut(&key) {
+                // A runner for this key is active: it will pick this job up.
+                queue.push_back(job);
+                return;
+            }
+            q.insert(key, VecDeque::new());
+        }
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut next = Some(job);
+            while let Some(job) = next.take() {
+                job();
+                let mut q = lock(&s.order);
+                match q.get_mut(&key).and_then(|queue| queue.pop_front()) {
+                    Some(j) => next = Some(j),
+                    None => {
+                        q.remove(&key);
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        tracing::debug!(session = self.id, "session state freed");
+    }
+}
+
+/// Count in-flight requests of a session.
+pub struct InFlight(pub Arc<Session>);
+
+impl InFlight {
+    pub fn new(s: &Arc<Session>) -> InFlight {
+        s.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(s.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
