@@ -335,6 +335,7 @@ def summarize(run, io_secs, lingering, kids_found, new_kids):
         return s["children_pss"] + (s["daemon_pss"] or 0)
 
     peak = max(io, key=tot) if io else None
+    after = next((s for s in run.samples if s["phase"] == "after-io"), None)
 
     def per(s, with_daemon):
         if not s or not n:
@@ -361,6 +362,7 @@ def summarize(run, io_secs, lingering, kids_found, new_kids):
         "idle": idle, "peak": peak,
         "pss_per_conn_idle": per(idle, False), "pss_per_conn_peak": per(peak, False),
         "total_per_conn_idle": per(idle, True), "total_per_conn_peak": per(peak, True),
+        "pss_per_conn_after_io": per(after, False), "total_per_conn_after_io": per(after, True),
         "daemon_pss_idle": idle["daemon_pss"] if idle else None,
         "daemon_pss_peak": peak["daemon_pss"] if peak else None,
         "children_pss_idle": idle["children_pss"] if idle else None,
@@ -390,8 +392,10 @@ def print_table(r):
         ("smbd children (ours / new in total)", f"{r['smbd_children_identified']} / {r['smbd_children_new_total']}"),
         ("smbd children PSS idle / peak", f"{f(r['children_pss_idle'])} / {f(r['children_pss_peak'])}"),
         ("libcephfsd PSS idle / peak", f"{f(r['daemon_pss_idle'])} / {f(r['daemon_pss_peak'])}"),
-        ("PSS per connection idle / peak", f"{f(r['pss_per_conn_idle'])} / {f(r['pss_per_conn_peak'])}"),
-        ("(children+daemon) per conn idle / peak", f"{f(r['total_per_conn_idle'])} / {f(r['total_per_conn_peak'])}"),
+        ("PSS per connection idle / peak / after I/O", f"{f(r['pss_per_conn_idle'])} / {f(r['pss_per_conn_peak'])}"
+         f" / {f(r['pss_per_conn_after_io'])}"),
+        ("(children+daemon) per conn idle / peak / after", f"{f(r['total_per_conn_idle'])} / "
+         f"{f(r['total_per_conn_peak'])} / {f(r['total_per_conn_after_io'])}"),
         ("MemAvailable start / min", f"{f(r['mem_available_start'])} / {f(r['mem_available_min'])}"),
         ("generator RSS base / idle / peak", f"{f(r['generator_rss_base'])} / {f(r['generator_rss_idle'])} / "
          f"{f(r['generator_rss_peak'])}  ({f(r['generator_per_conn'])} per connection)"),
