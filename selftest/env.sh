@@ -28,7 +28,7 @@ build() {
 }
 
 venv() {
-  if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import smbprotocol, pytest' 2>/dev/null; then
+  if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import smbprotocol, pytest, matplotlib' 2>/dev/null; then
     say "python venv with smbprotocol + pytest in $VENV"
     /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check smbprotocol pytest matplotlib
