@@ -701,6 +701,13 @@ def update_doc_section(path, name, body, title):
     os.replace(tmp, path)
 
 
+def parse_size(text):
+    """'16MiB', '16M', '1g', '4096' -> bytes."""
+    t = text.strip().lower().replace("ib", "").replace("b", "")
+    mult = {"k": 1024, "m": MiB, "g": GiB}.get(t[-1:], 1)
+    return int(float(t[:-1] if t[-1:] in "kmg" else t) * mult)
+
+
 def fmt_bytes(n):
     if n is None:
         return "-"

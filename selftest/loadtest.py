@@ -40,12 +40,6 @@ import benchlib as B  # noqa: E402
 from smbprotocol.open import CreateDisposition, CreateOptions  # noqa: E402
 
 
-def parse_size(text):
-    t = text.strip().lower().replace("ib", "").replace("b", "")
-    mult = {"k": 1024, "m": B.MiB, "g": B.GiB}.get(t[-1:], 1)
-    return int(float(t[:-1] if t[-1:] in "kmg" else t) * mult)
-
-
 class Run:
     def __init__(self, a):
         self.a = a
@@ -425,8 +419,8 @@ def main():
     ap.add_argument("--min-rounds", type=int, default=1,
                     help="keep going past --duration until every connection did this many rounds (default 1)")
     ap.add_argument("--max-duration", type=float, default=3600, help="hard cap on the I/O phase (s)")
-    ap.add_argument("--file-size", type=parse_size, default=16 * B.MiB)
-    ap.add_argument("--chunk", type=parse_size, default=B.MiB, help="bytes per READ/WRITE request (1 MiB)")
+    ap.add_argument("--file-size", type=B.parse_size, default=16 * B.MiB)
+    ap.add_argument("--chunk", type=B.parse_size, default=B.MiB, help="bytes per READ/WRITE request (1 MiB)")
     ap.add_argument("--depth", type=int, default=1, help="READ/WRITE requests in flight per file (1)")
     ap.add_argument("--io-concurrency", "-k", type=int, default=16,
                     help="connections doing I/O at the same time (default 16); all N stay open")

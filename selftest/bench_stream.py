@@ -1,0 +1,243 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""selftest/bench_stream.py - streaming benchmark: sequential writes and reads of 16 MiB
+files, MiB/s, on [cephrs], [cephnew] and [plain] in the same run.
+
+  /var/cache/ceph_rs/venv/bin/python selftest/bench_stream.py          # all three shares
+  ... --shares cephnew,plain --rounds 2 --doc /tmp/bench.md
+
+Per share one SMB connection (smbprotocol's low-level API, the same requests for every
+share). A round writes --files files of --file-size (create, WRITE --chunk pieces with
+--depth requests in flight, FLUSH unless --no-flush, close) and then reads them back (open,
+READ pieces, each checked against recomputed content, close), then once more through a new
+connection (a new smbd child: for ceph_new a cold libcephfs; --no-cold-read skips it). Each round and each --depths
+value runs on every share in turn (the order rotates per round); MiB/s per round, the median
+is reported, with ratios cephrs/cephnew (> 1: ceph_rs is faster). A share that cannot be
+connected is reported FAILED, never skipped. Writes its section of docs/bench.md (--doc) and
+a JSON line.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+from smbprotocol.open import CreateDisposition, CreateOptions  # noqa: E402
+
+
+class ShareRun:
+    def __init__(self, share, a, content, root):
+        self.share, self.a, self.content, self.root = share, a, content, root
+        self.client = None
+        self.failed = None
+        self.mibs = {}          # (depth, "write"|"read") -> [MiB/s per round]
+        self.errors = 0
+        self.error_samples = {}
+        self.integrity = 0
+
+    def setup(self):
+        try:
+            self.client = B.connect(self.share, user=self.a.user, timeout=self.a.timeout)
+            self.client.mkdir(self.root)
+        except B.SmbError as e:
+            self.failed = f"{e.kind}: {e.msg}"[:300]
+
+    def round(self, rnd, depth):
+        a, c, ct = self.a, self.client, self.content
+        paths = [f"{self.root}\\r{rnd}-d{depth}-f{i}" for i in range(a.files)]
+        keys = [(rnd * 1000 + depth, i) for i in range(a.files)]
+        try:
+            t = time.perf_counter()
+            for p, k in zip(paths, keys):
+                o = c.open(p, B.FILE_ALL_ACCESS_RW, CreateDisposition.FILE_OVERWRITE_IF,
+                           CreateOptions.FILE_NON_DIRECTORY_FILE, stage="create")
+                try:
+                    c.write_stream(o, a.file_size, a.chunk, depth, lambda off, n, k=k: ct.piece(k, off, n))
+                    if not a.no_flush:
+                        c.run("flush", o.flush(send=False))
+                finally:
+                    c.close_handle(o)
+            tw = time.perf_counter() - t
+            mib = a.files * a.file_size / B.MiB
+            self.mibs.setdefault((depth, "write"), []).append(mib / tw)
+            self.mibs.setdefault((depth, "read"), []).append(mib / self.read_all(c, paths, keys, depth))
+            if not a.no_cold_read:
+                # a second client reads them: a new smbd child, so ceph_new's libcephfs starts
+                # cold; ceph_rs's children share libcephfsd's cache
+                c2 = B.connect(self.share, user=a.user, timeout=a.timeout)
+                try:
+                    self.mibs.setdefault((depth, "read-new-conn"), []).append(
+                        mib / self.read_all(c2, paths, keys, depth))
+                finally:
+                    c2.close()
+        except B.SmbError as e:
+            self.errors += 1
+            self.error_samples.setdefault(e.kind, e.msg[:200])
+            if c.dead:
+                self.failed = f"connection lost: {e.kind}"
+        finally:
+            for p in paths:
+                if not c.dead:
+                    try:
+                        c.unlink(p)
+                    except B.SmbError:
+                        pass
+
+    def read_all(self, c, paths, keys, depth):
+        a, ct = self.a, self.content
+        t = time.perf_counter()
+        for p, k in zip(paths, keys):
+            o = c.open(p, B.FILE_ALL_ACCESS_RW, CreateDisposition.FILE_OPEN,
+                       CreateOptions.FILE_NON_DIRECTORY_FILE)
+            try:
+                got, bad = c.read_stream(o, a.file_size, a.chunk, depth,
+                                         lambda off, data, k=k: ct.check(k, off, data))
+            finally:
+                c.close_handle(o)
+            self.integrity += bad
+            if got != a.file_size:
+                raise B.SmbError("read:short", f"{p}: {got} of {a.file_size} bytes")
+        return time.perf_counter() - t
+
+    def cleanup(self):
+        if self.client is None:
+            return
+        if not self.client.dead:
+            try:
+                self.client.rmtree(self.root)
+            except B.SmbError as e:
+                print(f"bench_stream: [{self.share}] cleanup of {self.root} failed: {e}", file=sys.stderr)
+        self.client.close()
+
+    def stats(self):
+        out = {}
+        for (depth, kind), v in sorted(self.mibs.items()):
+            out[f"{kind}_depth{depth}"] = {"median_mib_s": round(statistics.median(v), 1),
+                                            "min_mib_s": round(min(v), 1), "max_mib_s": round(max(v), 1),
+                                            "rounds": len(v)}
+        return {"failed": self.failed, "results": out, "errors": self.errors,
+                "integrity_errors": self.integrity, "error_samples": self.error_samples}
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def report(results, a, depths, info, elapsed):
+    shares = list(results)
+    lines = ["| stream | " + " | ".join(f"{s} MiB/s" for s in shares) + " | cephrs/cephnew |",
+             "| --- |" + " ---: |" * len(shares) + " ---: |"]
+    rows = {}
+    for depth in depths:
+        for kind in ("write", "read", "read-new-conn"):
+            key = f"{kind}_depth{depth}"
+            if not any(key in results[s]["results"] for s in shares) and kind == "read-new-conn" \
+                    and a.no_cold_read:
+                continue
+            what = {"write": "write", "read": "read, same connection",
+                    "read-new-conn": "read, new connection"}[kind]
+            row = [f"{what}, {depth} request{'s' if depth > 1 else ''} in flight"]
+            vals = {}
+            for s in shares:
+                st = results[s]
+                r = st["results"].get(key)
+                if r:
+                    vals[s] = r["median_mib_s"]
+                    row.append(f"{r['median_mib_s']} ({r['min_mib_s']}-{r['max_mib_s']})")
+                else:
+                    row.append("FAILED" if st["failed"] or st["errors"] else "-")
+            rt = ratio(vals.get("cephrs"), vals.get("cephnew"))
+            rows[key] = rt
+            row.append(f"{rt}" if rt is not None else "n/a")
+            lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for s in shares:
+        st = results[s]
+        lines.append(f"- [{s}]: " + (f"**FAILED**: {st['failed']}; " if st["failed"] else "")
+                     + f"errors {st['errors']}, integrity errors {st['integrity_errors']}"
+                     + (f"; first errors: {json.dumps(dict(list(st['error_samples'].items())[:3]))}"
+                        if st["error_samples"] else ""))
+    table = "\n".join(lines)
+    body = (f"## Streaming: sequential 16 MiB files (bench_stream)\n\n"
+            f"`bash selftest/bench.sh stream` / `selftest/bench_stream.py`: per round {a.files} files "
+            f"of {B.fmt_bytes(a.file_size)} written ({B.fmt_bytes(a.chunk)} WRITEs"
+            f"{'' if a.no_flush else ', FLUSH before close'}) then read back and checked "
+            f"({B.fmt_bytes(a.chunk)} READs) on the same connection and"
+            f"{' not' if a.no_cold_read else ''} again through a new one (a new smbd child: a cold "
+            f"libcephfs for ceph_new, the shared libcephfsd for ceph_rs), {a.rounds} rounds, shares alternating, one SMB connection "
+            f"per share. Median MiB/s over the rounds (min-max). Ratio > 1: ceph_rs is faster. "
+            f"The client is Python (smbprotocol) on the same 2-core machine as smbd and the cluster: "
+            f"read numbers near the client's own limit compress the ratios. Run took {elapsed:.0f} s.\n\n"
+            + B.sysinfo_md(info) + "\n" + table + "\n")
+    return body, table, rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shares", default="cephrs,cephnew,plain")
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--file-size", type=B.parse_size, default=16 * B.MiB)
+    ap.add_argument("--chunk", type=B.parse_size, default=B.MiB)
+    ap.add_argument("--depths", default="1,4", help="requests in flight, comma-separated (1,4)")
+    ap.add_argument("--no-flush", action="store_true", help="do not FLUSH before closing written files")
+    ap.add_argument("--no-cold-read", action="store_true",
+                    help="do not read the files a second time through a new connection")
+    ap.add_argument("--user", default="rsuser1", choices=sorted(B.USERS))
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--doc", default=os.path.join(B.REPO, "docs", "bench.md"))
+    ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument("--json-out")
+    a = ap.parse_args()
+    import logging
+    logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
+    shares = [s.strip() for s in a.shares.split(",") if s.strip()]
+    if any(s not in B.SHARES for s in shares):
+        ap.error(f"shares must be among {B.SHARES}")
+    depths = [int(x) for x in a.depths.split(",") if x.strip()]
+    if any(s != "plain" for s in shares):
+        ok, msg = B.ceph_space_check(a.files * a.file_size * 2)
+        if not ok:
+            print(f"bench_stream: refused: {msg}", file=sys.stderr)
+            return 1
+    info = B.sysinfo()
+    t0 = time.time()
+    content = B.Content(a.chunk)
+    runid = uuid.uuid4().hex[:8]
+    runs = {s: ShareRun(s, a, content, f"bench-stream-{runid}-{s}") for s in shares}
+    for s, r in runs.items():
+        r.setup()
+        print(f"  [{s}] " + (f"FAILED: {r.failed}" if r.failed else "connected"), flush=True)
+    try:
+        for rnd in range(a.rounds):
+            order = shares[rnd % len(shares):] + shares[:rnd % len(shares)]
+            for depth in depths:
+                for s in order:
+                    if not runs[s].failed:
+                        runs[s].round(rnd, depth)
+            print(f"  round {rnd + 1}/{a.rounds} done", flush=True)
+    finally:
+        for r in runs.values():
+            r.cleanup()
+    results = {s: r.stats() for s, r in runs.items()}
+    body, table, rows = report(results, a, depths, info, time.time() - t0)
+    print()
+    print(table)
+    line = json.dumps({"tool": "bench_stream", "date": info["date"], "results": results,
+                       "ratios_cephrs_cephnew": rows}, sort_keys=True)
+    print(line)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            f.write(line + "\n")
+    if not a.no_doc:
+        B.update_doc_section(a.doc, "bench_stream", body, "Benchmarks: ceph_rs vs ceph_new (vs a local disk)")
+        print(f"bench_stream: wrote its section of {a.doc}")
+    bad = any(r["failed"] or r["errors"] or r["integrity_errors"] for r in results.values())
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
