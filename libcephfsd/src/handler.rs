@@ -102,7 +102,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::OpenIno(r) => ok(open_ino(s, p, r)?),
         A::Close(r) => ok(close(s, r)?),
         A::Read(r) => ok_data((), read(s, r)?),
-        A::Write(r) => ok(write(s, r, &data)?),
+        A::Write(r) => ok(write(s, p, r, &data)?),
         A::Fsync(r) => ok(fsync(s, r)?),
         A::Fallocate(r) => ok(fallocate(s, r)?),
         A::Lseek(r) => ok(lseek(s, r)?),
@@ -320,8 +320,11 @@ fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
-    for (i, c) in comps.iter().enumerate() {
+    // Validate every component before the first lookup.
+    for c in &comps {
         check_name(c)?;
+    }
+    for (i, c) in comps.iter().enumerate() {
         let top = stack.last().expect("non-empty stack").clone();
         if let Some(stx) = &last {
             // The previous component must be a directory to go on.
@@ -454,6 +457,14 @@ fn setattr(s: &Session, p: &UserPerm, r: SetAttrReq) -> R<Stat> {
     if let Some(t) = a.btime {
         stx.stx_btime = to_ts(t)?;
         mask |= ffi::CEPH_SETATTR_BTIME;
+    }
+    // libcephfs sets mtime/ctime to "now" when the size changes: apply the size first,
+    // then explicit times, so explicit times win as with utimensat after truncate.
+    let times = ffi::CEPH_SETATTR_ATIME | ffi::CEPH_SETATTR_MTIME | ffi::CEPH_SETATTR_BTIME;
+    if mask & ffi::CEPH_SETATTR_SIZE != 0 && mask & times != 0 {
+        // (libcephfs may modify the statx it is given: pass a copy.)
+        inode.setattr(&mut stx.clone(), ffi::CEPH_SETATTR_SIZE, p)?;
+        mask &= !ffi::CEPH_SETATTR_SIZE;
     }
     if mask != 0 {
         inode.setattr(&mut stx, mask, p)?;
@@ -599,8 +610,16 @@ fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
     Ok(buf)
 }
 
-fn write(s: &Session, r: WriteReq, data: &[u8]) -> R<WriteRep> {
+fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {
     let (_, file) = s.file(r.fh)?;
+    // ceph_ll_write honours the offset even with O_APPEND: append here. Writes on one
+    // Fh are ordered, so this is exact for this handle's own appends.
+    let offset = if file.append() {
+        file.inode().getattr(p)?.stx_size
+    } else {
+        r.offset
+    };
+    let r = WriteReq { offset, ..r };
     let mut done = 0;
     while done < data.len() {
         let n = file.write(r.offset + done as u64, &data[done..])?;

@@ -234,6 +234,8 @@ impl Client {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         self.next_id += 1;
         if let Err(e) = frame.write_to(&mut NoSigPipe(&self.sock)) {
+            // Keep what the daemon sent before it went away (replies, a Shutdown push).
+            self.drain_available();
             // A partial frame may have been written: the stream is unusable.
             self.fail(format!("write to libcephfsd failed: {e}"), Errno::EIO);
             return Err(e);
@@ -275,6 +277,11 @@ impl Client {
     /// The socket, for an event loop to watch for readability.
     pub fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+
+    /// Read (without blocking) whatever the socket still holds.
+    fn drain_available(&mut self) {
+        while let Ok(true) = self.read_some(ReadMode::NonBlock) {}
     }
 
     /// Mark the connection dead and complete every pending request with `errno`.

@@ -142,7 +142,7 @@ pub struct StatusRep {
     pub uptime_secs: u64,
     pub sessions: Vec<SessionInfo>,
     pub mounts: Vec<MountInfo>,
-    /// Live handles (inode refs, open files and dirs, mount uses, creds) of all sessions.
+    /// Live handles (inode refs, open files and dirs, mount uses) of all sessions.
     pub total_handles: u64,
     /// Requests handled since start (all sessions, including closed ones).
     pub total_ops: u64,

@@ -335,7 +335,7 @@ impl Inode {
         let mut fh = ptr::null_mut();
         // SAFETY: valid inode; fh out pointer to a local.
         check(unsafe { ffi::ceph_ll_open(self.cm(), self.raw(), flags, &mut fh, perm.as_ptr()) })?;
-        File::from_raw(self.clone(), fh)
+        File::from_raw(self.clone(), fh, flags & libc::O_APPEND != 0)
     }
 
     /// Create (and open) `name`: `ceph_ll_create`.
@@ -376,6 +376,7 @@ impl Inode {
                     mount: self.mount.clone(),
                     fh,
                     inode,
+                    append: flags & libc::O_APPEND != 0,
                 },
                 stx,
             )),
@@ -647,6 +648,7 @@ pub struct File {
     mount: Arc<Mount>,
     fh: NonNull<ffi::Fh>,
     inode: Arc<Inode>,
+    append: bool,
 }
 
 // SAFETY: Fh calls are made under the client lock; the daemon orders operations on one
@@ -665,13 +667,19 @@ impl Drop for File {
 }
 
 impl File {
-    fn from_raw(inode: Arc<Inode>, fh: *mut ffi::Fh) -> Result<File> {
+    fn from_raw(inode: Arc<Inode>, fh: *mut ffi::Fh, append: bool) -> Result<File> {
         let fh = NonNull::new(fh).ok_or(Errno::EIO)?;
         Ok(File {
             mount: inode.mount.clone(),
             fh,
             inode,
+            append,
         })
+    }
+
+    /// Opened with O_APPEND.
+    pub fn append(&self) -> bool {
+        self.append
     }
 
     fn raw(&self) -> *mut ffi::Fh {
