@@ -471,6 +471,17 @@ def mem_available():
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
+def tasks_total():
+    """Threads (kernel tasks) on the machine now, from /proc/loadavg; each takes a pid."""
+    with open("/proc/loadavg") as f:
+        return int(f.read().split()[3].split("/")[1])
+
+
+def pid_max():
+    with open("/proc/sys/kernel/pid_max") as f:
+        return int(f.read())
+
+
 def smaps_rollup(pid):
     """{'Rss': bytes, 'Pss': bytes, ...} of a process, or None if it is gone."""
     try:

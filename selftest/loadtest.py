@@ -58,6 +58,8 @@ class Run:
         self.lost = 0                       # connections that died during I/O
         self.mem_min = B.mem_available()
         self.samples = []
+        self.tasks_start = self.tasks_max = B.tasks_total()
+        self.gen_first = None               # generator memory after the first connection
         self.content = B.Content(a.chunk)
         self.run_dir = f"loadtest-{uuid.uuid4().hex[:8]}"
 
@@ -76,15 +78,19 @@ class Run:
 
 # --------------------------------------------------------------------------- memory guard
 def guard(run, min_free, until):
-    """Every 0.25 s: MemAvailable; stop the run when it falls below min_free. Every 15 s
+    """Every 0.25 s: MemAvailable; stop the run when it falls below min_free, or when the
+    machine's threads near kernel.pid_max (forks would fail, for everyone). Every 15 s
     (ceph shares): cluster use; stop when it passes 70 %."""
     last_df = time.time()
     while not until.is_set():
         m = B.mem_available()
+        run.tasks_max = max(run.tasks_max, B.tasks_total())
         if m < run.mem_min:
             run.mem_min = m
         if m < min_free:
             run.halt(f"low memory: MemAvailable {B.fmt_bytes(m)} < {B.fmt_bytes(min_free)}")
+        if B.tasks_total() > 0.95 * B.pid_max():
+            run.halt(f"pid space: {B.tasks_total()} threads on the machine, kernel.pid_max {B.pid_max()}")
         if run.a.share != "plain" and time.time() - last_df > 15:
             last_df = time.time()
             df = B.ceph_df()
@@ -93,26 +99,40 @@ def guard(run, min_free, until):
         until.wait(0.25)
 
 
-def sample(run, phase, ports):
-    """PSS of our smbd children (+ libcephfsd), MemAvailable and the generator's memory."""
+def threads_of(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def sample(run, phase, pids):
+    """PSS of our smbd children (+ libcephfsd), their threads, MemAvailable and the
+    generator's memory. `pids`: the children found once after connecting."""
     t0 = time.time()
-    kids = B.smbd_children_for(ports)
-    pss = [B.pss(p) for p in kids.values()]
-    pss = [p for p in pss if p is not None]
+    pss = [B.pss(p) for p in pids]
+    alive = [p for p, v in zip(pids, pss) if v is not None]
+    pss = [v for v in pss if v is not None]
     dpid = B.daemon_pid() if run.a.share == "cephrs" else None
     dpss = B.pss(dpid) if dpid else None
     s = {"phase": phase, "t": round(time.time() - run.t0, 1), "children": len(pss),
          "children_pss": sum(pss), "child_pss_max": max(pss) if pss else None,
-         "daemon_pss": dpss, "mem_available": B.mem_available(), "self": B.self_mem(),
-         "took": 0.0}
+         "children_threads": sum(threads_of(p) for p in alive),
+         "daemon_pss": dpss, "daemon_threads": threads_of(dpid) if dpid else None,
+         "mem_available": B.mem_available(), "self": B.self_mem(),
+         "self_threads": threading.active_count(), "took": 0.0}
     s["took"] = round(time.time() - t0, 2)
     run.samples.append(s)
     return s
 
 
-def sampler(run, ports, until, interval):
+def sampler(run, pids, until, interval):
     while not until.is_set():
-        s = sample(run, "io", ports)
+        s = sample(run, "io", pids)
         until.wait(max(interval, 3 * s["took"]))
 
 
@@ -125,9 +145,16 @@ def connect_all(run):
     results = [None] * a.connections
     stop_connecting = threading.Event()
 
+    base_tasks = B.tasks_total()
+    task_limit = int(0.9 * B.pid_max())
+
     def per_conn_estimate():
         made = sum(1 for r in results if r is not None)
         return max(0, base - B.mem_available()) / made if made else 0
+
+    def tasks_estimate():
+        made = sum(1 for r in results if r is not None)
+        return max(1.0, (B.tasks_total() - base_tasks) / made) if made else 1.0
 
     def worker():
         while not run.stop.is_set() and not stop_connecting.is_set():
@@ -140,6 +167,11 @@ def connect_all(run):
                     run.halt(f"low memory: the next connection (~{B.fmt_bytes(int(est))} each) "
                              f"would take MemAvailable below {B.fmt_bytes(a.min_free)}")
                     return
+                tasks = tasks_estimate()
+                if B.tasks_total() + tasks * (len(inflight) + 1) > task_limit:
+                    run.halt(f"pid space: the next connection (~{tasks:.0f} threads each) would take the "
+                             f"machine's threads above 90 % of kernel.pid_max ({B.pid_max()})")
+                    return
                 run.attempted += 1
                 c = B.Client(a.share, user=a.user, timeout=a.timeout)
                 inflight[threading.get_ident()] = (c, time.time())
@@ -148,6 +180,9 @@ def connect_all(run):
                 c.mkdir(run.run_dir, exist_ok=True)
                 c.mkdir(f"{run.run_dir}\\c{i:05d}")
                 results[i] = c
+                with run.lock:
+                    if run.gen_first is None:  # the first connection also loads crypto/NTLM code
+                        run.gen_first = B.self_mem()
             except Exception as e:  # noqa: BLE001
                 c.abort()
                 run.error(e)
@@ -365,7 +400,13 @@ def summarize(run, io_secs, lingering, kids_found, new_kids):
         "generator_rss_base": gen_base["rss"], "generator_rss_idle": gen_idle["rss"] if gen_idle else None,
         "generator_rss_peak": gen_peak,
         "generator_per_conn": int((gen_idle["rss"] - gen_base["rss"]) / n) if gen_idle and n else None,
+        "generator_per_conn_marginal": int((gen_idle["rss"] - run.gen_first["rss"]) / (n - 1))
+        if gen_idle and run.gen_first and n > 1 else None,
         "children_lingering": len(lingering), "stop_reason": run.stop_reason,
+        "children_threads_idle": idle["children_threads"] if idle else None,
+        "daemon_threads_idle": idle["daemon_threads"] if idle else None,
+        "generator_threads_idle": idle["self_threads"] if idle else None,
+        "pid_max": B.pid_max(), "tasks_min_max": [run.tasks_start, run.tasks_max],
         "ok": ok, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     return res
@@ -392,8 +433,11 @@ def print_table(r):
          f"{f(r['total_per_conn_peak'])} / {f(r['total_per_conn_after_io'])}"),
         ("MemAvailable start / min", f"{f(r['mem_available_start'])} / {f(r['mem_available_min'])}"),
         ("generator RSS base / idle / peak", f"{f(r['generator_rss_base'])} / {f(r['generator_rss_idle'])} / "
-         f"{f(r['generator_rss_peak'])}  ({f(r['generator_per_conn'])} per connection)"),
-        ("smbd children still alive 60 s after close", r["children_lingering"]),
+         f"{f(r['generator_rss_peak'])}  ({f(r['generator_per_conn'])} per connection, "
+         f"{f(r['generator_per_conn_marginal'])} per connection after the first)"),
+        ("smbd children alive long after close", r["children_lingering"]),
+        ("threads: smbd children / daemon / generator (idle)", f"{r['children_threads_idle']} / "
+         f"{r['daemon_threads_idle']} / {r['generator_threads_idle']}  (kernel.pid_max {r['pid_max']})"),
         ("stopped early", r["stop_reason"] or "no"),
         ("result", "OK" if r["ok"] else "FAILED"),
     ]
@@ -479,23 +523,25 @@ def main():
             kid_map = B.smbd_children_for(ports)
             kids_found = len(kid_map)
             new_kids = len(set(B.children_of(parent)) - before)
-            sample(run, "connected-idle", ports)
+            kid_pids = list(kid_map.values())
+            sample(run, "connected-idle", kid_pids)
             if kids_found < len(run.clients):
                 run.error(B.SmbError("children:unidentified",
                                      f"only {kids_found} of {len(run.clients)} smbd children found by socket"))
             if not run.stop.is_set():
                 st = threading.Event()
-                th = threading.Thread(target=sampler, args=(run, ports, st, a.sample_interval), daemon=True)
+                th = threading.Thread(target=sampler, args=(run, kid_pids, st, a.sample_interval), daemon=True)
                 th.start()
                 io_secs = io_phase(run)
                 st.set()
                 th.join()
-            sample(run, "after-io", ports)
-            kid_pids = list(kid_map.values())
+            sample(run, "after-io", kid_pids)
             teardown(run)
-            lingering = wait_children_gone(kid_pids, 60)
+            wait = 60 + len(kid_pids) / 10
+            lingering = wait_children_gone(kid_pids, wait)
             if lingering:
-                run.error(B.SmbError("children:lingering", f"{len(lingering)} smbd children alive 60 s after close"))
+                run.error(B.SmbError("children:lingering",
+                                     f"{len(lingering)} smbd children still alive {wait:.0f} s after close"))
     except KeyboardInterrupt:
         run.halt("interrupted")
         for c in run.clients:
