@@ -56,6 +56,8 @@ class Run:
         self.attempted = 0
         self.connect_failures = 0
         self.lost = 0                       # connections that died during I/O
+        self.retired = 0                    # connections dropped after 3 failed rounds in a row
+        self.retired_set = set()
         self.mem_min = B.mem_available()
         self.samples = []
         self.tasks_start = self.tasks_max = B.tasks_total()
@@ -237,7 +239,7 @@ def io_phase(run):
         if now < t_end:
             return True
         return a.min_rounds > 0 and any(r < a.min_rounds for i, r in enumerate(run.rounds)
-                                        if not run.clients[i].dead)
+                                        if not run.clients[i].dead and i not in run.retired_set)
 
     def one_round(k):
         c = run.clients[k]
@@ -271,7 +273,10 @@ def io_phase(run):
             run.files += 1
             run.rounds[k] += 1
         if bad:
-            run.error(B.SmbError("integrity", f"{path}: {bad} pieces differ"))
+            with run.lock:
+                run.error_samples.setdefault("integrity", f"{path}: {bad} of its pieces differ")
+
+    failed_in_a_row = [0] * len(run.clients)
 
     def worker():
         while need_more():
@@ -281,12 +286,17 @@ def io_phase(run):
                 k = q.popleft()
             try:
                 one_round(k)
+                failed_in_a_row[k] = 0
             except Exception as e:  # noqa: BLE001
                 run.error(e)
+                failed_in_a_row[k] += 1
             c = run.clients[k]
             with run.lock:
                 if c.dead:
                     run.lost += 1
+                elif failed_in_a_row[k] >= 3:
+                    run.retired += 1      # three failed rounds in a row: stop using it
+                    run.retired_set.add(k)
                 else:
                     q.append(k)
 
@@ -378,7 +388,7 @@ def summarize(run, io_secs, lingering, kids_found, new_kids):
     res = {
         "tool": "loadtest", "share": a.share, "user": a.user,
         "connections_requested": a.connections, "attempted": run.attempted, "connected": n,
-        "connect_failures": run.connect_failures, "lost_during_io": run.lost,
+        "connect_failures": run.connect_failures, "lost_during_io": run.lost, "retired_after_errors": run.retired,
         "errors": sum(run.errors.values()), "error_kinds": dict(run.errors),
         "error_samples": run.error_samples, "integrity_errors": run.integrity,
         "files": run.files, "bytes_written": run.bytes_w, "bytes_read": run.bytes_r,
@@ -419,7 +429,7 @@ def print_table(r):
         ("connections attempted / made", f"{r['attempted']} / {r['connected']} (of {r['connections_requested']})"),
         ("errors", f"{r['errors']}  {r['error_kinds'] or ''}"),
         ("integrity errors", r["integrity_errors"]),
-        ("connections lost during I/O", r["lost_during_io"]),
+        ("connections lost / retired during I/O", f"{r['lost_during_io']} / {r['retired_after_errors']}"),
         ("files written+read+deleted", f"{r['files']} of {f(r['file_size'])} "
          f"({r['connections_with_io']} connections did >= 1, fewest rounds {r['min_rounds_done']})"),
         ("bytes written / read", f"{f(r['bytes_written'])} / {f(r['bytes_read'])} in {r['io_seconds']} s "
