@@ -52,7 +52,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 5000)]
     iterations: usize,
     /// MiB moved per throughput figure (in 1 MiB requests).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 128)]
     mib: usize,
 }
 
@@ -160,9 +160,20 @@ fn start_daemon() -> OwnDaemon {
         "/var/tmp/cephfsd-bench-{}.sock",
         std::process::id()
     ));
-    let child = Command::new(&bin)
-        .args(["--socket", sock.to_str().unwrap(), "--log-level", "warn"])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--socket", sock.to_str().unwrap(), "--log-level", "warn"])
         .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // The daemon must not outlive the benchmark, even if it aborts.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let child = cmd
         .spawn()
         .unwrap_or_else(|e| die(&format!("starting {}", bin.display()), e));
     let t0 = Instant::now();
@@ -288,7 +299,17 @@ fn run(a: RunArgs) {
         assert_eq!(data.len(), 1 << 20);
     }
     let d_read = mibs(a.mib << 20, t.elapsed());
-    // Pipelined reads: 8 outstanding 1 MiB reads.
+    // Pipelined reads: 8 outstanding 1 MiB reads over 4 Fhs (requests on one Fh are
+    // ordered, so several Fhs let the daemon run them concurrently).
+    let fhs: Vec<Fh> = (0..4)
+        .map(|_| {
+            let req = OpenInoReq {
+                ino: f.ino,
+                flags: O_RDONLY,
+            };
+            c.call(0, &req, &[]).unwrap().0.fh
+        })
+        .collect();
     let t = Instant::now();
     let mut next = 0;
     let mut inflight = std::collections::VecDeque::new();
@@ -298,7 +319,7 @@ fn run(a: RunArgs) {
                 c.submit(
                     0,
                     &ReadReq {
-                        fh: f.fh,
+                        fh: fhs[next % fhs.len()],
                         offset: (next << 20) as u64,
                         len: 1 << 20,
                     },
@@ -313,14 +334,19 @@ fn run(a: RunArgs) {
         assert_eq!(r.data.len(), 1 << 20);
     }
     let d_read_p = mibs(a.mib << 20, t.elapsed());
+    for fh in fhs {
+        c.call(0, &CloseReq { fh }, &[]).unwrap();
+    }
     c.call(0, &CloseReq { fh: f.fh }, &[]).unwrap();
 
     // Direct, in this process.
+    // Same libcephfs options as the daemon's mounts, so the caches compare.
+    let opts = libcephfsd::server::ceph_options();
     let mount = cephfs::Mount::connect(
         Path::new(&a.cluster.conf),
         &a.cluster.client_id,
         Some(&a.cluster.fs),
-        &[],
+        &opts,
     )
     .unwrap_or_else(|e| die("direct mount", e.1));
     let perm = UserPerm::new(0, 0, &[]).unwrap();
@@ -331,7 +357,14 @@ fn run(a: RunArgs) {
     let direct_getattr = Lat::measure(a.iterations, || {
         ino.getattr(&perm).unwrap();
     });
-    let (_, file, _) = dir.create("direct", 0o644, libc::O_RDWR, &perm).unwrap();
+    let (_, file, _) = dir
+        .create(
+            "direct",
+            0o644,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            &perm,
+        )
+        .unwrap();
     let t = Instant::now();
     for i in 0..a.mib {
         file.write((i << 20) as u64, &chunk).unwrap();
