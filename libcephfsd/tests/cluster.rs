@@ -62,6 +62,8 @@ struct Daemon {
 
 impl Daemon {
     fn start(tag: &str, extra: &[&str]) -> Daemon {
+        // Every test here needs the cluster: fail loudly when it is not set up.
+        let _ = conf();
         let name = unique(tag);
         let sock = PathBuf::from(format!("/var/tmp/cephfsd-test-{name}.sock"));
         let log = PathBuf::from(format!("/var/tmp/cephfsd-test-{name}.log"));
@@ -1354,6 +1356,19 @@ fn bad_names_never_reach_the_mds() {
     assert_eq!(s.call(&m).unwrap_err(), Errno::EINVAL);
     m.root_path = format!("/{long}");
     assert_eq!(s.call(&m).unwrap_err(), Errno::ENAMETOOLONG);
+
+    // Inode numbers: 0 is refused here, unknown ones are an error from the MDS.
+    let mount = s.mount;
+    assert_eq!(
+        s.call(&LookupInodeReq { mount, ino: 0 }).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert!(s
+        .call(&LookupInodeReq {
+            mount,
+            ino: 0x7fff_ffff_ffff
+        })
+        .is_err());
 
     // The MDS is still up and answering.
     let e = s.ok(&MkdirReq {

@@ -264,6 +264,14 @@ impl Client {
         Ok(self.done.drain().map(|(_, c)| c).collect())
     }
 
+    /// Replies already read and waiting to be taken. A sync `call` may read replies of
+    /// submitted requests while it waits: an event loop should check this (or just call
+    /// `poll_completed`) after each `call`, because the fd will not become readable for
+    /// replies that were already read.
+    pub fn completed_count(&self) -> usize {
+        self.done.len()
+    }
+
     /// Take the completion of `id` if it has arrived (does not read the socket).
     pub fn take(&mut self, id: u64) -> Option<Completion> {
         self.done.remove(&id)
