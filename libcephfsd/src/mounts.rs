@@ -189,7 +189,11 @@ impl<M: Send + Sync + 'static> Registry<M> {
         let mut out = Vec::new();
         let mut slots = lock(&self.slots);
         slots.retain(|_, slot| {
-            let mut st = lock(&slot.state);
+            // A slot being mounted right now is busy, not idle: skip it (and do not
+            // wait for the mount while holding the map lock).
+            let Ok(mut st) = slot.state.try_lock() else {
+                return true;
+            };
             let expired =
                 st.refs == 0 && (all || st.idle_since.is_some_and(|t| t.elapsed() >= self.grace));
             if expired {
@@ -211,7 +215,8 @@ impl<M: Send + Sync + 'static> Registry<M> {
         let mut v: Vec<MountInfo> = slots
             .values()
             .filter_map(|slot| {
-                let st = lock(&slot.state);
+                // Skip a slot that is being mounted right now (its lock is held).
+                let st = slot.state.try_lock().ok()?;
                 st.mount.as_ref()?;
                 Some(MountInfo {
                     key: slot.key.describe(),

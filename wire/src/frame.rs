@@ -202,8 +202,11 @@ fn take_into(dst: &mut Vec<u8>, want: usize, input: &[u8]) -> usize {
     let missing = want - dst.len();
     let n = missing.min(input.len());
     if dst.capacity() - dst.len() < n {
-        // Grow in bounded steps towards the checked target length.
-        let extra = (n.max(GROW_STEP.min(missing))).min(missing);
+        // Grow towards the checked target length as bytes arrive: at least doubling
+        // (linear total copying), at most to the target, never by more than what has
+        // arrived so far plus GROW_STEP (a peer that claims 64 MiB and sends nothing
+        // costs nothing).
+        let extra = n.max(dst.len().max(GROW_STEP)).min(missing);
         dst.reserve_exact(extra);
     }
     dst.extend_from_slice(&input[..n]);
@@ -277,6 +280,12 @@ impl FrameDecoder {
             }
         }
         Ok(out)
+    }
+
+    /// Capacity of the partial frame's data buffer (tests).
+    #[cfg(test)]
+    pub(crate) fn partial_data_capacity(&self) -> Option<usize> {
+        self.cur.as_ref().map(|p| p.data.capacity())
     }
 
     /// True when no partial frame is buffered (a clean place for the stream to end).

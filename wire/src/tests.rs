@@ -903,3 +903,41 @@ fn read_frame_fast(s: &mut UnixStream, dec: &mut FrameDecoder) -> Option<Frame> 
         }
     }
 }
+
+#[test]
+fn big_frames_in_small_chunks_grow_buffers_geometrically() {
+    let data = vec![0x33u8; 16 << 20];
+    let f = encode_request(
+        1,
+        0,
+        &WriteReq {
+            fh: Fh(1),
+            offset: 0,
+        },
+        &data,
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    f.write_to(&mut bytes).unwrap();
+    let mut dec = FrameDecoder::new();
+    let mut got = None;
+    let mut caps = std::collections::BTreeSet::new();
+    for chunk in bytes.chunks(4096) {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let (used, fr) = dec.feed(rest).unwrap();
+            rest = &rest[used..];
+            if let Some(c) = dec.partial_data_capacity() {
+                caps.insert(c);
+            }
+            if fr.is_some() {
+                got = fr;
+            }
+        }
+    }
+    let fr = got.unwrap();
+    assert_eq!(fr.data, data);
+    assert!(fr.data.capacity() <= data.len() * 2);
+    // Few distinct capacities = few reallocations (doubling from 1 MiB to 16 MiB).
+    assert!(caps.len() <= 8, "capacities {caps:?}");
+}
