@@ -58,8 +58,11 @@ fn main() {
         ));
     }
 
-    let cflags = std::fs::read_to_string(format!("{sdk}/cflags"))
-        .unwrap_or_else(|e| fail(&format!("{sdk}/cflags: {e}; run: bash samba-headers/prepare.sh --force")));
+    let cflags = std::fs::read_to_string(format!("{sdk}/cflags")).unwrap_or_else(|e| {
+        fail(&format!(
+            "{sdk}/cflags: {e}; run: bash samba-headers/prepare.sh --force"
+        ))
+    });
     let args: Vec<String> = cflags
         .split_whitespace()
         .map(|a| a.replace("$SDK", &sdk))
@@ -114,13 +117,19 @@ fn main() {
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
-        .unwrap_or_else(|e| fail(&format!("bindgen over the Samba headers in {sdk} failed: {e}")));
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "bindgen over the Samba headers in {sdk} failed: {e}"
+            ))
+        });
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("samba_bindings.rs");
     bindings.write_to_file(&out).expect("write bindings");
 
     // The few C macros (talloc/tevent helpers that are macros in C) wrapped as functions.
     let mut cc = cc::Build::new();
-    cc.file("vfs_ceph_rs/src/shim.c").include("samba-headers").warnings(false);
+    cc.file("vfs_ceph_rs/src/shim.c")
+        .include("samba-headers")
+        .warnings(false);
     for a in &args {
         if let Some(d) = a.strip_prefix("-I") {
             cc.include(d);
