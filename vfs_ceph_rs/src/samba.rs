@@ -25,7 +25,13 @@ pub fn log(level: i32, func: &CStr, msg: &str) {
     let m = CString::new(msg.replace('\0', "")).unwrap_or_default();
     // SAFETY: all strings are valid NUL-terminated C strings for the call's duration.
     unsafe {
-        sys::ceph_rs_shim_debug(cls, level, c"vfs_ceph_rs".as_ptr(), func.as_ptr(), m.as_ptr());
+        sys::ceph_rs_shim_debug(
+            cls,
+            level,
+            c"vfs_ceph_rs".as_ptr(),
+            func.as_ptr(),
+            m.as_ptr(),
+        );
     }
 }
 
