@@ -102,7 +102,7 @@ smb_conf() {
 [cephrs]
 	path = $SHARE_PATH
 	read only = no
-	vfs objects = acl_xattr ceph_rs
+	vfs objects = acl_xattr streams_xattr ceph_rs
 	ceph_rs:config_file = $CEPH_CONF
 	ceph_rs:user_id = $CEPH_CLIENT
 	ceph_rs:filesystem = $CEPH_FS
@@ -113,7 +113,7 @@ smb_conf() {
 [cephnew]
 	path = $SHARE_PATH
 	read only = no
-	vfs objects = acl_xattr ceph_new
+	vfs objects = acl_xattr streams_xattr ceph_new
 	ceph_new:config_file = $CEPH_CONF
 	ceph_new:user_id = $CEPH_CLIENT
 	ceph_new:filesystem = $CEPH_FS
