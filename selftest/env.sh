@@ -189,5 +189,9 @@ case "${1:-}" in
   status) status ;;
   build) build ;;
   smbd) smbd_up ;;
-  *) echo "usage: $0 up|down|status|build|smbd" >&2; exit 2 ;;
+  restart-daemon)  # rebuild, then restart libcephfsd only (smbd children reconnect)
+    build
+    if p=$(pid_of "$STATE/libcephfsd.pid" "$DAEMON_BIN"); then stop_pid libcephfsd "$p" 10; fi
+    daemon_up ;;
+  *) echo "usage: $0 up|down|status|build|smbd|restart-daemon" >&2; exit 2 ;;
 esac

@@ -54,8 +54,13 @@ pub struct Config {
 /// * `client_oc_size` (object cacher bytes; default 200 MiB): 256 MiB for the node.
 /// * `client_oc_max_dirty` (default 100 MiB): 128 MiB of write-back.
 /// * `client_mount_timeout` (default 300 s): fail a Mount request after 60 s.
+/// * `client_acl_type=posix_acl`: enforce POSIX ACLs (libcephfs disables them by
+///   default), and `fuse_default_permissions=false`: libcephfs checks permissions
+///   against each request's credentials. Both as Samba's ceph_new sets them.
 pub fn ceph_options() -> Vec<(&'static str, String)> {
     vec![
+        ("client_acl_type", "posix_acl".into()),
+        ("fuse_default_permissions", "false".into()),
         ("client_cache_size", "65536".into()),
         ("client_oc_size", (256u64 << 20).to_string()),
         ("client_oc_max_dirty", (128u64 << 20).to_string()),

@@ -3,8 +3,11 @@
 //! through the per-node daemon libcephfsd instead of loading libcephfs into every smbd
 //! process.
 //!
-//! Layers: `sys` (bindgen, raw), `samba` (the one thin unsafe layer over smbd), `vfs` (the
-//! `vfs_fn_pointers` table).
+//! Layers: `sys` (bindgen, raw), `samba` (the one thin unsafe layer over smbd), `daemon`
+//! (the process's libcephfsd connection and async delivery on tevent), `vfs` (the
+//! `vfs_fn_pointers` table), `posix_acl` (ACL xattr encoding).
+mod daemon;
+pub mod posix_acl;
 pub mod samba;
 mod sys;
 mod vfs;

@@ -1,8 +1,19 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The thin unsafe layer over smbd: logging through smbd's debug system, smb.conf options.
+//! The thin unsafe layer over smbd: logging through smbd's debug system, smb.conf
+//! options, the unix token, per-connection and per-file (fsp extension) state,
+//! `smb_filename` / `stat_ex` conversions, and tevent requests.
+//!
+//! Everything here wraps one Samba C API with the smallest possible unsafe surface; the
+//! callers in `vfs.rs` pass the raw pointers smbd handed them.
 use crate::sys;
-use std::ffi::{c_int, CStr, CString};
+use ceph_rs_wire::{Creds, Stat, Timespec};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicI32, Ordering};
+
+pub use sys::{
+    connection_struct as Conn, files_struct as Fsp, smb_filename as Fname,
+    tevent_context as TeventCtx, tevent_req as TeventReq, vfs_handle_struct as Handle,
+};
 
 static DBGC_CLASS: AtomicI32 = AtomicI32::new(sys::DBGC_VFS as i32);
 
@@ -15,18 +26,22 @@ pub fn register_debug_class() {
     }
 }
 
+/// True when a message at `level` would be logged.
+pub fn log_enabled(level: i32) -> bool {
+    // SAFETY: pure query of smbd's debug settings.
+    unsafe { sys::ceph_rs_shim_debug_enabled(DBGC_CLASS.load(Ordering::Relaxed), level) }
+}
+
 /// Log `msg` at `level` in the module's debug class.
 pub fn log(level: i32, func: &CStr, msg: &str) {
-    let cls = DBGC_CLASS.load(Ordering::Relaxed);
-    // SAFETY: pure query of smbd's debug settings.
-    if !unsafe { sys::ceph_rs_shim_debug_enabled(cls as c_int, level) } {
+    if !log_enabled(level) {
         return;
     }
     let m = CString::new(msg.replace('\0', "")).unwrap_or_default();
     // SAFETY: all strings are valid NUL-terminated C strings for the call's duration.
     unsafe {
         sys::ceph_rs_shim_debug(
-            cls,
+            DBGC_CLASS.load(Ordering::Relaxed),
             level,
             c"vfs_ceph_rs".as_ptr(),
             func.as_ptr(),
@@ -35,10 +50,13 @@ pub fn log(level: i32, func: &CStr, msg: &str) {
     }
 }
 
+/// `log_at!(level, c"func", "fmt", args..)`: formats only when the level is enabled.
 #[macro_export]
 macro_rules! log_at {
     ($lvl:expr, $func:literal, $($arg:tt)*) => {
-        $crate::samba::log($lvl, $func, &format!($($arg)*))
+        if $crate::samba::log_enabled($lvl) {
+            $crate::samba::log($lvl, $func, &format!($($arg)*))
+        }
     };
 }
 
@@ -55,11 +73,533 @@ pub fn share_option(snum: c_int, option: &CStr, default: Option<&CStr>) -> Optio
     }
 }
 
-/// `errno` of the calling thread.
+/// Set `errno` of the calling thread.
 pub fn set_errno(e: i32) {
-    extern "C" {
-        fn __errno_location() -> *mut c_int;
-    }
     // SAFETY: __errno_location always returns the thread's errno slot.
-    unsafe { *__errno_location() = e };
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// `errno` of the calling thread.
+pub fn errno() -> i32 {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() }
+}
+
+// ------------------------------------------------------------------ strings
+
+/// A C string as `&str` (lossy conversions never happen for smbd's UTF-8 names; invalid
+/// bytes give an empty string, which every op rejects with EINVAL).
+///
+/// # Safety
+/// `p` is NULL or a valid NUL-terminated string that outlives `'a`.
+pub unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
+    if p.is_null() {
+        None
+    } else {
+        Some(CStr::from_ptr(p).to_str().unwrap_or(""))
+    }
+}
+
+// ------------------------------------------------------------------ handle / conn
+
+/// The share number of the handle's connection.
+///
+/// # Safety
+/// `h` is a live vfs handle.
+pub unsafe fn snum(h: *mut Handle) -> c_int {
+    (*(*(*h).conn).params).service
+}
+
+/// The connection's share path (`conn->connectpath`).
+///
+/// # Safety
+/// `h` is a live vfs handle.
+pub unsafe fn connectpath(h: *mut Handle) -> String {
+    cstr((*(*h).conn).connectpath).unwrap_or("/").to_string()
+}
+
+/// The unix token smbd has switched to for this connection (uid, gid, groups).
+///
+/// # Safety
+/// `h` is a live vfs handle.
+pub unsafe fn current_creds(h: *mut Handle) -> Creds {
+    let t = sys::get_current_utok((*h).conn);
+    if t.is_null() {
+        return Creds {
+            uid: libc::geteuid(),
+            gid: libc::getegid(),
+            groups: Vec::new(),
+        };
+    }
+    let t = &*t;
+    let groups = if t.groups.is_null() || t.ngroups == 0 {
+        Vec::new()
+    } else {
+        std::slice::from_raw_parts(t.groups, t.ngroups as usize).to_vec()
+    };
+    Creds {
+        uid: t.uid,
+        gid: t.gid,
+        groups,
+    }
+}
+
+unsafe extern "C" fn free_box<T>(data: *mut *mut c_void) {
+    if !data.is_null() && !(*data).is_null() {
+        drop(Box::from_raw(*data as *mut T));
+        *data = std::ptr::null_mut();
+    }
+}
+
+/// Attach per-connection state to the handle; smbd drops it at disconnect.
+///
+/// # Safety
+/// `h` is a live vfs handle without data of another type.
+pub unsafe fn set_handle_data<T>(h: *mut Handle, data: Box<T>) {
+    if let Some(free) = (*h).free_data {
+        free(&mut (*h).data);
+    }
+    (*h).data = Box::into_raw(data) as *mut c_void;
+    (*h).free_data = Some(free_box::<T>);
+}
+
+/// The per-connection state set by [`set_handle_data`].
+///
+/// # Safety
+/// `h` is a live vfs handle whose data (if any) is a `T`; the reference must not be
+/// held across a call that may free the connection.
+pub unsafe fn handle_data<'a, T>(h: *mut Handle) -> Option<&'a mut T> {
+    ((*h).data as *mut T).as_mut()
+}
+
+/// Drop the per-connection state now.
+///
+/// # Safety
+/// As [`handle_data`].
+pub unsafe fn clear_handle_data(h: *mut Handle) {
+    if let Some(free) = (*h).free_data.take() {
+        free(&mut (*h).data);
+    }
+    (*h).data = std::ptr::null_mut();
+}
+
+// ------------------------------------------------------------------ fsp
+
+unsafe extern "C" fn drop_ext<T>(p: *mut c_void) {
+    if !p.is_null() {
+        std::ptr::drop_in_place(p as *mut T);
+    }
+}
+
+/// Attach `value` to `fsp` as this module's extension (replacing an old one); smbd drops
+/// it when the fsp goes away.
+///
+/// # Safety
+/// `h`, `fsp` are live; the extension of this handle is always a `T`.
+pub unsafe fn ext_add<'a, T>(h: *mut Handle, fsp: *mut Fsp, value: T) -> Option<&'a mut T> {
+    if !sys::vfs_fetch_fsp_extension(h, fsp).is_null() {
+        sys::vfs_remove_fsp_extension(h, fsp);
+    }
+    let p = sys::vfs_add_fsp_extension_notype(h, fsp, std::mem::size_of::<T>(), Some(drop_ext::<T>))
+        as *mut T;
+    if p.is_null() {
+        return None;
+    }
+    debug_assert!((p as usize).is_multiple_of(std::mem::align_of::<T>()));
+    p.write(value);
+    Some(&mut *p)
+}
+
+/// This module's extension of `fsp`.
+///
+/// # Safety
+/// As [`ext_add`]; the reference must not outlive the fsp or an [`ext_remove`].
+pub unsafe fn ext_get<'a, T>(h: *mut Handle, fsp: *const Fsp) -> Option<&'a mut T> {
+    if fsp.is_null() {
+        return None;
+    }
+    (sys::vfs_fetch_fsp_extension(h, fsp) as *mut T).as_mut()
+}
+
+/// Drop this module's extension of `fsp` (runs `T`'s Drop).
+///
+/// # Safety
+/// As [`ext_add`].
+pub unsafe fn ext_remove(h: *mut Handle, fsp: *mut Fsp) {
+    sys::vfs_remove_fsp_extension(h, fsp);
+}
+
+/// Is `fsp` a path-only (O_PATH) handle?
+///
+/// # Safety
+/// `fsp` is live.
+pub unsafe fn fsp_is_pathref(fsp: *const Fsp) -> bool {
+    (*fsp).fsp_flags.is_pathref()
+}
+
+/// After an open: smbd must not use /proc/self/fd paths for our fake descriptors.
+///
+/// # Safety
+/// `fsp` is live.
+pub unsafe fn fsp_clear_proc_fds(fsp: *mut Fsp) {
+    (*fsp).fsp_flags.set_have_proc_fds(false);
+}
+
+/// The descriptor smbd holds for `fsp` (AT_FDCWD for the connection's cwd_fsp).
+///
+/// # Safety
+/// `fsp` is live.
+pub unsafe fn fsp_fd(fsp: *const Fsp) -> c_int {
+    sys::fsp_get_pathref_fd(fsp)
+}
+
+/// The fsp's name (`fsp->fsp_name`), may be NULL.
+///
+/// # Safety
+/// `fsp` is live.
+pub unsafe fn fsp_name(fsp: *const Fsp) -> *mut Fname {
+    (*fsp).fsp_name
+}
+
+/// The base name of the fsp's name, relative to the connection's cwd or absolute.
+///
+/// # Safety
+/// `fsp` is live.
+pub unsafe fn fsp_path<'a>(fsp: *const Fsp) -> &'a str {
+    let n = (*fsp).fsp_name;
+    if n.is_null() {
+        return "";
+    }
+    cstr((*n).base_name).unwrap_or("")
+}
+
+// ------------------------------------------------------------------ smb_filename
+
+/// `smb_fname->base_name`.
+///
+/// # Safety
+/// `f` is a live smb_filename.
+pub unsafe fn fname_base<'a>(f: *const Fname) -> &'a str {
+    cstr((*f).base_name).unwrap_or("")
+}
+
+/// True when the name addresses a named stream (those belong to streams_xattr).
+///
+/// # Safety
+/// `f` is a live smb_filename.
+pub unsafe fn fname_is_stream(f: *const Fname) -> bool {
+    !(*f).stream_name.is_null()
+}
+
+/// `synthetic_smb_fname(mem_ctx, path, NULL, NULL, 0, 0)`.
+///
+/// # Safety
+/// `mem_ctx` is a talloc context or NULL.
+pub unsafe fn new_fname(mem_ctx: *mut c_void, path: &str) -> *mut Fname {
+    let Ok(c) = CString::new(path) else {
+        return std::ptr::null_mut();
+    };
+    sys::synthetic_smb_fname(
+        mem_ctx as _,
+        c.as_ptr(),
+        std::ptr::null(),
+        std::ptr::null(),
+        0,
+        0,
+    )
+}
+
+fn ts(t: Timespec) -> sys::timespec {
+    sys::timespec {
+        tv_sec: t.sec,
+        tv_nsec: t.nsec as i64,
+    }
+}
+
+/// Fill smbd's `stat_ex` from the daemon's attributes (as ceph_new does from statx).
+pub fn fill_stat(st: &mut sys::stat_ex, s: &Stat) {
+    // SAFETY: stat_ex is plain old data; all-zero is a valid value.
+    *st = unsafe { std::mem::zeroed() };
+    st.st_ex_dev = s.dev;
+    st.st_ex_ino = s.ino;
+    st.st_ex_mode = s.mode;
+    st.st_ex_nlink = s.nlink as _;
+    st.st_ex_uid = s.uid;
+    st.st_ex_gid = s.gid;
+    st.st_ex_rdev = s.rdev;
+    st.st_ex_size = s.size as i64;
+    st.st_ex_atime = ts(s.atime);
+    st.st_ex_mtime = ts(s.mtime);
+    st.st_ex_ctime = ts(s.ctime);
+    st.st_ex_btime = ts(s.btime);
+    st.st_ex_blksize = s.blksize as _;
+    st.st_ex_blocks = s.blocks as _;
+}
+
+/// Fill `smb_fname->st`.
+///
+/// # Safety
+/// `f` is a live smb_filename.
+pub unsafe fn fname_set_stat(f: *mut Fname, s: &Stat) {
+    fill_stat(&mut (*f).st, s);
+}
+
+/// A `struct timespec` of smbd as an optional wire time (UTIME_OMIT = leave alone).
+pub fn time_arg(t: &sys::timespec) -> Option<ceph_rs_wire::TimeSet> {
+    const UTIME_NOW: i64 = (1 << 30) - 1;
+    const UTIME_OMIT: i64 = (1 << 30) - 2;
+    match t.tv_nsec {
+        UTIME_OMIT => None,
+        UTIME_NOW => Some(ceph_rs_wire::TimeSet::Now),
+        // smbd marks "not set" with a zero timestamp as well (null_timespec).
+        _ if t.tv_sec == 0 && t.tv_nsec == 0 => None,
+        _ => Some(ceph_rs_wire::TimeSet::At(Timespec {
+            sec: t.tv_sec,
+            nsec: t.tv_nsec.clamp(0, 999_999_999) as u32,
+        })),
+    }
+}
+
+// ------------------------------------------------------------------ NTSTATUS
+
+pub const NT_STATUS_OK: sys::NTSTATUS = sys::NTSTATUS { v: 0 };
+pub const NT_STATUS_NOT_SUPPORTED: sys::NTSTATUS = sys::NTSTATUS { v: 0xC00000BB };
+pub const NT_STATUS_NO_MEMORY: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000017 };
+pub const NT_STATUS_OBJECT_NAME_NOT_FOUND: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000034 };
+pub const NT_STATUS_OBJECT_TYPE_MISMATCH: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000024 };
+
+/// errno -> NTSTATUS the way smbd maps it.
+pub fn nt_from_errno(e: i32) -> sys::NTSTATUS {
+    // SAFETY: pure function of smbd.
+    unsafe { sys::map_nt_error_from_unix(e) }
+}
+
+// ------------------------------------------------------------------ tevent
+
+/// `tevent_req_create(mem_ctx, &state, T)`: a new request whose state is `value`.
+///
+/// # Safety
+/// `mem_ctx` is a talloc context. `T` must not need Drop (tevent frees it with talloc).
+pub unsafe fn req_create<T: Copy>(mem_ctx: *mut c_void, value: T) -> Option<*mut TeventReq> {
+    let mut state: *mut T = std::ptr::null_mut();
+    let req = sys::_tevent_req_create(
+        mem_ctx as _,
+        &mut state as *mut *mut T as *mut c_void,
+        std::mem::size_of::<T>(),
+        c"ceph_rs_aio_state".as_ptr(),
+        c"vfs_ceph_rs".as_ptr(),
+    );
+    if req.is_null() || state.is_null() {
+        return None;
+    }
+    state.write(value);
+    Some(req)
+}
+
+/// The state of a request made by [`req_create`].
+///
+/// # Safety
+/// `req` was made by `req_create::<T>` and is live.
+pub unsafe fn req_state<'a, T>(req: *mut TeventReq) -> &'a mut T {
+    &mut *(sys::_tevent_req_data(req) as *mut T)
+}
+
+/// Run `cleanup` when the request is finished, received or freed.
+///
+/// # Safety
+/// `req` is live.
+pub unsafe fn req_set_cleanup(
+    req: *mut TeventReq,
+    cleanup: unsafe extern "C" fn(*mut TeventReq, sys::tevent_req_state),
+) {
+    sys::tevent_req_set_cleanup_fn(req, Some(cleanup));
+}
+
+/// `tevent_req_done`.
+///
+/// # Safety
+/// `req` is live and in progress.
+pub unsafe fn req_done(req: *mut TeventReq) {
+    sys::_tevent_req_done(req, c"vfs_ceph_rs".as_ptr());
+}
+
+/// `tevent_req_error(req, errno)`.
+///
+/// # Safety
+/// `req` is live and in progress.
+pub unsafe fn req_error(req: *mut TeventReq, err: i32) {
+    sys::_tevent_req_error(req, err.max(1) as u64, c"vfs_ceph_rs".as_ptr());
+}
+
+/// `tevent_req_post(req, ev)`: deliver an already finished request from the event loop.
+///
+/// # Safety
+/// `req`, `ev` are live.
+pub unsafe fn req_post(req: *mut TeventReq, ev: *mut TeventCtx) -> *mut TeventReq {
+    sys::tevent_req_post(req, ev)
+}
+
+/// `tevent_req_received`.
+///
+/// # Safety
+/// `req` is live.
+pub unsafe fn req_received(req: *mut TeventReq) {
+    sys::tevent_req_received(req)
+}
+
+/// The error a request finished with, if any (`tevent_req_is_unix_error`).
+///
+/// # Safety
+/// `req` is live.
+pub unsafe fn req_unix_error(req: *mut TeventReq) -> Option<i32> {
+    let mut state: sys::tevent_req_state = 0;
+    let mut err: u64 = 0;
+    if !sys::tevent_req_is_error(req, &mut state, &mut err) {
+        return None;
+    }
+    Some(match state {
+        sys::tevent_req_state_TEVENT_REQ_USER_ERROR => err as i32,
+        sys::tevent_req_state_TEVENT_REQ_TIMED_OUT => libc::ETIMEDOUT,
+        sys::tevent_req_state_TEVENT_REQ_NO_MEMORY => libc::ENOMEM,
+        _ => libc::EINVAL,
+    })
+}
+
+/// A readable-fd watch on `ev`.
+///
+/// # Safety
+/// `ev` is live; `handler` stays valid for the watch's life.
+pub unsafe fn add_read_fd(
+    ev: *mut TeventCtx,
+    fd: c_int,
+    handler: unsafe extern "C" fn(*mut TeventCtx, *mut sys::tevent_fd, u16, *mut c_void),
+    private: usize,
+) -> *mut sys::tevent_fd {
+    sys::_tevent_add_fd(
+        ev,
+        ev as *mut c_void as _,
+        fd,
+        sys::TEVENT_FD_READ as u16,
+        Some(handler),
+        private as *mut c_void,
+        c"ceph_rs_daemon_fd".as_ptr(),
+        c"vfs_ceph_rs".as_ptr(),
+    )
+}
+
+/// A reusable immediate event, owned by `ev`.
+///
+/// # Safety
+/// `ev` is live.
+pub unsafe fn new_immediate(ev: *mut TeventCtx) -> *mut sys::tevent_immediate {
+    sys::_tevent_create_immediate(ev as *mut c_void as _, c"vfs_ceph_rs".as_ptr())
+}
+
+/// Schedule `im` on `ev` (re-scheduling an already scheduled one is fine).
+///
+/// # Safety
+/// `im`, `ev` are live.
+pub unsafe fn schedule_immediate(
+    im: *mut sys::tevent_immediate,
+    ev: *mut TeventCtx,
+    handler: unsafe extern "C" fn(*mut TeventCtx, *mut sys::tevent_immediate, *mut c_void),
+    private: usize,
+) {
+    sys::_tevent_schedule_immediate(
+        im,
+        ev,
+        Some(handler),
+        private as *mut c_void,
+        c"ceph_rs_deliver".as_ptr(),
+        c"vfs_ceph_rs".as_ptr(),
+    )
+}
+
+/// `talloc_free`.
+///
+/// # Safety
+/// `p` is a talloc pointer or NULL.
+pub unsafe fn talloc_free(p: *mut c_void) {
+    if !p.is_null() {
+        sys::_talloc_free(p as _, c"vfs_ceph_rs".as_ptr());
+    }
+}
+
+// ------------------------------------------------------------------ POSIX ACLs
+
+/// smbd's `SMB_ACL_T` (talloc'ed on `mem_ctx`) from decoded entries.
+///
+/// # Safety
+/// `mem_ctx` is a talloc context.
+pub unsafe fn acl_from_entries(
+    mem_ctx: *mut c_void,
+    entries: &[crate::posix_acl::Entry],
+) -> sys::SMB_ACL_T {
+    use crate::posix_acl::Tag;
+    let mut acl = sys::sys_acl_init(mem_ctx as _);
+    if acl.is_null() {
+        return acl;
+    }
+    for e in entries {
+        let mut ent: sys::SMB_ACL_ENTRY_T = std::ptr::null_mut();
+        if sys::sys_acl_create_entry(&mut acl, &mut ent) != 0 || ent.is_null() {
+            talloc_free(acl as *mut c_void);
+            set_errno(libc::ENOMEM);
+            return std::ptr::null_mut();
+        }
+        let (t, id) = match e.tag {
+            Tag::UserObj => (sys::smb_acl_tag_t_SMB_ACL_USER_OBJ, None),
+            Tag::User(u) => (sys::smb_acl_tag_t_SMB_ACL_USER, Some(u)),
+            Tag::GroupObj => (sys::smb_acl_tag_t_SMB_ACL_GROUP_OBJ, None),
+            Tag::Group(g) => (sys::smb_acl_tag_t_SMB_ACL_GROUP, Some(g)),
+            Tag::Mask => (sys::smb_acl_tag_t_SMB_ACL_MASK, None),
+            Tag::Other => (sys::smb_acl_tag_t_SMB_ACL_OTHER, None),
+        };
+        (*ent).a_type = t;
+        (*ent).a_perm = e.perm;
+        if let Some(id) = id {
+            (*ent).info.user.uid = id;
+        }
+    }
+    acl
+}
+
+/// The entries of smbd's `SMB_ACL_T`.
+///
+/// # Safety
+/// `acl` is a valid SMB_ACL_T or NULL.
+pub unsafe fn acl_entries(
+    acl: sys::SMB_ACL_T,
+) -> Result<Vec<crate::posix_acl::Entry>, ceph_rs_wire::Errno> {
+    use crate::posix_acl::{Entry, Tag};
+    if acl.is_null() {
+        return Err(ceph_rs_wire::Errno::EINVAL);
+    }
+    let a = &*acl;
+    let n = a.count.max(0) as usize;
+    if n > 0 && a.acl.is_null() {
+        return Err(ceph_rs_wire::Errno::EINVAL);
+    }
+    let ents = if n == 0 {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(a.acl, n)
+    };
+    ents.iter()
+        .map(|e| {
+            let tag = match e.a_type {
+                sys::smb_acl_tag_t_SMB_ACL_USER_OBJ => Tag::UserObj,
+                sys::smb_acl_tag_t_SMB_ACL_USER => Tag::User(e.info.user.uid),
+                sys::smb_acl_tag_t_SMB_ACL_GROUP_OBJ => Tag::GroupObj,
+                sys::smb_acl_tag_t_SMB_ACL_GROUP => Tag::Group(e.info.group.gid),
+                sys::smb_acl_tag_t_SMB_ACL_MASK => Tag::Mask,
+                sys::smb_acl_tag_t_SMB_ACL_OTHER => Tag::Other,
+                _ => return Err(ceph_rs_wire::Errno::EINVAL),
+            };
+            Ok(Entry {
+                tag,
+                perm: e.a_perm & 7,
+            })
+        })
+        .collect()
 }

@@ -20,3 +20,14 @@ bool ceph_rs_shim_debug(int cls, int level, const char *location, const char *fu
 	dbgtext("%s\n", msg);
 	return true;
 }
+
+int ceph_rs_shim_va_arg_int(va_list ap)
+{
+	va_list c;
+	int v;
+
+	va_copy(c, ap);
+	v = va_arg(c, int);
+	va_end(c);
+	return v;
+}

@@ -9,4 +9,7 @@ bool ceph_rs_shim_debug(int cls, int level, const char *location, const char *fu
 			const char *msg);
 /* CHECK_DEBUGLVLX(cls, level) */
 bool ceph_rs_shim_debug_enabled(int cls, int level);
+/* va_arg(ap, int) on a copy of ap (the fcntl slot's argument). */
+#include <stdarg.h>
+int ceph_rs_shim_va_arg_int(va_list ap);
 #endif

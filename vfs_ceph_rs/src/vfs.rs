@@ -1,43 +1,2307 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The `vfs_fn_pointers` table of ceph_rs.
+//! The `vfs_fn_pointers` table of ceph_rs: every slot ceph_new fills in, each a request
+//! to libcephfsd (message types in `wire/src/ops.rs`, handlers in
+//! `libcephfsd/src/handler.rs`).
+//!
+//! State:
+//! * per process: one daemon connection per socket (`daemon.rs`);
+//! * per tree connect ([`Share`], the handle's data): the mount, the filesystem root and
+//!   the connection's working directory (path + inode), so getwd/chdir never leave the
+//!   process;
+//! * per open file ([`FileState`], an fsp extension): the inode reference, the open
+//!   file handle (none for smbd's O_PATH "pathref" opens), a directory stream, and the
+//!   fake descriptor number smbd sees. Fake descriptors start at the kernel's
+//!   `fs.nr_open`, so they can never collide with a real descriptor of the process.
+//!
+//! Paths smbd passes are either absolute CephFS paths (the share path is a path inside
+//! CephFS, as with ceph_new) or relative to the connection's working directory.
+use crate::daemon::{self, DaemonId};
+use crate::posix_acl;
+use crate::samba::{self, Fname, Fsp, Handle, TeventCtx, TeventReq};
 use crate::{log_at, sys};
-use std::ffi::{c_char, c_int, CStr};
+use ceph_rs_wire::*;
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_int, c_uint, c_void};
 
-unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
-    if p.is_null() {
-        "(null)".into()
-    } else {
-        CStr::from_ptr(p).to_string_lossy()
+// ------------------------------------------------------------------ state
+
+/// Per tree connect.
+pub struct Share {
+    daemon: DaemonId,
+    mount: MountId,
+    /// The filesystem root ("/" of the CephFS).
+    root: Ino,
+    /// The connection's working directory: normalized absolute path and its inode.
+    cwd: String,
+    cwd_ino: Ino,
+    /// FsCapabilities bits (case sensitivity) computed once.
+    case_caps: Option<u32>,
+}
+
+/// Per open file: the fsp extension.
+pub struct FileState {
+    daemon: DaemonId,
+    ino: Ino,
+    fh: Option<Fh>,
+    /// Attributes from the open; `fresh` until the first fstat uses them.
+    stat: Stat,
+    fresh: bool,
+    fd: c_int,
+    dir: Option<Box<DirStream>>,
+}
+
+impl Drop for FileState {
+    fn drop(&mut self) {
+        if let Some(ds) = self.dir.take() {
+            daemon::post(self.daemon, &CloseDirReq { dh: ds.dh });
+        }
+        if let Some(fh) = self.fh.take() {
+            daemon::post(self.daemon, &CloseReq { fh });
+        }
+        daemon::forget(self.daemon, self.ino);
     }
 }
 
-unsafe extern "C" fn connect(
-    handle: *mut sys::vfs_handle_struct,
-    service: *const c_char,
-    user: *const c_char,
-) -> c_int {
-    let ret = sys::smb_vfs_call_connect((*handle).next, service, user);
-    log_at!(
-        1,
-        c"connect",
-        "ceph_rs: connect service=[{}] user=[{}] ret={}",
-        cstr(service),
-        cstr(user),
-        ret
+/// A directory stream (`DIR *` for smbd points here).
+pub struct DirStream {
+    dh: Dh,
+    entries: VecDeque<DirEntry>,
+    eof: bool,
+    de: sys::dirent,
+    fsp: *mut Fsp,
+}
+
+/// Entries asked for per ReadDir round trip.
+const READDIR_BATCH: u32 = 512;
+
+/// An inode reference that is given back when dropped (unless it is borrowed).
+struct InoRef {
+    daemon: DaemonId,
+    ino: Ino,
+    owned: bool,
+    stat: Option<Stat>,
+}
+
+impl Drop for InoRef {
+    fn drop(&mut self) {
+        if self.owned {
+            daemon::forget(self.daemon, self.ino);
+        }
+    }
+}
+
+impl InoRef {
+    fn owned(daemon: DaemonId, e: Entry) -> InoRef {
+        InoRef {
+            daemon,
+            ino: e.ino,
+            owned: true,
+            stat: Some(e.stat),
+        }
+    }
+    fn borrowed(daemon: DaemonId, ino: Ino) -> InoRef {
+        InoRef {
+            daemon,
+            ino,
+            owned: false,
+            stat: None,
+        }
+    }
+    /// Keep the reference (ownership moves to the caller).
+    fn into_entry(mut self) -> Option<Entry> {
+        self.owned = false;
+        self.stat.map(|stat| Entry {
+            ino: self.ino,
+            stat,
+        })
+    }
+}
+
+type R<T> = Result<T, Errno>;
+
+thread_local! {
+    static NEXT_FD: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// A descriptor number above every real one (>= fs.nr_open), unique in the process.
+fn fake_fd() -> c_int {
+    NEXT_FD.with(|n| {
+        let mut v = n.get();
+        if v == 0 {
+            let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse::<c_int>().ok())
+                .unwrap_or(1 << 20);
+            v = nr_open.max(1 << 20);
+        }
+        let fd = v;
+        v = if v >= c_int::MAX - 1 { 1 << 20 } else { v + 1 };
+        n.set(v);
+        fd
+    })
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn fail<T>(e: Errno) -> R<T> {
+    Err(e)
+}
+
+fn int_ret(r: R<c_int>) -> c_int {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            samba::set_errno(e.0);
+            -1
+        }
+    }
+}
+
+fn ssize_ret(r: R<isize>) -> isize {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            samba::set_errno(e.0);
+            -1
+        }
+    }
+}
+
+/// Lexically normalize an absolute path ("." and ".." and repeated "/" removed).
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut s = String::with_capacity(path.len() + 1);
+    for p in &parts {
+        s.push('/');
+        s.push_str(p);
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+/// `path` (absolute, or relative to `cwd`) as a normalized absolute path.
+pub fn absolute(cwd: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        normalize(path)
+    } else {
+        normalize(&format!("{cwd}/{path}"))
+    }
+}
+
+/// Split "a/b/c" into ("a/b", "c"); "c" into ("", "c").
+fn split_parent(name: &str) -> (&str, &str) {
+    let name = name.trim_end_matches('/');
+    match name.rfind('/') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => ("", name),
+    }
+}
+
+unsafe fn share<'a>(h: *mut Handle) -> R<&'a mut Share> {
+    samba::handle_data::<Share>(h).ok_or(Errno::EBADF)
+}
+
+unsafe fn creds(h: *mut Handle) -> Creds {
+    samba::current_creds(h)
+}
+
+unsafe fn ext<'a>(h: *mut Handle, fsp: *const Fsp) -> R<&'a mut FileState> {
+    samba::ext_get::<FileState>(h, fsp).ok_or(Errno::EBADF)
+}
+
+/// The open file handle of an fsp (EBADF for a pathref).
+unsafe fn io_fh(h: *mut Handle, fsp: *const Fsp) -> R<(DaemonId, Fh)> {
+    let f = ext(h, fsp)?;
+    f.fh.map(|fh| (f.daemon, fh)).ok_or(Errno::EBADF)
+}
+
+fn call<Q: Request>(d: DaemonId, c: &Creds, req: &Q) -> R<Q::Reply> {
+    daemon::call(d, c, req, &[]).map(|(r, _)| r)
+}
+
+/// Resolve an absolute normalized path, following symlinks in the middle (and at the
+/// end when `follow`), the way a kernel path walk does.
+fn walk_abs(sh: &Share, c: &Creds, abs: &str, follow: bool) -> R<InoRef> {
+    let d = sh.daemon;
+    // Fast path: one Walk from the cwd or the root.
+    let (base, rel) = if abs == sh.cwd {
+        (sh.cwd_ino, "")
+    } else if let Some(rest) = abs
+        .strip_prefix(sh.cwd.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+        .filter(|_| sh.cwd != "/")
+    {
+        (sh.cwd_ino, rest)
+    } else {
+        (sh.root, abs.trim_start_matches('/'))
+    };
+    let e = match call(
+        d,
+        c,
+        &WalkReq {
+            dir: base,
+            path: rel.to_string(),
+        },
+    ) {
+        Ok(e) => e,
+        Err(Errno::ELOOP) => return walk_slow(sh, c, abs, follow),
+        Err(e) => return Err(e),
+    };
+    let r = InoRef::owned(d, e);
+    if follow && e.stat.is_symlink() {
+        drop(r);
+        return walk_slow(sh, c, abs, follow);
+    }
+    Ok(r)
+}
+
+/// Component by component from the root, resolving symlinks with Readlink.
+fn walk_slow(sh: &Share, c: &Creds, abs: &str, follow: bool) -> R<InoRef> {
+    let d = sh.daemon;
+    let mut todo: VecDeque<String> = abs
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .map(String::from)
+        .collect();
+    let mut stack: Vec<InoRef> = vec![InoRef::borrowed(d, sh.root)];
+    let mut links = 0;
+    while let Some(comp) = todo.pop_front() {
+        if comp == ".." {
+            if stack.len() > 1 {
+                stack.pop();
+            }
+            continue;
+        }
+        let dir = stack.last().map(|r| r.ino).unwrap_or(sh.root);
+        let e = call(d, c, &LookupReq { dir, name: comp })?;
+        let r = InoRef::owned(d, e);
+        if e.stat.is_symlink() && (follow || !todo.is_empty()) {
+            links += 1;
+            if links > 40 {
+                return fail(Errno::ELOOP);
+            }
+            let target = call(d, c, &ReadlinkReq { ino: e.ino })?.target;
+            drop(r);
+            let mut comps: VecDeque<String> = target
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(String::from)
+                .collect();
+            if target.starts_with('/') {
+                stack.truncate(1);
+            }
+            comps.extend(todo.drain(..));
+            todo = comps;
+            continue;
+        }
+        stack.push(r);
+    }
+    let last = stack.pop().expect("root stays");
+    if !last.owned {
+        // The root itself: take a real reference so the caller may own it.
+        let e = call(
+            d,
+            c,
+            &WalkReq {
+                dir: sh.root,
+                path: String::new(),
+            },
+        )?;
+        return Ok(InoRef::owned(d, e));
+    }
+    Ok(last)
+}
+
+/// Resolve a path smbd passes (absolute or relative to the cwd).
+unsafe fn walk_path(h: *mut Handle, path: &str, follow: bool) -> R<InoRef> {
+    let sh = share(h)?;
+    let c = creds(h);
+    let abs = absolute(&sh.cwd, path);
+    walk_abs(sh, &c, &abs, follow)
+}
+
+/// The inode of a directory fsp smbd passes to an *at() call.
+unsafe fn dir_of(h: *mut Handle, dirfsp: *const Fsp) -> R<InoRef> {
+    let sh = share(h)?;
+    if let Some(f) = samba::ext_get::<FileState>(h, dirfsp) {
+        return Ok(InoRef::borrowed(f.daemon, f.ino));
+    }
+    if dirfsp.is_null() || samba::fsp_fd(dirfsp) == libc::AT_FDCWD {
+        return Ok(InoRef::borrowed(sh.daemon, sh.cwd_ino));
+    }
+    walk_path(h, samba::fsp_path(dirfsp), false)
+}
+
+/// The parent directory and last component of `name` relative to `dirfsp` (names with
+/// several components are walked).
+unsafe fn at_parent(h: *mut Handle, dirfsp: *const Fsp, name: &str) -> R<(InoRef, &str)> {
+    let dir = dir_of(h, dirfsp)?;
+    let (parent, leaf) = split_parent(name);
+    if name.starts_with('/') {
+        let sh = share(h)?;
+        let c = creds(h);
+        let p = if parent.is_empty() { "/" } else { parent };
+        return Ok((walk_abs(sh, &c, &normalize(p), true)?, leaf));
+    }
+    if parent.is_empty() {
+        return Ok((dir, leaf));
+    }
+    let sh = share(h)?;
+    let e = call(
+        sh.daemon,
+        &creds(h),
+        &WalkReq {
+            dir: dir.ino,
+            path: parent.to_string(),
+        },
+    )?;
+    Ok((InoRef::owned(sh.daemon, e), leaf))
+}
+
+/// Look up `name` relative to `dirfsp` without following a final symlink.
+unsafe fn lookup_at(h: *mut Handle, dirfsp: *const Fsp, name: &str) -> R<InoRef> {
+    let (dir, leaf) = at_parent(h, dirfsp, name)?;
+    if leaf.is_empty() {
+        let c = creds(h);
+        let e = call(
+            dir.daemon,
+            &c,
+            &WalkReq {
+                dir: dir.ino,
+                path: String::new(),
+            },
+        )?;
+        return Ok(InoRef::owned(dir.daemon, e));
+    }
+    let e = call(
+        dir.daemon,
+        &creds(h),
+        &LookupReq {
+            dir: dir.ino,
+            name: leaf.to_string(),
+        },
+    )?;
+    Ok(InoRef::owned(dir.daemon, e))
+}
+
+/// The inode behind any fsp: its extension, or its path.
+unsafe fn fsp_ino(h: *mut Handle, fsp: *const Fsp) -> R<InoRef> {
+    if let Some(f) = samba::ext_get::<FileState>(h, fsp) {
+        return Ok(InoRef::borrowed(f.daemon, f.ino));
+    }
+    if fsp.is_null() {
+        return fail(Errno::EBADF);
+    }
+    walk_path(h, samba::fsp_path(fsp), false)
+}
+
+fn getattr(d: DaemonId, c: &Creds, ino: Ino) -> R<Stat> {
+    call(d, c, &GetAttrReq { ino })
+}
+
+fn setattr(d: DaemonId, c: &Creds, ino: Ino, attr: SetAttr) -> R<Stat> {
+    call(d, c, &SetAttrReq { ino, attr })
+}
+
+// ------------------------------------------------------------------ disk operations
+
+unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *const c_char) -> c_int {
+    let ret = sys::smb_vfs_call_connect((*h).next, service, user);
+    if ret < 0 {
+        return ret;
+    }
+    let snum = samba::snum(h);
+    let service = samba::cstr(service).unwrap_or("?").to_string();
+    let config_file =
+        samba::share_option(snum, c"config_file", Some(c"/etc/ceph/ceph.conf")).unwrap_or_default();
+    let user_id = samba::share_option(snum, c"user_id", Some(c"admin")).unwrap_or_default();
+    let filesystem = samba::share_option(snum, c"filesystem", None).filter(|s| !s.is_empty());
+    let socket =
+        samba::share_option(snum, c"socket", Some(c"/run/libcephfsd.sock")).unwrap_or_default();
+    let d = match daemon::attach(&socket) {
+        Ok(d) => d,
+        Err(e) => {
+            log_at!(
+                0,
+                c"connect",
+                "ceph_rs: share [{service}]: {e}; is libcephfsd running?"
+            );
+            samba::set_errno(libc::ECONNREFUSED);
+            return -1;
+        }
+    };
+    // The mount is the daemon's (shared by every smbd with the same config); act as the
+    // daemon's own identity for it.
+    let root_creds = Creds::default();
+    let req = MountReq {
+        config_file: config_file.clone(),
+        user_id: user_id.clone(),
+        filesystem: filesystem.clone(),
+        root_path: "/".into(),
+    };
+    let m = match daemon::call(d, &root_creds, &req, &[]) {
+        Ok((m, _)) => m,
+        Err(e) => {
+            log_at!(
+                0,
+                c"connect",
+                "ceph_rs: share [{service}]: mounting CephFS (config_file={config_file} \
+                 user_id={user_id} filesystem={}) through libcephfsd failed: {e}: {}",
+                filesystem.as_deref().unwrap_or("(default)"),
+                daemon::last_error(d)
+            );
+            samba::set_errno(if e == Errno::EIO {
+                libc::ECONNREFUSED
+            } else {
+                e.0
+            });
+            return -1;
+        }
+    };
+    let cwd_e = match call(
+        d,
+        &root_creds,
+        &WalkReq {
+            dir: m.root,
+            path: String::new(),
+        },
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = call(d, &root_creds, &UnmountReq { mount: m.mount });
+            samba::set_errno(e.0);
+            return -1;
+        }
+    };
+    samba::set_handle_data(
+        h,
+        Box::new(Share {
+            daemon: d,
+            mount: m.mount,
+            root: m.root,
+            cwd: "/".into(),
+            cwd_ino: cwd_e.ino,
+            case_caps: None,
+        }),
     );
+    log_at!(
+        2,
+        c"connect",
+        "ceph_rs: connect service=[{service}] path=[{}] via {socket} (client.{user_id}, fs {})",
+        samba::connectpath(h),
+        filesystem.as_deref().unwrap_or("default")
+    );
+    0
+}
+
+unsafe extern "C" fn disconnect(h: *mut Handle) {
+    if let Ok(sh) = share(h) {
+        let d = sh.daemon;
+        // Releases every inode, file and dir of this share in the daemon.
+        let _ = call(d, &Creds::default(), &UnmountReq { mount: sh.mount });
+        samba::clear_handle_data(h);
+    }
+    log_at!(2, c"disconnect", "ceph_rs: disconnect");
+    sys::smb_vfs_call_disconnect((*h).next)
+}
+
+unsafe fn quota_of(h: *mut Handle, path: &str) -> R<Option<(u64, u64)>> {
+    let r = walk_path(h, path, true)?;
+    let c = creds(h);
+    let get = |name: &str| -> R<Option<u64>> {
+        match daemon::call(
+            r.daemon,
+            &c,
+            &GetXattrReq {
+                ino: r.ino,
+                name: name.into(),
+                size: 64,
+            },
+            &[],
+        ) {
+            Ok((_, v)) => Ok(String::from_utf8_lossy(&v).trim().parse().ok()),
+            Err(Errno::ENODATA) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    match get("ceph.quota.max_bytes")? {
+        Some(max) if max > 0 => Ok(Some((max, get("ceph.dir.rbytes")?.unwrap_or(0)))),
+        _ => Ok(None),
+    }
+}
+
+unsafe extern "C" fn disk_free(
+    h: *mut Handle,
+    fname: *const Fname,
+    bsize: *mut u64,
+    dfree: *mut u64,
+    dsize: *mut u64,
+) -> u64 {
+    let r = (|| -> R<(u64, u64, u64)> {
+        let path = samba::fname_base(fname);
+        // A CephFS directory quota is the share's size, as for the kernel client.
+        if let Ok(Some((max, used))) = quota_of(h, path) {
+            return Ok((1024, max.saturating_sub(used) / 1024, max / 1024));
+        }
+        let sh = share(h)?;
+        let s: StatFs = call(sh.daemon, &creds(h), &StatFsReq { ino: sh.root })?;
+        Ok((s.bsize, s.bavail, s.blocks))
+    })();
+    match r {
+        Ok((b, f, s)) => {
+            *bsize = b;
+            *dfree = f;
+            *dsize = s;
+            f
+        }
+        Err(e) => {
+            samba::set_errno(e.0);
+            u64::MAX
+        }
+    }
+}
+
+unsafe extern "C" fn get_quota(
+    h: *mut Handle,
+    fname: *const Fname,
+    _qtype: sys::SMB_QUOTA_TYPE,
+    _id: sys::unid_t,
+    qt: *mut sys::SMB_DISK_QUOTA,
+) -> c_int {
+    // CephFS has directory quotas (ceph.quota.max_bytes), not per-user ones: report the
+    // directory's quota, which is what limits every user writing there.
+    int_ret((|| match quota_of(h, samba::fname_base(fname))? {
+        Some((max, used)) => {
+            let q = &mut *qt;
+            q.bsize = 1024;
+            q.hardlimit = max / 1024;
+            q.softlimit = max / 1024;
+            q.curblocks = used.div_ceil(1024);
+            q.ihardlimit = 0;
+            q.isoftlimit = 0;
+            q.curinodes = 0;
+            q.qflags = 0;
+            Ok(0)
+        }
+        None => fail(Errno::ENOSYS),
+    })())
+}
+
+unsafe extern "C" fn set_quota(
+    _h: *mut Handle,
+    _qtype: sys::SMB_QUOTA_TYPE,
+    _id: sys::unid_t,
+    _qt: *mut sys::SMB_DISK_QUOTA,
+) -> c_int {
+    samba::set_errno(libc::ENOSYS);
+    -1
+}
+
+unsafe fn case_caps(h: *mut Handle) -> R<u32> {
+    let sh = share(h)?;
+    if let Some(c) = sh.case_caps {
+        return Ok(c);
+    }
+    let path = samba::connectpath(h);
+    let r = walk_path(h, &path, true)?;
+    let mut caps = sys::FILE_CASE_PRESERVED_NAMES;
+    match daemon::call(
+        r.daemon,
+        &creds(h),
+        &GetXattrReq {
+            ino: r.ino,
+            name: "ceph.dir.casesensitive".into(),
+            size: 8,
+        },
+        &[],
+    ) {
+        Ok((_, v)) if v.as_slice() == b"0" => {}
+        Ok(_) | Err(Errno::ENODATA) => caps |= sys::FILE_CASE_SENSITIVE_SEARCH,
+        Err(e) => return Err(e),
+    }
+    share(h)?.case_caps = Some(caps);
+    Ok(caps)
+}
+
+unsafe extern "C" fn statvfs(
+    h: *mut Handle,
+    fname: *const Fname,
+    out: *mut sys::vfs_statvfs_struct,
+) -> c_int {
+    int_ret((|| {
+        let r = walk_path(h, samba::fname_base(fname), true)?;
+        let s: StatFs = call(r.daemon, &creds(h), &StatFsReq { ino: r.ino })?;
+        let caps = case_caps(h)?;
+        let o = &mut *out;
+        o.OptimalTransferSize = s.frsize as u32;
+        o.BlockSize = s.bsize as u32;
+        o.TotalBlocks = s.blocks;
+        o.BlocksAvail = s.bfree;
+        o.UserBlocksAvail = s.bavail;
+        o.TotalFileNodes = s.files;
+        o.FreeFileNodes = s.ffree;
+        o.FsIdentifier = s.fsid;
+        o.FsCapabilities = caps as c_int;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn fs_capabilities(
+    h: *mut Handle,
+    p_ts_res: *mut sys::timestamp_set_resolution,
+) -> u32 {
+    sys::vfs_get_fs_capabilities((*h).conn, p_ts_res)
+}
+
+// ------------------------------------------------------------------ directories
+
+unsafe extern "C" fn fdopendir(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    _mask: *const c_char,
+    _attributes: u32,
+) -> *mut sys::DIR {
+    let r = (|| -> R<*mut sys::DIR> {
+        let f = ext(h, fsp)?;
+        let rep: OpenDirRep = call(f.daemon, &creds(h), &OpenDirReq { ino: f.ino })?;
+        if let Some(old) = f.dir.take() {
+            daemon::post(f.daemon, &CloseDirReq { dh: old.dh });
+        }
+        let mut ds = Box::new(DirStream {
+            dh: rep.dh,
+            entries: VecDeque::new(),
+            eof: false,
+            de: std::mem::zeroed(),
+            fsp,
+        });
+        let p = &mut *ds as *mut DirStream as *mut sys::DIR;
+        f.dir = Some(ds);
+        Ok(p)
+    })();
+    match r {
+        Ok(p) => p,
+        Err(e) => {
+            samba::set_errno(e.0);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+fn dtype(mode: u32) -> u8 {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => libc::DT_DIR,
+        libc::S_IFREG => libc::DT_REG,
+        libc::S_IFLNK => libc::DT_LNK,
+        libc::S_IFCHR => libc::DT_CHR,
+        libc::S_IFBLK => libc::DT_BLK,
+        libc::S_IFIFO => libc::DT_FIFO,
+        libc::S_IFSOCK => libc::DT_SOCK,
+        _ => libc::DT_UNKNOWN,
+    }
+}
+
+unsafe extern "C" fn readdir(
+    h: *mut Handle,
+    _dirfsp: *mut Fsp,
+    dirp: *mut sys::DIR,
+) -> *mut sys::dirent {
+    if dirp.is_null() {
+        samba::set_errno(libc::EBADF);
+        return std::ptr::null_mut();
+    }
+    let ds = &mut *(dirp as *mut DirStream);
+    if ds.entries.is_empty() && !ds.eof {
+        let Ok(f) = ext(h, ds.fsp) else {
+            samba::set_errno(libc::EBADF);
+            return std::ptr::null_mut();
+        };
+        match call(
+            f.daemon,
+            &creds(h),
+            &ReadDirReq {
+                dh: ds.dh,
+                max_entries: READDIR_BATCH,
+                max_bytes: 256 * 1024,
+            },
+        ) {
+            Ok(rep) => {
+                ds.eof = rep.eof;
+                ds.entries.extend(rep.entries);
+            }
+            Err(e) => {
+                samba::set_errno(e.0);
+                return std::ptr::null_mut();
+            }
+        }
+    }
+    let Some(e) = ds.entries.pop_front() else {
+        return std::ptr::null_mut();
+    };
+    let de = &mut ds.de;
+    de.d_ino = e.stat.ino;
+    de.d_off = 0;
+    de.d_reclen = std::mem::size_of::<sys::dirent>() as u16;
+    de.d_type = dtype(e.stat.mode);
+    let n = e.name.as_bytes();
+    let len = n.len().min(de.d_name.len() - 1);
+    for (dst, src) in de.d_name.iter_mut().zip(&n[..len]) {
+        *dst = *src as c_char;
+    }
+    de.d_name[len] = 0;
+    de
+}
+
+unsafe extern "C" fn rewind_dir(h: *mut Handle, dirp: *mut sys::DIR) {
+    if dirp.is_null() {
+        return;
+    }
+    let ds = &mut *(dirp as *mut DirStream);
+    ds.entries.clear();
+    ds.eof = false;
+    if let Ok(f) = ext(h, ds.fsp) {
+        let _ = call(f.daemon, &creds(h), &RewindDirReq { dh: ds.dh });
+    }
+}
+
+unsafe extern "C" fn closedir(h: *mut Handle, dirp: *mut sys::DIR) -> c_int {
+    if dirp.is_null() {
+        samba::set_errno(libc::EBADF);
+        return -1;
+    }
+    let fsp = (*(dirp as *mut DirStream)).fsp;
+    let r = (|| {
+        let f = ext(h, fsp)?;
+        let ds = f.dir.take().ok_or(Errno::EBADF)?;
+        call(f.daemon, &creds(h), &CloseDirReq { dh: ds.dh })?;
+        Ok(0)
+    })();
+    // smbd's closedir also closes the directory's descriptor.
+    samba::ext_remove(h, fsp);
+    int_ret(r)
+}
+
+unsafe extern "C" fn mkdirat(
+    h: *mut Handle,
+    dirfsp: *mut Fsp,
+    fname: *const Fname,
+    mode: libc::mode_t,
+) -> c_int {
+    int_ret((|| {
+        let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(fname))?;
+        let e = call(
+            dir.daemon,
+            &creds(h),
+            &MkdirReq {
+                dir: dir.ino,
+                name: leaf.to_string(),
+                mode: mode & 0o7777,
+            },
+        )?;
+        drop(InoRef::owned(dir.daemon, e));
+        Ok(0)
+    })())
+}
+
+// ------------------------------------------------------------------ files
+
+/// Flags the daemon does not take (O_PATH opens are lookups here).
+const STRIP_FLAGS: c_int = oflags::O_PATH;
+
+unsafe extern "C" fn openat(
+    h: *mut Handle,
+    dirfsp: *const Fsp,
+    fname: *const Fname,
+    fsp: *mut Fsp,
+    how: *const sys::vfs_open_how,
+) -> c_int {
+    let how = &*how;
+    let r = (|| -> R<c_int> {
+        if how.resolve != 0 {
+            // smbd then resolves the path itself, component by component.
+            return fail(Errno::ENOSYS);
+        }
+        if samba::fname_is_stream(fname) {
+            return fail(Errno::ENOENT);
+        }
+        let mut flags = how.flags;
+        if samba::fsp_is_pathref(fsp) {
+            flags |= oflags::O_PATH;
+        }
+        let name = samba::fname_base(fname);
+        let c = creds(h);
+        let (dir, leaf) = at_parent(h, dirfsp, name)?;
+        let d = dir.daemon;
+        let state = if flags & oflags::O_CREAT != 0 {
+            let rep: OpenRep = call(
+                d,
+                &c,
+                &OpenReq {
+                    dir: dir.ino,
+                    name: leaf.to_string(),
+                    flags: flags & !STRIP_FLAGS,
+                    mode: how.mode & 0o7777,
+                },
+            )?;
+            FileState {
+                daemon: d,
+                ino: rep.ino,
+                fh: Some(rep.fh),
+                stat: rep.stat,
+                fresh: true,
+                fd: fake_fd(),
+                dir: None,
+            }
+        } else if flags & oflags::O_PATH != 0 {
+            let e = if leaf.is_empty() {
+                call(
+                    d,
+                    &c,
+                    &WalkReq {
+                        dir: dir.ino,
+                        path: String::new(),
+                    },
+                )?
+            } else {
+                call(
+                    d,
+                    &c,
+                    &LookupReq {
+                        dir: dir.ino,
+                        name: leaf.to_string(),
+                    },
+                )?
+            };
+            if flags & oflags::O_DIRECTORY != 0 && !e.stat.is_dir() {
+                drop(InoRef::owned(d, e));
+                return fail(Errno::ENOTDIR);
+            }
+            FileState {
+                daemon: d,
+                ino: e.ino,
+                fh: None,
+                stat: e.stat,
+                fresh: true,
+                fd: fake_fd(),
+                dir: None,
+            }
+        } else {
+            let rep: OpenRep = call(
+                d,
+                &c,
+                &OpenReq {
+                    dir: dir.ino,
+                    name: if leaf.is_empty() {
+                        ".".into()
+                    } else {
+                        leaf.to_string()
+                    },
+                    flags: flags & !STRIP_FLAGS,
+                    mode: 0,
+                },
+            )?;
+            FileState {
+                daemon: d,
+                ino: rep.ino,
+                fh: Some(rep.fh),
+                stat: rep.stat,
+                fresh: true,
+                fd: fake_fd(),
+                dir: None,
+            }
+        };
+        let fd = state.fd;
+        if samba::ext_add(h, fsp, state).is_none() {
+            return fail(Errno::ENOMEM);
+        }
+        samba::fsp_clear_proc_fds(fsp);
+        Ok(fd)
+    })();
+    log_at!(
+        10,
+        c"openat",
+        "ceph_rs: openat({}, flags {:#o}) = {:?}",
+        samba::fname_base(fname),
+        how.flags,
+        r
+    );
+    int_ret(r)
+}
+
+unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
+    let r = (|| {
+        let f = ext(h, fsp)?;
+        let res = match f.fh.take() {
+            Some(fh) => call(f.daemon, &creds(h), &CloseReq { fh }),
+            None => Ok(()),
+        };
+        samba::ext_remove(h, fsp);
+        res.map(|_| 0)
+    })();
+    int_ret(r)
+}
+
+unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) -> R<isize> {
+    let (d, fh) = io_fh(h, fsp)?;
+    let mut done = 0usize;
+    // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway).
+    while done < buf.len() {
+        let len = (buf.len() - done).min(MAX_DATA as usize) as u32;
+        let (_, data) = daemon::call(
+            d,
+            &creds(h),
+            &ReadReq {
+                fh,
+                offset: offset + done as u64,
+                len,
+            },
+            &[],
+        )?;
+        let n = data.len().min(buf.len() - done);
+        buf[done..done + n].copy_from_slice(&data[..n]);
+        done += n;
+        if n < len as usize {
+            break;
+        }
+    }
+    Ok(done as isize)
+}
+
+unsafe extern "C" fn pread(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    data: *mut c_void,
+    n: usize,
+    offset: libc::off_t,
+) -> isize {
+    if offset < 0 {
+        samba::set_errno(libc::EINVAL);
+        return -1;
+    }
+    let buf = if n == 0 {
+        &mut [][..]
+    } else {
+        std::slice::from_raw_parts_mut(data as *mut u8, n)
+    };
+    ssize_ret(read_into(h, fsp, buf, offset as u64))
+}
+
+unsafe fn write_from(h: *mut Handle, fsp: *mut Fsp, buf: &[u8], offset: u64) -> R<isize> {
+    let f = ext(h, fsp)?;
+    let (d, fh) = (f.daemon, f.fh.ok_or(Errno::EBADF)?);
+    f.fresh = false;
+    let mut done = 0usize;
+    loop {
+        let len = (buf.len() - done).min(MAX_DATA as usize);
+        let (rep, _) = daemon::call(
+            d,
+            &creds(h),
+            &WriteReq {
+                fh,
+                offset: offset + done as u64,
+            },
+            &buf[done..done + len],
+        )?;
+        done += rep.written as usize;
+        if done >= buf.len() || rep.written == 0 {
+            break;
+        }
+    }
+    Ok(done as isize)
+}
+
+unsafe extern "C" fn pwrite(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    data: *const c_void,
+    n: usize,
+    offset: libc::off_t,
+) -> isize {
+    if offset < 0 {
+        samba::set_errno(libc::EINVAL);
+        return -1;
+    }
+    let buf = if n == 0 {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(data as *const u8, n)
+    };
+    ssize_ret(write_from(h, fsp, buf, offset as u64))
+}
+
+// ------------------------------------------------------------------ async I/O
+
+/// What an async request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+enum AioKind {
+    Read,
+    Write,
+    Fsync,
+}
+
+/// State of a pread/pwrite/fsync tevent request (plain data: tevent frees it).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct AioState {
+    kind: AioKind,
+    daemon: DaemonId,
+    /// Request id at the daemon (0 = not in flight).
+    rid: u64,
+    buf: *mut u8,
+    len: usize,
+    ret: isize,
+    err: c_int,
+    start: std::time::Instant,
+    duration_ns: u64,
+}
+
+unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_state) {
+    let st = samba::req_state::<AioState>(req);
+    if st.rid != 0 {
+        daemon::abandon(st.daemon, st.rid);
+        st.rid = 0;
+    }
+}
+
+/// Called from the event loop with the daemon's reply of an async request.
+pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
+    let st = samba::req_state::<AioState>(req);
+    st.rid = 0;
+    st.duration_ns = st.start.elapsed().as_nanos() as u64;
+    let res: R<isize> = match st.kind {
+        AioKind::Read => c.decode::<ReadReq>().map(|(_, data)| {
+            let n = data.len().min(st.len);
+            if n > 0 {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), st.buf, n);
+            }
+            n as isize
+        }),
+        AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
+        AioKind::Fsync => c.decode::<FsyncReq>().map(|_| 0),
+    };
+    match res {
+        Ok(n) => {
+            st.ret = n;
+            samba::req_done(req);
+        }
+        Err(e) => {
+            st.err = e.0;
+            samba::req_error(req, e.0);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn aio_send<Q: Request>(
+    h: *mut Handle,
+    mem_ctx: *mut c_void,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+    kind: AioKind,
+    buf: *mut u8,
+    len: usize,
+    make: impl FnOnce(Fh) -> Q,
+    data: &[u8],
+) -> *mut TeventReq {
+    let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
+    let Some(req) = samba::req_create(
+        mem_ctx,
+        AioState {
+            kind,
+            daemon: d,
+            rid: 0,
+            buf,
+            len,
+            ret: -1,
+            err: 0,
+            start: std::time::Instant::now(),
+            duration_ns: 0,
+        },
+    ) else {
+        return std::ptr::null_mut();
+    };
+    let r = (|| -> R<u64> {
+        let (d, fh) = io_fh(h, fsp)?;
+        if kind == AioKind::Write {
+            ext(h, fsp)?.fresh = false;
+        }
+        daemon::submit(d, ev, req, &creds(h), &make(fh), data)
+    })();
+    match r {
+        Ok(rid) => {
+            samba::req_state::<AioState>(req).rid = rid;
+            samba::req_set_cleanup(req, aio_cleanup);
+            req
+        }
+        Err(e) => {
+            samba::req_state::<AioState>(req).err = e.0;
+            samba::req_error(req, e.0);
+            samba::req_post(req, ev)
+        }
+    }
+}
+
+unsafe fn aio_recv(req: *mut TeventReq, out: *mut sys::vfs_aio_state) -> isize {
+    let st = *samba::req_state::<AioState>(req);
+    let ret = if let Some(err) = samba::req_unix_error(req) {
+        if !out.is_null() {
+            (*out).error = err;
+            (*out).duration = st.duration_ns;
+        }
+        -1
+    } else {
+        if !out.is_null() {
+            (*out).error = 0;
+            (*out).duration = st.duration_ns;
+        }
+        st.ret
+    };
+    samba::req_received(req);
     ret
 }
 
-unsafe extern "C" fn disconnect(handle: *mut sys::vfs_handle_struct) {
-    log_at!(1, c"disconnect", "ceph_rs: disconnect");
-    sys::smb_vfs_call_disconnect((*handle).next)
+unsafe extern "C" fn pread_send(
+    h: *mut Handle,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+    data: *mut c_void,
+    n: usize,
+    offset: libc::off_t,
+) -> *mut TeventReq {
+    let n = n.min(MAX_DATA as usize);
+    aio_send(
+        h,
+        mem_ctx as _,
+        ev,
+        fsp,
+        AioKind::Read,
+        data as *mut u8,
+        n,
+        |fh| ReadReq {
+            fh,
+            offset: offset.max(0) as u64,
+            len: n as u32,
+        },
+        &[],
+    )
 }
+
+unsafe extern "C" fn pread_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> isize {
+    aio_recv(req, st)
+}
+
+unsafe extern "C" fn pwrite_send(
+    h: *mut Handle,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+    data: *const c_void,
+    n: usize,
+    offset: libc::off_t,
+) -> *mut TeventReq {
+    let n = n.min(MAX_DATA as usize);
+    let buf = if n == 0 {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(data as *const u8, n)
+    };
+    aio_send(
+        h,
+        mem_ctx as _,
+        ev,
+        fsp,
+        AioKind::Write,
+        std::ptr::null_mut(),
+        n,
+        |fh| WriteReq {
+            fh,
+            offset: offset.max(0) as u64,
+        },
+        buf,
+    )
+}
+
+unsafe extern "C" fn pwrite_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> isize {
+    aio_recv(req, st)
+}
+
+unsafe extern "C" fn fsync_send(
+    h: *mut Handle,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+) -> *mut TeventReq {
+    aio_send(
+        h,
+        mem_ctx as _,
+        ev,
+        fsp,
+        AioKind::Fsync,
+        std::ptr::null_mut(),
+        0,
+        |fh| FsyncReq {
+            fh,
+            datasync: false,
+        },
+        &[],
+    )
+}
+
+unsafe extern "C" fn fsync_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> c_int {
+    aio_recv(req, st) as c_int
+}
+
+unsafe extern "C" fn aio_force(_h: *mut Handle, _fsp: *mut Fsp) -> bool {
+    false
+}
+
+// ------------------------------------------------------------------ more file ops
+
+unsafe extern "C" fn lseek(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    offset: libc::off_t,
+    whence: c_int,
+) -> libc::off_t {
+    let r = (|| -> R<libc::off_t> {
+        let (d, fh) = io_fh(h, fsp)?;
+        let rep: LseekRep = call(d, &creds(h), &LseekReq { fh, offset, whence })?;
+        Ok(rep.offset as libc::off_t)
+    })();
+    match r {
+        Ok(o) => o,
+        Err(e) => {
+            samba::set_errno(e.0);
+            -1
+        }
+    }
+}
+
+unsafe extern "C" fn sendfile(
+    _h: *mut Handle,
+    _tofd: c_int,
+    _fsp: *mut Fsp,
+    _hdr: *const sys::DATA_BLOB,
+    _offset: libc::off_t,
+    _n: usize,
+) -> isize {
+    samba::set_errno(libc::ENOTSUP);
+    -1
+}
+
+unsafe extern "C" fn recvfile(
+    _h: *mut Handle,
+    _fromfd: c_int,
+    _fsp: *mut Fsp,
+    _offset: libc::off_t,
+    _n: usize,
+) -> isize {
+    samba::set_errno(libc::ENOTSUP);
+    -1
+}
+
+unsafe extern "C" fn renameat(
+    h: *mut Handle,
+    srcfsp: *mut Fsp,
+    src: *const Fname,
+    dstfsp: *mut Fsp,
+    dst: *const Fname,
+    how: *const sys::vfs_rename_how,
+) -> c_int {
+    int_ret((|| {
+        if samba::fname_is_stream(src) || samba::fname_is_stream(dst) {
+            return fail(Errno::ENOENT);
+        }
+        if !how.is_null() && (*how).flags != 0 {
+            return fail(Errno::EINVAL);
+        }
+        let (sdir, sname) = at_parent(h, srcfsp, samba::fname_base(src))?;
+        let (ddir, dname) = at_parent(h, dstfsp, samba::fname_base(dst))?;
+        call(
+            sdir.daemon,
+            &creds(h),
+            &RenameReq {
+                src_dir: sdir.ino,
+                src_name: sname.to_string(),
+                dst_dir: ddir.ino,
+                dst_name: dname.to_string(),
+            },
+        )?;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn stat(h: *mut Handle, fname: *mut Fname) -> c_int {
+    int_ret((|| {
+        if samba::fname_is_stream(fname) {
+            return fail(Errno::ENOENT);
+        }
+        let r = walk_path(h, samba::fname_base(fname), true)?;
+        samba::fname_set_stat(fname, r.stat.as_ref().ok_or(Errno::EIO)?);
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn lstat(h: *mut Handle, fname: *mut Fname) -> c_int {
+    int_ret((|| {
+        if samba::fname_is_stream(fname) {
+            return fail(Errno::ENOENT);
+        }
+        let r = walk_path(h, samba::fname_base(fname), false)?;
+        samba::fname_set_stat(fname, r.stat.as_ref().ok_or(Errno::EIO)?);
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn fstat(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    sbuf: *mut sys::SMB_STRUCT_STAT,
+) -> c_int {
+    int_ret((|| {
+        let f = ext(h, fsp)?;
+        let st = if f.fresh {
+            f.fresh = false;
+            f.stat
+        } else {
+            let d = f.daemon;
+            let st = match f.fh {
+                Some(fh) => call(d, &creds(h), &FGetAttrReq { fh })?,
+                None => getattr(d, &creds(h), f.ino)?,
+            };
+            f.stat = st;
+            st
+        };
+        samba::fill_stat(&mut *sbuf, &st);
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn fstatat(
+    h: *mut Handle,
+    dirfsp: *const Fsp,
+    fname: *const Fname,
+    sbuf: *mut sys::SMB_STRUCT_STAT,
+    flags: c_int,
+) -> c_int {
+    int_ret((|| {
+        let name = samba::fname_base(fname);
+        let r = if flags & libc::AT_SYMLINK_NOFOLLOW == 0 && !name.is_empty() {
+            // Follow a final symlink: resolve through the full path.
+            let dir = dir_of(h, dirfsp)?;
+            let dir_path = if samba::ext_get::<FileState>(h, dirfsp).is_some()
+                || samba::fsp_fd(dirfsp) != libc::AT_FDCWD
+            {
+                samba::fsp_path(dirfsp).to_string()
+            } else {
+                ".".to_string()
+            };
+            drop(dir);
+            walk_path(h, &format!("{dir_path}/{name}"), true)?
+        } else {
+            lookup_at(h, dirfsp, name)?
+        };
+        samba::fill_stat(&mut *sbuf, r.stat.as_ref().ok_or(Errno::EIO)?);
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn unlinkat(
+    h: *mut Handle,
+    dirfsp: *mut Fsp,
+    fname: *const Fname,
+    flags: c_int,
+) -> c_int {
+    int_ret((|| {
+        if samba::fname_is_stream(fname) {
+            return fail(Errno::ENOENT);
+        }
+        let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(fname))?;
+        let c = creds(h);
+        if flags & libc::AT_REMOVEDIR != 0 {
+            call(
+                dir.daemon,
+                &c,
+                &RmdirReq {
+                    dir: dir.ino,
+                    name: leaf.to_string(),
+                },
+            )?;
+        } else {
+            call(
+                dir.daemon,
+                &c,
+                &UnlinkReq {
+                    dir: dir.ino,
+                    name: leaf.to_string(),
+                },
+            )?;
+        }
+        Ok(0)
+    })())
+}
+
+unsafe fn set_fsp_attr(h: *mut Handle, fsp: *mut Fsp, attr: SetAttr) -> R<c_int> {
+    let r = fsp_ino(h, fsp)?;
+    let st = setattr(r.daemon, &creds(h), r.ino, attr)?;
+    if let Ok(f) = ext(h, fsp) {
+        f.stat = st;
+        f.fresh = false;
+    }
+    Ok(0)
+}
+
+unsafe extern "C" fn fchmod(h: *mut Handle, fsp: *mut Fsp, mode: libc::mode_t) -> c_int {
+    int_ret(set_fsp_attr(
+        h,
+        fsp,
+        SetAttr {
+            mode: Some(mode & 0o7777),
+            ..Default::default()
+        },
+    ))
+}
+
+fn owner_attr(uid: libc::uid_t, gid: libc::gid_t) -> SetAttr {
+    SetAttr {
+        uid: (uid != u32::MAX).then_some(uid),
+        gid: (gid != u32::MAX).then_some(gid),
+        ..Default::default()
+    }
+}
+
+unsafe extern "C" fn fchown(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+) -> c_int {
+    int_ret(set_fsp_attr(h, fsp, owner_attr(uid, gid)))
+}
+
+unsafe extern "C" fn lchown(
+    h: *mut Handle,
+    fname: *const Fname,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+) -> c_int {
+    int_ret((|| {
+        let r = walk_path(h, samba::fname_base(fname), false)?;
+        setattr(r.daemon, &creds(h), r.ino, owner_attr(uid, gid))?;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn chdir(h: *mut Handle, fname: *const Fname) -> c_int {
+    int_ret((|| {
+        let sh = share(h)?;
+        let c = creds(h);
+        let abs = absolute(&sh.cwd, samba::fname_base(fname));
+        let r = walk_abs(sh, &c, &abs, true)?;
+        if !r.stat.as_ref().is_some_and(|s| s.is_dir()) {
+            return fail(Errno::ENOTDIR);
+        }
+        let e = r.into_entry().ok_or(Errno::EIO)?;
+        let old = std::mem::replace(&mut sh.cwd_ino, e.ino);
+        sh.cwd = abs;
+        daemon::forget(sh.daemon, old);
+        log_at!(10, c"chdir", "ceph_rs: chdir {}", sh.cwd);
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn getwd(h: *mut Handle, mem_ctx: *mut sys::TALLOC_CTX) -> *mut Fname {
+    match share(h) {
+        Ok(sh) => samba::new_fname(mem_ctx as _, &sh.cwd),
+        Err(e) => {
+            samba::set_errno(e.0);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn fntimes(h: *mut Handle, fsp: *mut Fsp, ft: *mut sys::smb_file_time) -> c_int {
+    int_ret((|| {
+        let ft = &*ft;
+        let attr = SetAttr {
+            atime: samba::time_arg(&ft.atime),
+            mtime: samba::time_arg(&ft.mtime),
+            btime: samba::time_arg(&ft.create_time),
+            ..Default::default()
+        };
+        if attr.atime.is_none() && attr.mtime.is_none() && attr.btime.is_none() {
+            return Ok(0);
+        }
+        set_fsp_attr(h, fsp, attr)
+    })())
+}
+
+unsafe fn truncate_to(h: *mut Handle, fsp: *mut Fsp, len: u64) -> R<c_int> {
+    set_fsp_attr(
+        h,
+        fsp,
+        SetAttr {
+            size: Some(len),
+            ..Default::default()
+        },
+    )
+}
+
+unsafe extern "C" fn ftruncate(h: *mut Handle, fsp: *mut Fsp, len: libc::off_t) -> c_int {
+    int_ret((|| {
+        if len < 0 {
+            return fail(Errno::EINVAL);
+        }
+        let len = len as u64;
+        if sys::lp_strict_allocate(samba::snum(h)) {
+            // Grow with real allocation, as ceph_new does.
+            let f = ext(h, fsp)?;
+            let (d, fh) = (f.daemon, f.fh.ok_or(Errno::EBADF)?);
+            let cur = call(d, &creds(h), &FGetAttrReq { fh })?;
+            if !cur.is_reg() || cur.size == len {
+                return Ok(0);
+            }
+            if cur.size > len {
+                return truncate_to(h, fsp, len);
+            }
+            call(
+                d,
+                &creds(h),
+                &FallocateReq {
+                    fh,
+                    mode: 0,
+                    offset: cur.size,
+                    len: len - cur.size,
+                },
+            )?;
+            ext(h, fsp)?.fresh = false;
+            return Ok(0);
+        }
+        truncate_to(h, fsp, len)
+    })())
+}
+
+unsafe extern "C" fn fallocate(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    mode: u32,
+    offset: libc::off_t,
+    len: libc::off_t,
+) -> c_int {
+    int_ret((|| {
+        if offset < 0 || len < 0 {
+            return fail(Errno::EINVAL);
+        }
+        let (d, fh) = io_fh(h, fsp)?;
+        call(
+            d,
+            &creds(h),
+            &FallocateReq {
+                fh,
+                mode: mode as i32,
+                offset: offset as u64,
+                len: len as u64,
+            },
+        )?;
+        ext(h, fsp)?.fresh = false;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn lock(
+    _h: *mut Handle,
+    _fsp: *mut Fsp,
+    _op: c_int,
+    _offset: libc::off_t,
+    _count: libc::off_t,
+    _type: c_int,
+) -> bool {
+    // As ceph_new: byte-range locks are smbd's own (brlock.tdb); POSIX locks are not
+    // mirrored into CephFS.
+    true
+}
+
+unsafe extern "C" fn filesystem_sharemode(
+    _h: *mut Handle,
+    _fsp: *mut Fsp,
+    _share_access: u32,
+    _access_mask: u32,
+) -> c_int {
+    log_at!(
+        0,
+        c"filesystem_sharemode",
+        "ceph_rs: filesystem share modes are not supported; set \"kernel share modes = no\""
+    );
+    samba::set_errno(libc::ENOSYS);
+    -1
+}
+
+unsafe extern "C" fn fcntl(
+    _h: *mut Handle,
+    _fsp: *mut Fsp,
+    cmd: c_int,
+    args: *mut sys::__va_list_tag,
+) -> c_int {
+    // smbd only uses fcntl to clear O_NONBLOCK (vfs_set_blocking); there is nothing to
+    // clear on a daemon file handle.
+    match cmd {
+        libc::F_GETFL => 0,
+        libc::F_SETFL if sys::ceph_rs_shim_va_arg_int(args) == 0 => 0,
+        _ => {
+            log_at!(1, c"fcntl", "ceph_rs: unexpected fcntl {cmd}");
+            samba::set_errno(libc::EINVAL);
+            -1
+        }
+    }
+}
+
+unsafe extern "C" fn linux_setlease(_h: *mut Handle, _fsp: *mut Fsp, _lease: c_int) -> c_int {
+    samba::set_errno(libc::ENOSYS);
+    -1
+}
+
+unsafe extern "C" fn getlock(
+    _h: *mut Handle,
+    _fsp: *mut Fsp,
+    _poffset: *mut libc::off_t,
+    _pcount: *mut libc::off_t,
+    _ptype: *mut c_int,
+    _ppid: *mut libc::pid_t,
+) -> bool {
+    samba::set_errno(0);
+    false
+}
+
+unsafe extern "C" fn symlinkat(
+    h: *mut Handle,
+    target: *const Fname,
+    dirfsp: *mut Fsp,
+    new: *const Fname,
+) -> c_int {
+    int_ret((|| {
+        let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(new))?;
+        let e = call(
+            dir.daemon,
+            &creds(h),
+            &SymlinkReq {
+                dir: dir.ino,
+                name: leaf.to_string(),
+                target: samba::fname_base(target).to_string(),
+            },
+        )?;
+        drop(InoRef::owned(dir.daemon, e));
+        Ok(0)
+    })())
+}
+
+unsafe fn readlink_at(h: *mut Handle, dirfsp: *const Fsp, name: &str) -> R<(Stat, String)> {
+    let r = if name.is_empty() {
+        fsp_ino(h, dirfsp)?
+    } else {
+        lookup_at(h, dirfsp, name)?
+    };
+    let st = match r.stat {
+        Some(s) => s,
+        None => getattr(r.daemon, &creds(h), r.ino)?,
+    };
+    if !st.is_symlink() {
+        return fail(Errno::EINVAL);
+    }
+    let t = call(r.daemon, &creds(h), &ReadlinkReq { ino: r.ino })?.target;
+    Ok((st, t))
+}
+
+unsafe extern "C" fn readlinkat(
+    h: *mut Handle,
+    dirfsp: *const Fsp,
+    fname: *const Fname,
+    buf: *mut c_char,
+    bufsiz: usize,
+) -> c_int {
+    int_ret((|| {
+        let (_, t) = readlink_at(h, dirfsp, samba::fname_base(fname))?;
+        let n = t.len().min(bufsiz);
+        std::ptr::copy_nonoverlapping(t.as_ptr(), buf as *mut u8, n);
+        Ok(n as c_int)
+    })())
+}
+
+unsafe extern "C" fn linkat(
+    h: *mut Handle,
+    srcfsp: *mut Fsp,
+    old: *const Fname,
+    dstfsp: *mut Fsp,
+    new: *const Fname,
+    flags: c_int,
+) -> c_int {
+    int_ret((|| {
+        if flags & (libc::AT_EMPTY_PATH | libc::AT_SYMLINK_FOLLOW) != 0 {
+            return fail(Errno::ENOTSUP);
+        }
+        let src = lookup_at(h, srcfsp, samba::fname_base(old))?;
+        let (dir, leaf) = at_parent(h, dstfsp, samba::fname_base(new))?;
+        call(
+            dir.daemon,
+            &creds(h),
+            &LinkReq {
+                ino: src.ino,
+                dir: dir.ino,
+                name: leaf.to_string(),
+            },
+        )?;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn mknodat(
+    h: *mut Handle,
+    dirfsp: *mut Fsp,
+    fname: *const Fname,
+    mode: libc::mode_t,
+    dev: libc::dev_t,
+) -> c_int {
+    int_ret((|| {
+        let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(fname))?;
+        let e = call(
+            dir.daemon,
+            &creds(h),
+            &MknodReq {
+                dir: dir.ino,
+                name: leaf.to_string(),
+                mode,
+                rdev: dev,
+            },
+        )?;
+        drop(InoRef::owned(dir.daemon, e));
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn realpath(
+    h: *mut Handle,
+    ctx: *mut sys::TALLOC_CTX,
+    fname: *const Fname,
+) -> *mut Fname {
+    // Lexical, like ceph_new's: smbd uses it to place names below the share path.
+    match share(h) {
+        Ok(sh) => samba::new_fname(ctx as _, &absolute(&sh.cwd, samba::fname_base(fname))),
+        Err(e) => {
+            samba::set_errno(e.0);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn fchflags(_h: *mut Handle, _fsp: *mut Fsp, _flags: c_uint) -> c_int {
+    samba::set_errno(libc::ENOSYS);
+    -1
+}
+
+unsafe extern "C" fn get_real_filename_at(
+    _h: *mut Handle,
+    _dirfsp: *mut Fsp,
+    _name: *const c_char,
+    _mem_ctx: *mut sys::TALLOC_CTX,
+    _found: *mut *mut c_char,
+) -> sys::NTSTATUS {
+    // As ceph_new: no case-insensitive lookup in CephFS; smbd scans the directory.
+    samba::NT_STATUS_NOT_SUPPORTED
+}
+
+unsafe extern "C" fn connectpath(
+    h: *mut Handle,
+    _dirfsp: *const Fsp,
+    _fname: *const Fname,
+) -> *const c_char {
+    (*(*h).conn).connectpath
+}
+
+unsafe extern "C" fn fget_dos_attributes(
+    _h: *mut Handle,
+    fsp: *mut Fsp,
+    dosmode: *mut u32,
+) -> sys::NTSTATUS {
+    // The DOS attributes live in the user.DOSATTRIB xattr (through fgetxattr below);
+    // CephFS's btime stays the source of truth for the create time.
+    let name = samba::fsp_name(fsp);
+    let saved = (*name).st.st_ex_btime;
+    let st = sys::fget_ea_dos_attribute(fsp, dosmode);
+    (*name).st.st_ex_btime = saved;
+    st
+}
+
+unsafe extern "C" fn fset_dos_attributes(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    dosmode: u32,
+) -> sys::NTSTATUS {
+    let name = samba::fsp_name(fsp);
+    let saved = (*name).st.st_ex_btime;
+    let st = sys::set_ea_dos_attribute((*h).conn, name, dosmode);
+    (*name).st.st_ex_btime = saved;
+    st
+}
+
+unsafe extern "C" fn create_dfs_pathat(
+    h: *mut Handle,
+    dirfsp: *mut Fsp,
+    fname: *const Fname,
+    reflist: *const sys::referral,
+    count: usize,
+) -> sys::NTSTATUS {
+    let link = sys::msdfs_link_string(std::ptr::null_mut(), reflist, count);
+    if link.is_null() {
+        return samba::NT_STATUS_NO_MEMORY;
+    }
+    let target = samba::cstr(link).unwrap_or("").to_string();
+    samba::talloc_free(link as *mut c_void);
+    let r = (|| {
+        let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(fname))?;
+        let e = call(
+            dir.daemon,
+            &creds(h),
+            &SymlinkReq {
+                dir: dir.ino,
+                name: leaf.to_string(),
+                target,
+            },
+        )?;
+        drop(InoRef::owned(dir.daemon, e));
+        Ok::<_, Errno>(())
+    })();
+    match r {
+        Ok(()) => samba::NT_STATUS_OK,
+        Err(e) => samba::nt_from_errno(e.0),
+    }
+}
+
+unsafe extern "C" fn read_dfs_pathat(
+    h: *mut Handle,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    dirfsp: *mut Fsp,
+    fname: *mut Fname,
+    ppreflist: *mut *mut sys::referral,
+    pcount: *mut usize,
+) -> sys::NTSTATUS {
+    if samba::fname_is_stream(fname) {
+        return samba::NT_STATUS_OBJECT_NAME_NOT_FOUND;
+    }
+    let (st, target) = match readlink_at(h, dirfsp, samba::fname_base(fname)) {
+        Ok(v) => v,
+        Err(Errno::EINVAL) => return samba::NT_STATUS_OBJECT_TYPE_MISMATCH,
+        Err(e) => return samba::nt_from_errno(e.0),
+    };
+    if !target
+        .get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("msdfs:"))
+    {
+        return samba::NT_STATUS_OBJECT_TYPE_MISMATCH;
+    }
+    samba::fname_set_stat(fname, &st);
+    if ppreflist.is_null() && pcount.is_null() {
+        return samba::NT_STATUS_OK;
+    }
+    let Ok(t) = std::ffi::CString::new(target) else {
+        return samba::NT_STATUS_OBJECT_TYPE_MISMATCH;
+    };
+    let ok = sys::parse_msdfs_symlink(
+        mem_ctx,
+        sys::lp_msdfs_shuffle_referrals(samba::snum(h)),
+        t.as_ptr(),
+        ppreflist,
+        pcount,
+    );
+    if ok {
+        samba::NT_STATUS_OK
+    } else {
+        samba::NT_STATUS_NO_MEMORY
+    }
+}
+
+// ------------------------------------------------------------------ xattrs
+
+unsafe fn getxattr_ino(h: *mut Handle, r: &InoRef, name: &str, buf: &mut [u8]) -> R<isize> {
+    let (rep, data) = daemon::call(
+        r.daemon,
+        &creds(h),
+        &GetXattrReq {
+            ino: r.ino,
+            name: name.to_string(),
+            size: buf.len().min(u32::MAX as usize) as u32,
+        },
+        &[],
+    )?;
+    if buf.is_empty() {
+        return Ok(rep.size as isize);
+    }
+    if data.len() > buf.len() {
+        return fail(Errno::ERANGE);
+    }
+    buf[..data.len()].copy_from_slice(&data);
+    Ok(data.len() as isize)
+}
+
+unsafe extern "C" fn fgetxattr(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    name: *const c_char,
+    value: *mut c_void,
+    size: usize,
+) -> isize {
+    ssize_ret((|| {
+        let r = fsp_ino(h, fsp)?;
+        let buf = if size == 0 || value.is_null() {
+            &mut [][..]
+        } else {
+            std::slice::from_raw_parts_mut(value as *mut u8, size)
+        };
+        getxattr_ino(h, &r, samba::cstr(name).unwrap_or(""), buf)
+    })())
+}
+
+unsafe extern "C" fn flistxattr(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    list: *mut c_char,
+    size: usize,
+) -> isize {
+    ssize_ret((|| {
+        let r = fsp_ino(h, fsp)?;
+        let want = if list.is_null() { 0 } else { size };
+        let (rep, data) = daemon::call(
+            r.daemon,
+            &creds(h),
+            &ListXattrReq {
+                ino: r.ino,
+                size: want.min(u32::MAX as usize) as u32,
+            },
+            &[],
+        )?;
+        if want == 0 {
+            return Ok(rep.size as isize);
+        }
+        if data.len() > want {
+            return fail(Errno::ERANGE);
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), list as *mut u8, data.len());
+        Ok(data.len() as isize)
+    })())
+}
+
+unsafe extern "C" fn fremovexattr(h: *mut Handle, fsp: *mut Fsp, name: *const c_char) -> c_int {
+    int_ret((|| {
+        let r = fsp_ino(h, fsp)?;
+        call(
+            r.daemon,
+            &creds(h),
+            &RemoveXattrReq {
+                ino: r.ino,
+                name: samba::cstr(name).unwrap_or("").to_string(),
+            },
+        )?;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn fsetxattr(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    name: *const c_char,
+    value: *const c_void,
+    size: usize,
+    flags: c_int,
+) -> c_int {
+    int_ret((|| {
+        let r = fsp_ino(h, fsp)?;
+        let v = if size == 0 || value.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(value as *const u8, size)
+        };
+        daemon::call(
+            r.daemon,
+            &creds(h),
+            &SetXattrReq {
+                ino: r.ino,
+                name: samba::cstr(name).unwrap_or("").to_string(),
+                flags,
+            },
+            v,
+        )?;
+        Ok(0)
+    })())
+}
+
+/// State of a getxattrat request: the value is a talloc child of the request.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct XattrAtState {
+    value: *mut u8,
+    len: isize,
+}
+
+unsafe extern "C" fn getxattrat_send(
+    mem_ctx: *mut sys::TALLOC_CTX,
+    ev: *mut TeventCtx,
+    h: *mut Handle,
+    dir_fsp: *mut Fsp,
+    fname: *const Fname,
+    xattr_name: *const c_char,
+    alloc_hint: usize,
+) -> *mut TeventReq {
+    let Some(req) = samba::req_create(
+        mem_ctx as _,
+        XattrAtState {
+            value: std::ptr::null_mut(),
+            len: -1,
+        },
+    ) else {
+        return std::ptr::null_mut();
+    };
+    // Answered at once from the daemon (one round trip), delivered from the event loop.
+    let r = (|| -> R<Vec<u8>> {
+        let target = lookup_at(h, dir_fsp, samba::fname_base(fname))?;
+        let name = samba::cstr(xattr_name).unwrap_or("").to_string();
+        let mut size = alloc_hint.clamp(64, 64 * 1024) as u32;
+        loop {
+            match daemon::call(
+                target.daemon,
+                &creds(h),
+                &GetXattrReq {
+                    ino: target.ino,
+                    name: name.clone(),
+                    size,
+                },
+                &[],
+            ) {
+                Ok((_, v)) => return Ok(v),
+                Err(Errno::ERANGE) if size < 1 << 20 => size *= 4,
+                Err(e) => return Err(e),
+            }
+        }
+    })();
+    match r {
+        Ok(v) => {
+            let p =
+                sys::talloc_named_const(req as _, v.len().max(1), c"uint8_t".as_ptr()) as *mut u8;
+            if p.is_null() {
+                samba::req_error(req, libc::ENOMEM);
+            } else {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), p, v.len());
+                let st = samba::req_state::<XattrAtState>(req);
+                st.value = p;
+                st.len = v.len() as isize;
+                samba::req_done(req);
+            }
+        }
+        Err(e) => samba::req_error(req, e.0),
+    }
+    samba::req_post(req, ev)
+}
+
+unsafe extern "C" fn getxattrat_recv(
+    req: *mut TeventReq,
+    aio: *mut sys::vfs_aio_state,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    value: *mut *mut u8,
+) -> isize {
+    let ret = if let Some(err) = samba::req_unix_error(req) {
+        if !aio.is_null() {
+            (*aio).error = err;
+        }
+        -1
+    } else {
+        let st = *samba::req_state::<XattrAtState>(req);
+        if !aio.is_null() {
+            (*aio).error = 0;
+        }
+        if !value.is_null() {
+            *value = sys::_talloc_steal_loc(mem_ctx as _, st.value as _, c"vfs_ceph_rs".as_ptr())
+                as *mut u8;
+        }
+        st.len
+    };
+    samba::req_received(req);
+    ret
+}
+
+// ------------------------------------------------------------------ POSIX ACLs
+
+const ACL_ACCESS: &str = "system.posix_acl_access";
+const ACL_DEFAULT: &str = "system.posix_acl_default";
+
+fn acl_xattr_name(t: sys::SMB_ACL_TYPE_T) -> R<&'static str> {
+    match t as u32 {
+        sys::SMB_ACL_TYPE_ACCESS => Ok(ACL_ACCESS),
+        sys::SMB_ACL_TYPE_DEFAULT => Ok(ACL_DEFAULT),
+        _ => fail(Errno::EINVAL),
+    }
+}
+
+unsafe extern "C" fn sys_acl_get_fd(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    typ: sys::SMB_ACL_TYPE_T,
+    mem_ctx: *mut sys::TALLOC_CTX,
+) -> sys::SMB_ACL_T {
+    let r = (|| -> R<Vec<posix_acl::Entry>> {
+        let name = acl_xattr_name(typ)?;
+        let ino = fsp_ino(h, fsp)?;
+        match daemon::call(
+            ino.daemon,
+            &creds(h),
+            &GetXattrReq {
+                ino: ino.ino,
+                name: name.into(),
+                size: 64 * 1024,
+            },
+            &[],
+        ) {
+            Ok((_, v)) if !v.is_empty() => posix_acl::decode(&v).map_err(Errno),
+            Ok(_) | Err(Errno::ENODATA) => {
+                // No ACL stored: the one the mode bits give (as posixacl_xattr does).
+                let st = getattr(ino.daemon, &creds(h), ino.ino)?;
+                Ok(posix_acl::from_mode(st.mode))
+            }
+            Err(e) => Err(e),
+        }
+    })();
+    match r {
+        Ok(entries) => samba::acl_from_entries(mem_ctx as _, &entries),
+        Err(e) => {
+            samba::set_errno(e.0);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn sys_acl_set_fd(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    typ: sys::SMB_ACL_TYPE_T,
+    acl: sys::SMB_ACL_T,
+) -> c_int {
+    int_ret((|| {
+        let name = acl_xattr_name(typ)?;
+        let value = posix_acl::encode(&samba::acl_entries(acl)?);
+        let ino = fsp_ino(h, fsp)?;
+        daemon::call(
+            ino.daemon,
+            &creds(h),
+            &SetXattrReq {
+                ino: ino.ino,
+                name: name.into(),
+                flags: 0,
+            },
+            &value,
+        )?;
+        Ok(0)
+    })())
+}
+
+unsafe extern "C" fn sys_acl_delete_def_fd(h: *mut Handle, fsp: *mut Fsp) -> c_int {
+    int_ret((|| {
+        let ino = fsp_ino(h, fsp)?;
+        match call(
+            ino.daemon,
+            &creds(h),
+            &RemoveXattrReq {
+                ino: ino.ino,
+                name: ACL_DEFAULT.into(),
+            },
+        ) {
+            Ok(()) | Err(Errno::ENODATA) => Ok(0),
+            Err(e) => Err(e),
+        }
+    })())
+}
+
+// ------------------------------------------------------------------ the table
 
 /// smbd keeps the pointer: the table lives for the whole process.
 static FNS: sys::vfs_fn_pointers = sys::vfs_fn_pointers {
     connect_fn: Some(connect),
     disconnect_fn: Some(disconnect),
-    // SAFETY: all other slots are NULL = "not implemented here, pass to the next module".
+    disk_free_fn: Some(disk_free),
+    get_quota_fn: Some(get_quota),
+    set_quota_fn: Some(set_quota),
+    statvfs_fn: Some(statvfs),
+    fs_capabilities_fn: Some(fs_capabilities),
+    fdopendir_fn: Some(fdopendir),
+    readdir_fn: Some(readdir),
+    rewind_dir_fn: Some(rewind_dir),
+    mkdirat_fn: Some(mkdirat),
+    closedir_fn: Some(closedir),
+    create_dfs_pathat_fn: Some(create_dfs_pathat),
+    read_dfs_pathat_fn: Some(read_dfs_pathat),
+    openat_fn: Some(openat),
+    close_fn: Some(close),
+    pread_fn: Some(pread),
+    pread_send_fn: Some(pread_send),
+    pread_recv_fn: Some(pread_recv),
+    pwrite_fn: Some(pwrite),
+    pwrite_send_fn: Some(pwrite_send),
+    pwrite_recv_fn: Some(pwrite_recv),
+    lseek_fn: Some(lseek),
+    sendfile_fn: Some(sendfile),
+    recvfile_fn: Some(recvfile),
+    renameat_fn: Some(renameat),
+    fsync_send_fn: Some(fsync_send),
+    fsync_recv_fn: Some(fsync_recv),
+    stat_fn: Some(stat),
+    fstat_fn: Some(fstat),
+    lstat_fn: Some(lstat),
+    fstatat_fn: Some(fstatat),
+    unlinkat_fn: Some(unlinkat),
+    fchmod_fn: Some(fchmod),
+    fchown_fn: Some(fchown),
+    lchown_fn: Some(lchown),
+    chdir_fn: Some(chdir),
+    getwd_fn: Some(getwd),
+    fntimes_fn: Some(fntimes),
+    ftruncate_fn: Some(ftruncate),
+    fallocate_fn: Some(fallocate),
+    lock_fn: Some(lock),
+    filesystem_sharemode_fn: Some(filesystem_sharemode),
+    fcntl_fn: Some(fcntl),
+    linux_setlease_fn: Some(linux_setlease),
+    getlock_fn: Some(getlock),
+    symlinkat_fn: Some(symlinkat),
+    readlinkat_fn: Some(readlinkat),
+    linkat_fn: Some(linkat),
+    mknodat_fn: Some(mknodat),
+    realpath_fn: Some(realpath),
+    fchflags_fn: Some(fchflags),
+    get_real_filename_at_fn: Some(get_real_filename_at),
+    connectpath_fn: Some(connectpath),
+    fget_dos_attributes_fn: Some(fget_dos_attributes),
+    fset_dos_attributes_fn: Some(fset_dos_attributes),
+    getxattrat_send_fn: Some(getxattrat_send),
+    getxattrat_recv_fn: Some(getxattrat_recv),
+    fgetxattr_fn: Some(fgetxattr),
+    flistxattr_fn: Some(flistxattr),
+    fremovexattr_fn: Some(fremovexattr),
+    fsetxattr_fn: Some(fsetxattr),
+    sys_acl_get_fd_fn: Some(sys_acl_get_fd),
+    sys_acl_blob_get_fd_fn: Some(sys::posix_sys_acl_blob_get_fd),
+    sys_acl_set_fd_fn: Some(sys_acl_set_fd),
+    sys_acl_delete_def_fd_fn: Some(sys_acl_delete_def_fd),
+    aio_force_fn: Some(aio_force),
+    // SAFETY: every other slot is NULL = "not handled here": smbd passes the call to the
+    // next module (vfs_default), as ceph_new does for the same slots.
     ..unsafe { std::mem::zeroed() }
 };
 
@@ -49,5 +2313,33 @@ pub(crate) fn register() -> sys::NTSTATUS {
             c"ceph_rs".as_ptr(),
             &FNS,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("//a/./b/"), "/a/b");
+        assert_eq!(normalize("/a/../../b"), "/b");
+        assert_eq!(absolute("/share", "x/y"), "/share/x/y");
+        assert_eq!(absolute("/share", "."), "/share");
+        assert_eq!(absolute("/share", "./a"), "/share/a");
+        assert_eq!(absolute("/share", "/other/a"), "/other/a");
+        assert_eq!(absolute("/", "a"), "/a");
+        assert_eq!(split_parent("a/b/c"), ("a/b", "c"));
+        assert_eq!(split_parent("c"), ("", "c"));
+        assert_eq!(split_parent("/c"), ("", "c"));
+    }
+
+    #[test]
+    fn fake_fds_are_above_every_real_descriptor() {
+        let a = fake_fd();
+        let b = fake_fd();
+        assert!(a >= 1 << 20);
+        assert_eq!(b, a + 1);
     }
 }

@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The one libcephfsd connection of this smbd process (per socket path), shared by all
+//! its tree connects, and the delivery of async replies on smbd's tevent loop.
+//!
+//! smbd runs the module on one thread, so the state is thread-local. A `RefCell` borrow
+//! is only held around a [`Client`] call, never while smbd code runs: completing a
+//! tevent request calls back into smbd, which may call into the module again.
+use crate::samba::{self, TeventCtx, TeventReq};
+use crate::sys;
+use ceph_rs_wire::{Client, Completion, Creds, Errno, ForgetReq, Ino, Push, Request};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::time::Duration;
+
+/// Distinct credentials cached per connection before the cache is reset (bounded).
+const MAX_CREDS: usize = 64;
+/// Forgotten inode references sent in one Forget message.
+const FORGET_BATCH: usize = 64;
+
+/// Index of a daemon connection in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonId(usize);
+
+impl DaemonId {
+    /// No connection (every call fails with EIO).
+    pub const NONE: DaemonId = DaemonId(usize::MAX);
+}
+
+pub struct Daemon {
+    socket: String,
+    client: Client,
+    creds: HashMap<Creds, u32>,
+    /// Async requests in flight: request id -> the smbd tevent request.
+    inflight: HashMap<u64, *mut TeventReq>,
+    /// Replies of async requests waiting to be delivered from the event loop.
+    ready: VecDeque<Completion>,
+    /// Inode references to give back, sent in batches without waiting for the reply.
+    forget: Vec<Ino>,
+    ev: *mut TeventCtx,
+    fde: *mut sys::tevent_fd,
+    imm: *mut sys::tevent_immediate,
+}
+
+thread_local! {
+    static DAEMONS: RefCell<Vec<Option<Daemon>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Connect (or reuse the live connection) to the daemon at `socket`.
+pub fn attach(socket: &str) -> Result<DaemonId, String> {
+    let existing = DAEMONS.with(|d| {
+        d.borrow().iter().position(|x| {
+            x.as_ref()
+                .is_some_and(|x| x.socket == socket && !x.client.is_dead())
+        })
+    });
+    if let Some(i) = existing {
+        return Ok(DaemonId(i));
+    }
+    let name = format!("vfs_ceph_rs smbd[{}]", std::process::id());
+    let mut client = Client::connect(socket, &name)
+        .map_err(|e| format!("cannot connect to libcephfsd at {socket}: {e}"))?;
+    // A hung daemon must not hang smbd forever.
+    let _ = client.set_timeout(Some(Duration::from_secs(300)));
+    let daemon = Daemon {
+        socket: socket.to_string(),
+        client,
+        creds: HashMap::new(),
+        inflight: HashMap::new(),
+        ready: VecDeque::new(),
+        forget: Vec::new(),
+        ev: std::ptr::null_mut(),
+        fde: std::ptr::null_mut(),
+        imm: std::ptr::null_mut(),
+    };
+    Ok(DAEMONS.with(|d| {
+        let mut v = d.borrow_mut();
+        // Replace a dead connection to the same socket in place.
+        if let Some(i) = v
+            .iter()
+            .position(|x| x.as_ref().is_some_and(|x| x.socket == socket))
+        {
+            let old = v[i].replace(daemon);
+            drop(v);
+            if let Some(old) = old {
+                old.release_watch();
+            }
+            DaemonId(i)
+        } else {
+            v.push(Some(daemon));
+            DaemonId(v.len() - 1)
+        }
+    }))
+}
+
+fn with<T>(id: DaemonId, f: impl FnOnce(&mut Daemon) -> Result<T, Errno>) -> Result<T, Errno> {
+    DAEMONS.with(|d| {
+        let mut v = d.borrow_mut();
+        match v.get_mut(id.0).and_then(|x| x.as_mut()) {
+            Some(d) => f(d),
+            None => Err(Errno::EIO),
+        }
+    })
+}
+
+impl Daemon {
+    fn cred_id(&mut self, creds: &Creds) -> Result<u32, Errno> {
+        if let Some(id) = self.creds.get(creds) {
+            return Ok(*id);
+        }
+        if self.creds.len() >= MAX_CREDS {
+            for (_, id) in self.creds.drain() {
+                let _ = self
+                    .client
+                    .submit(0, &ceph_rs_wire::UnregisterCredsReq { cred: id }, &[]);
+            }
+        }
+        let id = self.client.register_creds(creds)?;
+        self.creds.insert(creds.clone(), id);
+        Ok(id)
+    }
+
+    fn flush_forgets(&mut self) {
+        if !self.forget.is_empty() {
+            let inos = std::mem::take(&mut self.forget);
+            // The reply is not awaited: it is dropped when it arrives.
+            let _ = self.client.submit(0, &ForgetReq { inos }, &[]);
+        }
+    }
+
+    /// Move replies that a sync call read meanwhile (or that sit in the socket) to the
+    /// ready queue; drop replies nobody waits for (Forget, abandoned requests).
+    fn pump(&mut self) {
+        if self.client.completed_count() == 0 && !self.client.is_dead() {
+            return;
+        }
+        self.pump_socket();
+    }
+
+    fn pump_socket(&mut self) {
+        if let Ok(done) = self.client.poll_completed() {
+            for c in done {
+                if self.inflight.contains_key(&c.id) {
+                    self.ready.push_back(c);
+                }
+            }
+        }
+        if self.client.is_dead() {
+            // Every in-flight request has an EIO completion by now; nothing more will
+            // come from the socket.
+            self.release_watch_fd();
+        }
+        for p in self.client.take_pushes() {
+            match p {
+                Push::Shutdown { reason } => {
+                    crate::log_at!(
+                        1,
+                        c"daemon",
+                        "ceph_rs: libcephfsd is shutting down: {reason}"
+                    )
+                }
+                Push::Invalidate { .. } => {}
+            }
+        }
+    }
+
+    fn release_watch_fd(&mut self) {
+        if !self.fde.is_null() {
+            // SAFETY: fde was made by add_read_fd and not freed (we own it).
+            unsafe { samba::talloc_free(self.fde as *mut c_void) };
+            self.fde = std::ptr::null_mut();
+        }
+    }
+
+    fn release_watch(mut self) {
+        self.release_watch_fd();
+        if !self.imm.is_null() {
+            // SAFETY: as above.
+            unsafe { samba::talloc_free(self.imm as *mut c_void) };
+            self.imm = std::ptr::null_mut();
+        }
+    }
+
+    /// Make sure the socket is watched on `ev` and ready replies get delivered.
+    fn watch(&mut self, id: DaemonId, ev: *mut TeventCtx) {
+        if self.ev != ev {
+            self.release_watch_fd();
+            if !self.imm.is_null() {
+                // SAFETY: ours.
+                unsafe { samba::talloc_free(self.imm as *mut c_void) };
+                self.imm = std::ptr::null_mut();
+            }
+            self.ev = ev;
+        }
+        if self.fde.is_null() && !self.client.is_dead() {
+            // SAFETY: ev is the live event context smbd passed to a *_send slot.
+            self.fde =
+                unsafe { samba::add_read_fd(ev, self.client.as_raw_fd(), on_readable, id.0) };
+        }
+        if self.imm.is_null() {
+            // SAFETY: as above.
+            self.imm = unsafe { samba::new_immediate(ev) };
+        }
+    }
+
+    fn kick(&mut self, id: DaemonId) {
+        if !self.ready.is_empty() && !self.imm.is_null() && !self.ev.is_null() {
+            // SAFETY: imm/ev are live (owned by ev, which outlives smbd's requests).
+            unsafe { samba::schedule_immediate(self.imm, self.ev, on_immediate, id.0) };
+        }
+    }
+
+    /// Pop one ready completion whose request still waits for it.
+    fn pop_ready(&mut self) -> Option<(*mut TeventReq, Completion)> {
+        while let Some(c) = self.ready.pop_front() {
+            if let Some(req) = self.inflight.remove(&c.id) {
+                return Some((req, c));
+            }
+        }
+        None
+    }
+}
+
+/// A synchronous request: send, wait for its reply (stashing others), then hand any
+/// async replies read meanwhile to the event loop.
+pub fn call<R: Request>(
+    id: DaemonId,
+    creds: &Creds,
+    req: &R,
+    data: &[u8],
+) -> Result<(R::Reply, Vec<u8>), Errno> {
+    with(id, |d| {
+        d.flush_forgets();
+        let cred = d.cred_id(creds)?;
+        let r = d.client.call(cred, req, data);
+        let r = match r {
+            // The daemon forgot the credential id (cannot happen on a live session, but
+            // re-registering is cheap and safe).
+            Err(Errno::EINVAL) if d.client.last_error().contains("cred") => {
+                d.creds.clear();
+                let cred = d.cred_id(creds)?;
+                d.client.call(cred, req, data)
+            }
+            r => r,
+        };
+        if let Err(e) = &r {
+            crate::log_at!(
+                10,
+                c"call",
+                "ceph_rs: {} failed: {e} ({})",
+                R::OP.name(),
+                d.client.last_error()
+            );
+        }
+        d.pump();
+        d.kick(id);
+        r
+    })
+}
+
+/// The daemon's message for the last failed call.
+pub fn last_error(id: DaemonId) -> String {
+    with(id, |d| Ok(d.client.last_error().to_string())).unwrap_or_default()
+}
+
+/// Give back an inode reference (batched, never waits).
+pub fn forget(id: DaemonId, ino: Ino) {
+    let _ = with(id, |d| {
+        d.forget.push(ino);
+        if d.forget.len() >= FORGET_BATCH {
+            d.flush_forgets();
+        }
+        Ok(())
+    });
+}
+
+/// Send a request whose reply completes `req` from the event loop `ev`.
+pub fn submit<R: Request>(
+    id: DaemonId,
+    ev: *mut TeventCtx,
+    tevent_req: *mut TeventReq,
+    creds: &Creds,
+    req: &R,
+    data: &[u8],
+) -> Result<u64, Errno> {
+    with(id, |d| {
+        d.flush_forgets();
+        let cred = d.cred_id(creds)?;
+        d.watch(id, ev);
+        let rid = d.client.submit(cred, req, data).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                Errno::E2BIG
+            } else {
+                Errno::EIO
+            }
+        })?;
+        d.inflight.insert(rid, tevent_req);
+        // Replies read by earlier sync calls may be waiting already.
+        d.pump();
+        d.kick(id);
+        Ok(rid)
+    })
+}
+
+/// Forget an async request (its tevent request finished or was freed): a late reply
+/// is dropped.
+pub fn abandon(id: DaemonId, rid: u64) {
+    let _ = with(id, |d| {
+        d.inflight.remove(&rid);
+        Ok(())
+    });
+}
+
+/// Deliver every ready completion; each completion runs smbd's callbacks, so no borrow
+/// is held while it runs.
+fn deliver(id: DaemonId, read_socket: bool) {
+    if read_socket {
+        let _ = with(id, |d| {
+            d.pump_socket();
+            Ok(())
+        });
+    }
+    loop {
+        let next = with(id, |d| Ok(d.pop_ready())).ok().flatten();
+        let Some((req, completion)) = next else { break };
+        // SAFETY: `req` is in `inflight` only while live (the cleanup fn removes it).
+        unsafe { crate::vfs::complete_aio(req, completion) };
+    }
+}
+
+unsafe extern "C" fn on_readable(
+    _ev: *mut TeventCtx,
+    _fde: *mut sys::tevent_fd,
+    _flags: u16,
+    private: *mut c_void,
+) {
+    deliver(DaemonId(private as usize), true);
+}
+
+unsafe extern "C" fn on_immediate(
+    _ev: *mut TeventCtx,
+    _im: *mut sys::tevent_immediate,
+    private: *mut c_void,
+) {
+    deliver(DaemonId(private as usize), false);
+}
+
+/// Send a request as the daemon's own identity and never wait for its reply (closing
+/// handles from a destructor); the reply is dropped when it arrives.
+pub fn post<R: Request>(id: DaemonId, req: &R) {
+    let _ = with(id, |d| {
+        d.flush_forgets();
+        let _ = d.client.submit(0, req, &[]);
+        Ok(())
+    });
+}
