@@ -121,6 +121,7 @@ fn main() {
         .allowlist_function("lp_msdfs_shuffle_referrals")
         .allowlist_function("map_nt_error_from_unix")
         .allowlist_function("vfs_stat_fsp")
+        .allowlist_function("set_create_timespec_ea")
         .allowlist_type("SMB_DISK_QUOTA")
         .allowlist_type("smb_file_time")
         .allowlist_type("referral")

@@ -458,9 +458,16 @@ fn setattr(s: &Session, p: &UserPerm, r: SetAttrReq) -> R<Stat> {
         stx.stx_btime = to_ts(t)?;
         mask |= ffi::CEPH_SETATTR_BTIME;
     }
+    if let Some(t) = a.ctime {
+        stx.stx_ctime = to_ts(t)?;
+        mask |= ffi::CEPH_SETATTR_CTIME;
+    }
     // libcephfs sets mtime/ctime to "now" when the size changes: apply the size first,
     // then explicit times, so explicit times win as with utimensat after truncate.
-    let times = ffi::CEPH_SETATTR_ATIME | ffi::CEPH_SETATTR_MTIME | ffi::CEPH_SETATTR_BTIME;
+    let times = ffi::CEPH_SETATTR_ATIME
+        | ffi::CEPH_SETATTR_MTIME
+        | ffi::CEPH_SETATTR_BTIME
+        | ffi::CEPH_SETATTR_CTIME;
     if mask & ffi::CEPH_SETATTR_SIZE != 0 && mask & times != 0 {
         // (libcephfs may modify the statx it is given: pass a copy.)
         inode.setattr(&mut stx.clone(), ffi::CEPH_SETATTR_SIZE, p)?;

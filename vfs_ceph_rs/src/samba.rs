@@ -351,8 +351,6 @@ pub fn time_arg(t: &sys::timespec) -> Option<ceph_rs_wire::TimeSet> {
     match t.tv_nsec {
         UTIME_OMIT => None,
         UTIME_NOW => Some(ceph_rs_wire::TimeSet::Now),
-        // smbd marks "not set" with a zero timestamp as well (null_timespec).
-        _ if t.tv_sec == 0 && t.tv_nsec == 0 => None,
         _ => Some(ceph_rs_wire::TimeSet::At(Timespec {
             sec: t.tv_sec,
             nsec: t.tv_nsec.clamp(0, 999_999_999) as u32,

@@ -1540,12 +1540,22 @@ unsafe extern "C" fn fntimes(h: *mut Handle, fsp: *mut Fsp, ft: *mut sys::smb_fi
             atime: samba::time_arg(&ft.atime),
             mtime: samba::time_arg(&ft.mtime),
             btime: samba::time_arg(&ft.create_time),
+            ctime: samba::time_arg(&ft.ctime),
             ..Default::default()
         };
-        if attr.atime.is_none() && attr.mtime.is_none() && attr.btime.is_none() {
+        if attr.atime.is_none()
+            && attr.mtime.is_none()
+            && attr.btime.is_none()
+            && attr.ctime.is_none()
+        {
             return Ok(0);
         }
-        set_fsp_attr(h, fsp, attr)
+        set_fsp_attr(h, fsp, attr)?;
+        if attr.btime.is_some() {
+            // Also in the DOS attribute xattr, as ceph_new does.
+            sys::set_create_timespec_ea(fsp, ft.create_time);
+        }
+        Ok(0)
     })())
 }
 

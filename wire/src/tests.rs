@@ -98,6 +98,7 @@ fn sample_requests() -> Vec<AnyRequest> {
                 atime: Some(TimeSet::Now),
                 mtime: Some(TimeSet::At(Timespec { sec: 9, nsec: 1 })),
                 btime: None,
+                ctime: None,
             },
         }),
         AnyRequest::Open(OpenReq {

@@ -295,6 +295,8 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
     pub btime: Option<TimeSet>,
+    /// The change time (CephFS lets it be set, as SMB clients do).
+    pub ctime: Option<TimeSet>,
 }
 
 /// A POSIX byte-range lock description (`struct flock`).

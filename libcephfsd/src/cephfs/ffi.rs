@@ -76,6 +76,7 @@ pub const CEPH_SETATTR_GID: c_int = 1 << 2;
 pub const CEPH_SETATTR_MTIME: c_int = 1 << 3;
 pub const CEPH_SETATTR_ATIME: c_int = 1 << 4;
 pub const CEPH_SETATTR_SIZE: c_int = 1 << 5;
+pub const CEPH_SETATTR_CTIME: c_int = 1 << 6;
 pub const CEPH_SETATTR_MTIME_NOW: c_int = 1 << 7;
 pub const CEPH_SETATTR_ATIME_NOW: c_int = 1 << 8;
 pub const CEPH_SETATTR_BTIME: c_int = 1 << 9;
