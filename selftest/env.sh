@@ -123,6 +123,35 @@ smb_conf() {
 [plain]
 	path = $SMB/plain
 	read only = no
+
+# Misconfigured on purpose: the tests check each is a refused tree connect with one
+# clear log line, never a crashed smbd.
+[bad_socket]
+	path = $SHARE_PATH
+	vfs objects = acl_xattr ceph_rs
+	ceph_rs:socket = $STATE/no-such-libcephfsd.sock
+	ceph_rs:config_file = $CEPH_CONF
+	ceph_rs:user_id = $CEPH_CLIENT
+	kernel share modes = no
+	browseable = no
+
+[bad_config]
+	path = $SHARE_PATH
+	vfs objects = acl_xattr ceph_rs
+	ceph_rs:socket = $SOCK
+	ceph_rs:config_file = $STATE/no-such-ceph.conf
+	ceph_rs:user_id = $CEPH_CLIENT
+	kernel share modes = no
+	browseable = no
+
+[bad_user]
+	path = $SHARE_PATH
+	vfs objects = acl_xattr ceph_rs
+	ceph_rs:socket = $SOCK
+	ceph_rs:config_file = $CEPH_CONF
+	ceph_rs:user_id = nosuchclient
+	kernel share modes = no
+	browseable = no
 CONF
   local u name uid pw
   for u in "${TEST_USERS[@]}"; do
@@ -189,9 +218,10 @@ case "${1:-}" in
   status) status ;;
   build) build ;;
   smbd) smbd_up ;;
+  conf) smb_conf; say "rewrote $SMB/smb.conf (new connections use it)" ;;
   restart-daemon)  # rebuild, then restart libcephfsd only (smbd children reconnect)
     build
     if p=$(pid_of "$STATE/libcephfsd.pid" "$DAEMON_BIN"); then stop_pid libcephfsd "$p" 10; fi
     daemon_up ;;
-  *) echo "usage: $0 up|down|status|build|smbd|restart-daemon" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|build|smbd|conf|restart-daemon" >&2; exit 2 ;;
 esac

@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""ceph_rs misconfigured or without its daemon: a refused tree connect with one clear
+log line, never a crashed smbd (issue 4, "Options")."""
+import glob
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import SMB_PORT, STATE, USERS, smbclient, smbd_parent_pid
+
+
+
+def log_text():
+    out = []
+    for p in [f"{STATE}/smb/smbd.out", *glob.glob(f"{STATE}/smb/log/log.*")]:
+        try:
+            with open(p, errors="replace") as f:
+                out.append(f.read())
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
+def tree_connect(share):
+    return subprocess.run(
+        ["smbclient", "-p", str(SMB_PORT), f"//127.0.0.1/{share}", "-U",
+         f"rsuser1%{USERS['rsuser1']}", "-c", "ls"],
+        capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("share,expect", [
+    ("bad_socket", "cannot connect to libcephfsd at"),
+    ("bad_config", "no-such-ceph.conf"),
+    ("bad_user", "user_id=nosuchclient"),
+])
+def test_misconfigured_share_is_refused_with_a_log_line(share, expect):
+    parent = smbd_parent_pid()
+    before = log_text().count(expect)
+    r = tree_connect(share)
+    assert r.returncode != 0
+    assert "tree connect failed" in r.stdout + r.stderr, r.stdout + r.stderr
+    # The log line names the share and the cause.
+    deadline = time.time() + 10
+    while log_text().count(expect) <= before and time.time() < deadline:
+        time.sleep(0.2)
+    lines = [l for l in log_text().splitlines() if expect in l]
+    assert len(lines) > before, f"no log line containing {expect!r}"
+    assert f"share [{share}]" in lines[-1]
+    # smbd is unharmed and the good share still serves.
+    assert os.path.exists(f"/proc/{parent}")
+    assert parent == smbd_parent_pid()
+    smbclient("cephrs", "ls")
