@@ -23,6 +23,10 @@ def log_text():
     return "\n".join(out)
 
 
+def log_lines(expect):
+    return [line for line in log_text().splitlines() if expect in line]
+
+
 def tree_connect(share):
     return subprocess.run(
         ["smbclient", "-p", str(SMB_PORT), f"//127.0.0.1/{share}", "-U",
@@ -37,15 +41,15 @@ def tree_connect(share):
 ])
 def test_misconfigured_share_is_refused_with_a_log_line(share, expect):
     parent = smbd_parent_pid()
-    before = log_text().count(expect)
+    before = len(log_lines(expect))
     r = tree_connect(share)
     assert r.returncode != 0
     assert "tree connect failed" in r.stdout + r.stderr, r.stdout + r.stderr
     # The log line names the share and the cause.
     deadline = time.time() + 10
-    while log_text().count(expect) <= before and time.time() < deadline:
+    while len(log_lines(expect)) <= before and time.time() < deadline:
         time.sleep(0.2)
-    lines = [l for l in log_text().splitlines() if expect in l]
+    lines = log_lines(expect)
     assert len(lines) > before, f"no log line containing {expect!r}"
     assert f"share [{share}]" in lines[-1]
     # smbd is unharmed and the good share still serves.
