@@ -78,6 +78,25 @@ pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
     }
 }
 
+/// Ops answered on the session's own task instead of the worker pool: metadata reads
+/// that libcephfs normally serves from its cache (a cache miss waits for the MDS, which
+/// `block_in_place` tolerates). Nothing that can queue behind an open file's I/O.
+pub fn runs_inline(req: &AnyRequest) -> bool {
+    use AnyRequest as A;
+    matches!(
+        req,
+        A::Lookup(_)
+            | A::Walk(_)
+            | A::GetAttr(_)
+            | A::GetXattr(_)
+            | A::ListXattr(_)
+            | A::Forget(_)
+            | A::RegisterCreds(_)
+            | A::UnregisterCreds(_)
+            | A::StatFs(_)
+    )
+}
+
 /// Run one request. `cred` is the header's credential id (0 = the daemon's root
 /// identity; unknown = EINVAL).
 pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> R<Output> {

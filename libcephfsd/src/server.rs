@@ -434,6 +434,18 @@ async fn handle_frame(
             Ok(())
         }
         req => {
+            let id = h.id;
+            let cred = h.aux as u32;
+            let data = frame.data;
+            if handler::runs_inline(&req) {
+                // Cheap, usually cache-served ops run right on this task: no hop through
+                // the worker pool (block_in_place lets the runtime move other tasks off
+                // this thread should libcephfs have to wait for the MDS).
+                let in_flight = InFlight::new(s);
+                tokio::task::block_in_place(|| run_request(s, id, op, cred, req, data));
+                drop(in_flight);
+                return Ok(());
+            }
             // Backpressure: wait for a free in-flight slot.
             let permit = sem
                 .clone()
@@ -443,48 +455,10 @@ async fn handle_frame(
             let key = handler::order_key(&req);
             let session = s.clone();
             let in_flight = InFlight::new(s);
-            let id = h.id;
-            let cred = h.aux as u32;
-            let data = frame.data;
             s.schedule(
                 key,
                 Box::new(move || {
-                    let t0 = Instant::now();
-                    let res = catch_unwind(AssertUnwindSafe(|| {
-                        handler::dispatch(&session, cred, req, data)
-                    }));
-                    let (frame, failed) = match res {
-                        Ok(Ok((body, data))) => {
-                            match ceph_rs_wire::encode_frame(
-                                ceph_rs_wire::Header {
-                                    id,
-                                    op: op as u16,
-                                    flags: ceph_rs_wire::FLAG_REPLY,
-                                    ..Default::default()
-                                },
-                                body,
-                                data,
-                            ) {
-                                Ok(f) => (f, false),
-                                Err(e) => (
-                                    encode_error(id, op, Errno::E2BIG, Some(&e.to_string())),
-                                    true,
-                                ),
-                            }
-                        }
-                        Ok(Err(fail)) => {
-                            (encode_error(id, op, fail.errno, fail.msg.as_deref()), true)
-                        }
-                        Err(_) => {
-                            tracing::error!(session = session.id, %op, "handler panicked");
-                            (
-                                encode_error(id, op, Errno::EIO, Some("internal error")),
-                                true,
-                            )
-                        }
-                    };
-                    session.daemon.stats.record(op, t0.elapsed(), failed);
-                    session.send(frame);
+                    run_request(&session, id, op, cred, req, data);
                     drop(in_flight);
                     drop(permit);
                 }),
@@ -492,4 +466,42 @@ async fn handle_frame(
             Ok(())
         }
     }
+}
+
+/// Run one request and send its reply (or error).
+fn run_request(session: &Arc<Session>, id: u64, op: Op, cred: u32, req: AnyRequest, data: Vec<u8>) {
+    let t0 = Instant::now();
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        handler::dispatch(session, cred, req, data)
+    }));
+    let (frame, failed) = match res {
+        Ok(Ok((body, data))) => {
+            match ceph_rs_wire::encode_frame(
+                ceph_rs_wire::Header {
+                    id,
+                    op: op as u16,
+                    flags: ceph_rs_wire::FLAG_REPLY,
+                    ..Default::default()
+                },
+                body,
+                data,
+            ) {
+                Ok(f) => (f, false),
+                Err(e) => (
+                    encode_error(id, op, Errno::E2BIG, Some(&e.to_string())),
+                    true,
+                ),
+            }
+        }
+        Ok(Err(fail)) => (encode_error(id, op, fail.errno, fail.msg.as_deref()), true),
+        Err(_) => {
+            tracing::error!(session = session.id, %op, "handler panicked");
+            (
+                encode_error(id, op, Errno::EIO, Some("internal error")),
+                true,
+            )
+        }
+    };
+    session.daemon.stats.record(op, t0.elapsed(), failed);
+    session.send(frame);
 }
