@@ -72,6 +72,7 @@ pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
         A::SetLk(r) => f(&r.fh),
         A::FGetAttr(r) => f(&r.fh),
         A::ReadDir(r) => d(&r.dh),
+        A::ReadDirPlus(r) => d(&r.dh),
         A::RewindDir(r) => d(&r.dh),
         A::CloseDir(r) => d(&r.dh),
         _ => None,
@@ -86,6 +87,8 @@ pub fn runs_inline(req: &AnyRequest) -> bool {
     matches!(
         req,
         A::Lookup(_)
+            | A::LookupPlus(_)
+            | A::GetAttrPlus(_)
             | A::Walk(_)
             | A::GetAttr(_)
             | A::GetXattr(_)
@@ -111,6 +114,8 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::Mount(r) => ok(mount(s, p, r)?),
         A::Unmount(r) => ok(unmount(s, r)?),
         A::Lookup(r) => ok(lookup(s, p, r)?),
+        A::LookupPlus(r) => ok(lookup_plus(s, p, r)?),
+        A::GetAttrPlus(r) => ok(getattr_plus(s, p, r)?),
         A::Walk(r) => ok(walk(s, p, r)?),
         A::LookupInode(r) => ok(lookup_inode(s, p, r)?),
         A::GetAttr(r) => ok(getattr(s, p, r)?),
@@ -129,6 +134,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::SetLk(r) => ok(setlk(s, r)?),
         A::OpenDir(r) => ok(opendir(s, p, r)?),
         A::ReadDir(r) => ok(readdir(s, r)?),
+        A::ReadDirPlus(r) => ok(readdir_plus(s, p, r)?),
         A::RewindDir(r) => ok(rewinddir(s, r)?),
         A::CloseDir(r) => ok(closedir(s, r)?),
         A::Mkdir(r) => ok(mkdir(s, p, r)?),
@@ -321,6 +327,63 @@ fn lookup(s: &Session, p: &UserPerm, r: LookupReq) -> R<LookupRep> {
     let (sm, dir) = s.inode(r.dir)?;
     let (inode, stx) = lookup_name(&sm, &dir, &r.name, p)?;
     entry(s, &sm, inode, &stx)
+}
+
+/// Fetch the wanted xattrs of `inode` (errors other than ENODATA leave them Unknown).
+fn prefetch(inode: &Inode, want: &XattrWant, p: &UserPerm) -> Xattrs {
+    let mut buf = vec![0u8; PREFETCH_MAX];
+    let values = want
+        .names
+        .iter()
+        .map(|n| {
+            if xattr_name(n).is_err() {
+                return XattrValue::Unknown;
+            }
+            match inode.getxattr(n, &mut buf, p) {
+                Ok(len) if len <= buf.len() => XattrValue::Value(buf[..len].to_vec()),
+                Ok(_) => XattrValue::Unknown,
+                Err(Errno::ENODATA) => XattrValue::Absent,
+                Err(_) => XattrValue::Unknown,
+            }
+        })
+        .collect();
+    let list = if want.list {
+        match inode.listxattr(&mut buf, p) {
+            Ok(len) if len <= buf.len() => Some(buf[..len].to_vec()),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Xattrs { values, list }
+}
+
+/// At most this many xattr names per prefetch request.
+const MAX_WANT: usize = 8;
+
+fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> {
+    if r.want.names.len() > MAX_WANT {
+        return Err(fail(Errno::EINVAL, "too many xattr names"));
+    }
+    let (sm, dir) = s.inode(r.dir)?;
+    let (inode, stx) = lookup_name(&sm, &dir, &r.name, p)?;
+    let xattrs = prefetch(&inode, &r.want, p);
+    Ok(LookupPlusRep {
+        entry: entry(s, &sm, inode, &stx)?,
+        xattrs,
+    })
+}
+
+fn getattr_plus(s: &Session, p: &UserPerm, r: GetAttrPlusReq) -> R<GetAttrPlusRep> {
+    if r.want.names.len() > MAX_WANT {
+        return Err(fail(Errno::EINVAL, "too many xattr names"));
+    }
+    let (_, inode) = s.inode(r.ino)?;
+    let stat = cephfs::to_stat(&inode.getattr(p)?);
+    Ok(GetAttrPlusRep {
+        stat,
+        xattrs: prefetch(&inode, &r.want, p),
+    })
 }
 
 fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {
@@ -723,7 +786,11 @@ fn setlk(s: &Session, r: SetLkReq) -> R<()> {
 fn opendir(s: &Session, p: &UserPerm, r: OpenDirReq) -> R<OpenDirRep> {
     let (sm, inode) = s.inode(r.ino)?;
     let dir = inode.opendir(p)?;
-    let state = Arc::new(Mutex::new(DirState { dir, pending: None }));
+    let state = Arc::new(Mutex::new(DirState {
+        dir,
+        pending: None,
+        pending_plus: None,
+    }));
     Ok(OpenDirRep {
         dh: Dh(s.insert(Object::Dir(sm, state))?),
     })
@@ -765,10 +832,74 @@ fn readdir(s: &Session, r: ReadDirReq) -> R<ReadDirRep> {
     Ok(ReadDirRep { entries, eof })
 }
 
+fn readdir_plus(s: &Session, p: &UserPerm, r: ReadDirPlusReq) -> R<ReadDirPlusRep> {
+    if r.want.names.len() > MAX_WANT {
+        return Err(fail(Errno::EINVAL, "too many xattr names"));
+    }
+    let (d, sm) = s.dir_mount(r.dh)?;
+    let mut st = lock(&d);
+    let max_entries = r.max_entries.max(1) as usize;
+    let max_bytes = (r.max_bytes as usize).clamp(1024, MAX_BODY as usize - 4096);
+    let mut entries = Vec::new();
+    let mut bytes = 16;
+    let mut eof = false;
+    while entries.len() < max_entries {
+        let (e, inode) = match st.pending_plus.take() {
+            Some(x) => x,
+            None => match st.dir.read_next_inode()? {
+                Some((raw, inode)) => (
+                    DirEntry {
+                        name: String::from_utf8_lossy(&raw.name).into_owned(),
+                        stat: cephfs::to_stat(&raw.stx),
+                    },
+                    inode,
+                ),
+                None => {
+                    eof = true;
+                    break;
+                }
+            },
+        };
+        let dots = e.name == "." || e.name == "..";
+        let xattrs = match &inode {
+            Some(i) if !dots => prefetch(i, &r.want, p),
+            _ => Xattrs::default(),
+        };
+        let sz = e.name.len()
+            + ENTRY_OVERHEAD
+            + xattrs
+                .values
+                .iter()
+                .map(|v| match v {
+                    XattrValue::Value(v) => v.len() + 8,
+                    _ => 4,
+                })
+                .sum::<usize>()
+            + xattrs.list.as_ref().map_or(4, |l| l.len() + 8);
+        if bytes + sz > max_bytes && !entries.is_empty() {
+            st.pending_plus = Some((e, inode));
+            break;
+        }
+        bytes += sz;
+        let ino = match inode {
+            Some(i) if !dots => Some(s.insert_inode(&sm, Arc::new(i))?),
+            _ => None,
+        };
+        entries.push(DirEntryPlus {
+            name: e.name,
+            stat: e.stat,
+            xattrs,
+            ino,
+        });
+    }
+    Ok(ReadDirPlusRep { entries, eof })
+}
+
 fn rewinddir(s: &Session, r: RewindDirReq) -> R<()> {
     let d = s.dir(r.dh)?;
     let mut st = lock(&d);
     st.pending = None;
+    st.pending_plus = None;
     st.dir.rewind();
     Ok(())
 }

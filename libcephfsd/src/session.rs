@@ -35,6 +35,8 @@ impl SessionMount {
 pub struct DirState {
     pub dir: Dir,
     pub pending: Option<ceph_rs_wire::DirEntry>,
+    /// ReadDirPlus: an entry read but not sent (with its inode for the xattrs).
+    pub pending_plus: Option<(ceph_rs_wire::DirEntry, Option<crate::cephfs::Inode>)>,
 }
 
 /// What a handle id refers to.
@@ -211,6 +213,14 @@ impl Session {
     pub fn dir(&self, dh: Dh) -> Result<Arc<Mutex<DirState>>, Errno> {
         match lock(&self.table).get(dh.0) {
             Some(Object::Dir(_, d)) => Ok(d.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// A directory stream with the mount it belongs to.
+    pub fn dir_mount(&self, dh: Dh) -> Result<(Arc<Mutex<DirState>>, Arc<SessionMount>), Errno> {
+        match lock(&self.table).get(dh.0) {
+            Some(Object::Dir(m, d)) => Ok((d.clone(), m.clone())),
             _ => Err(Errno::EBADF),
         }
     }

@@ -2170,3 +2170,122 @@ fn sigterm_pushes_shutdown_unmounts_and_removes_the_socket() {
     s2.rm_rf(s2.root, &name);
     s2.cleanup();
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn plus_ops_bring_the_xattrs_smbd_reads_next() {
+    let d = Daemon::start("plus", &[]);
+    let mut s = Share::new(&d, "plus");
+    let dir = s.dir;
+    let want = XattrWant {
+        names: vec!["user.DOSATTRIB".into(), "user.absent".into()],
+        list: true,
+    };
+    for i in 0..5 {
+        let o = s.create(dir, &format!("p{i}"), 0o644);
+        s.ok(&SetXattrReq {
+            ino: o.ino,
+            name: "user.DOSATTRIB".into(),
+            flags: 0,
+        });
+        s.ok(&CloseReq { fh: o.fh });
+        s.ok(&ForgetReq { inos: vec![o.ino] });
+    }
+    // SetXattr's value is the request data: set a real one on p0.
+    let p0 = s.ok(&LookupReq {
+        dir,
+        name: "p0".into(),
+    });
+    s.c.call(
+        0,
+        &SetXattrReq {
+            ino: p0.ino,
+            name: "user.DOSATTRIB".into(),
+            flags: 0,
+        },
+        b"attr-p0",
+    )
+    .unwrap();
+    let base = d.status().total_handles;
+
+    // LookupPlus: entry + the values (present, absent) + the name list.
+    let r = s.ok(&LookupPlusReq {
+        dir,
+        name: "p0".into(),
+        want: want.clone(),
+    });
+    assert_eq!(r.entry.stat.ino, p0.stat.ino);
+    assert_eq!(r.xattrs.values[0], XattrValue::Value(b"attr-p0".to_vec()));
+    assert_eq!(r.xattrs.values[1], XattrValue::Absent);
+    let list = r.xattrs.list.clone().unwrap();
+    assert!(list.split(|b| *b == 0).any(|n| n == b"user.DOSATTRIB"));
+    assert_eq!(
+        d.status().total_handles,
+        base + 1,
+        "LookupPlus hands out one ref"
+    );
+    s.ok(&ForgetReq {
+        inos: vec![r.entry.ino],
+    });
+    assert_eq!(
+        s.call(&LookupPlusReq {
+            dir,
+            name: "nope".into(),
+            want: want.clone(),
+        })
+        .unwrap_err(),
+        Errno::ENOENT
+    );
+
+    // GetAttrPlus.
+    let g = s.ok(&GetAttrPlusReq {
+        ino: p0.ino,
+        want: want.clone(),
+    });
+    assert_eq!(g.stat.ino, p0.stat.ino);
+    assert_eq!(g.xattrs.values[0], XattrValue::Value(b"attr-p0".to_vec()));
+
+    // ReadDirPlus: every entry but . and .. with a ref and its xattrs.
+    let dh = s.ok(&OpenDirReq { ino: dir }).dh;
+    let mut entries = Vec::new();
+    loop {
+        let r = s.ok(&ReadDirPlusReq {
+            dh,
+            max_entries: 2,
+            max_bytes: 65536,
+            want: want.clone(),
+        });
+        entries.extend(r.entries);
+        if r.eof {
+            break;
+        }
+    }
+    s.ok(&CloseDirReq { dh });
+    let files: Vec<_> = entries.iter().filter(|e| e.name.starts_with('p')).collect();
+    assert_eq!(files.len(), 5);
+    for e in &entries {
+        let dots = e.name == "." || e.name == "..";
+        assert_eq!(e.ino.is_none(), dots, "{}", e.name);
+        if e.name == "p0" {
+            assert_eq!(e.xattrs.values[0], XattrValue::Value(b"attr-p0".to_vec()));
+        } else if !dots {
+            assert_eq!(e.xattrs.values[0], XattrValue::Value(Vec::new()));
+            assert_eq!(e.xattrs.values[1], XattrValue::Absent);
+        }
+    }
+    // The refs are real (usable) and all go back with Forget.
+    let p3 = files.iter().find(|e| e.name == "p3").unwrap();
+    assert_eq!(
+        s.ok(&GetAttrReq {
+            ino: p3.ino.unwrap()
+        })
+        .ino,
+        p3.stat.ino
+    );
+    let inos: Vec<Ino> = entries.iter().filter_map(|e| e.ino).collect();
+    assert_eq!(d.status().total_handles, base + inos.len() as u64);
+    s.ok(&ForgetReq { inos });
+    assert_eq!(d.status().total_handles, base);
+    s.ok(&ForgetReq { inos: vec![p0.ino] });
+    s.cleanup();
+}

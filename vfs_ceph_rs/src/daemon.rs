@@ -229,6 +229,9 @@ pub fn call<R: Request>(
     req: &R,
     data: &[u8],
 ) -> Result<(R::Reply, Vec<u8>), Errno> {
+    if crate::cache::mutates(R::OP) {
+        crate::cache::clear();
+    }
     with(id, |d| {
         d.flush_forgets();
         let cred = d.cred_id(creds)?;
@@ -283,6 +286,9 @@ pub fn submit<R: Request>(
     req: &R,
     data: &[u8],
 ) -> Result<u64, Errno> {
+    if crate::cache::mutates(R::OP) {
+        crate::cache::clear();
+    }
     with(id, |d| {
         d.flush_forgets();
         let cred = d.cred_id(creds)?;

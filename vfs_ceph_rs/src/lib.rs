@@ -6,6 +6,7 @@
 //! Layers: `sys` (bindgen, raw), `samba` (the one thin unsafe layer over smbd), `daemon`
 //! (the process's libcephfsd connection and async delivery on tevent), `vfs` (the
 //! `vfs_fn_pointers` table), `posix_acl` (ACL xattr encoding).
+mod cache;
 mod daemon;
 pub mod posix_acl;
 pub mod samba;

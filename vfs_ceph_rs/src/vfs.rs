@@ -15,6 +15,7 @@
 //!
 //! Paths smbd passes are either absolute CephFS paths (the share path is a path inside
 //! CephFS, as with ceph_new) or relative to the connection's working directory.
+use crate::cache;
 use crate::daemon::{self, DaemonId};
 use crate::posix_acl;
 use crate::samba::{self, Fname, Fsp, Handle, TeventCtx, TeventReq};
@@ -44,9 +45,8 @@ pub struct FileState {
     daemon: DaemonId,
     ino: Ino,
     fh: Option<Fh>,
-    /// Attributes from the open; `fresh` until the first fstat uses them.
+    /// Attributes from the open (the latest this process saw).
     stat: Stat,
-    fresh: bool,
     fd: c_int,
     dir: Option<Box<DirStream>>,
 }
@@ -65,11 +65,34 @@ impl Drop for FileState {
 
 /// A directory stream (`DIR *` for smbd points here).
 pub struct DirStream {
+    daemon: DaemonId,
     dh: Dh,
-    entries: VecDeque<DirEntry>,
+    entries: VecDeque<DirEntryPlus>,
     eof: bool,
     de: sys::dirent,
     fsp: *mut Fsp,
+    /// Entries of the current batch already returned, with the inode reference the
+    /// daemon sent: smbd's pathref open of the entry takes it instead of a Lookup.
+    recent: std::collections::HashMap<String, (Ino, Stat)>,
+}
+
+impl DirStream {
+    fn forget_all(&mut self) {
+        for (_, (ino, _)) in self.recent.drain() {
+            daemon::forget(self.daemon, ino);
+        }
+        for e in self.entries.drain(..) {
+            if let Some(ino) = e.ino {
+                daemon::forget(self.daemon, ino);
+            }
+        }
+    }
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        self.forget_all();
+    }
 }
 
 /// Entries asked for per ReadDir round trip.
@@ -81,6 +104,8 @@ struct InoRef {
     ino: Ino,
     owned: bool,
     stat: Option<Stat>,
+    /// Identity of the inode (for the per-request cache), when known.
+    key: Option<InodeKey>,
 }
 
 impl Drop for InoRef {
@@ -98,6 +123,7 @@ impl InoRef {
             ino: e.ino,
             owned: true,
             stat: Some(e.stat),
+            key: Some(e.stat.key()),
         }
     }
     fn borrowed(daemon: DaemonId, ino: Ino) -> InoRef {
@@ -106,6 +132,16 @@ impl InoRef {
             ino,
             owned: false,
             stat: None,
+            key: None,
+        }
+    }
+    fn of_file(f: &FileState) -> InoRef {
+        InoRef {
+            daemon: f.daemon,
+            ino: f.ino,
+            owned: false,
+            stat: None,
+            key: Some(f.stat.key()),
         }
     }
     /// Keep the reference (ownership moves to the caller).
@@ -336,7 +372,7 @@ unsafe fn walk_path(h: *mut Handle, path: &str, follow: bool) -> R<InoRef> {
 unsafe fn dir_of(h: *mut Handle, dirfsp: *const Fsp) -> R<InoRef> {
     let sh = share(h)?;
     if let Some(f) = samba::ext_get::<FileState>(h, dirfsp) {
-        return Ok(InoRef::borrowed(f.daemon, f.ino));
+        return Ok(InoRef::of_file(f));
     }
     if dirfsp.is_null() || samba::fsp_fd(dirfsp) == libc::AT_FDCWD {
         return Ok(InoRef::borrowed(sh.daemon, sh.cwd_ino));
@@ -396,10 +432,26 @@ unsafe fn lookup_at(h: *mut Handle, dirfsp: *const Fsp, name: &str) -> R<InoRef>
     Ok(InoRef::owned(dir.daemon, e))
 }
 
+/// The inode reference of `name` if it is an entry just returned by a listing of
+/// `dirfsp` (taken: the caller owns it).
+unsafe fn take_listed(h: *mut Handle, dirfsp: *const Fsp, name: &str) -> Option<(Ino, Stat)> {
+    let f = samba::ext_get::<FileState>(h, dirfsp)?;
+    let ds = f.dir.as_mut()?;
+    let (ino, stat) = ds.recent.remove(name)?;
+    // Only while this request runs: later opens look the name up again.
+    match cache::get_stat(stat.key()) {
+        Some(st) => Some((ino, st)),
+        None => {
+            daemon::forget(ds.daemon, ino);
+            None
+        }
+    }
+}
+
 /// The inode behind any fsp: its extension, or its path.
 unsafe fn fsp_ino(h: *mut Handle, fsp: *const Fsp) -> R<InoRef> {
     if let Some(f) = samba::ext_get::<FileState>(h, fsp) {
-        return Ok(InoRef::borrowed(f.daemon, f.ino));
+        return Ok(InoRef::of_file(f));
     }
     if fsp.is_null() {
         return fail(Errno::EBADF);
@@ -680,11 +732,13 @@ unsafe extern "C" fn fdopendir(
             daemon::post(f.daemon, &CloseDirReq { dh: old.dh });
         }
         let mut ds = Box::new(DirStream {
+            daemon: f.daemon,
             dh: rep.dh,
             entries: VecDeque::new(),
             eof: false,
             de: std::mem::zeroed(),
             fsp,
+            recent: Default::default(),
         });
         let p = &mut *ds as *mut DirStream as *mut sys::DIR;
         f.dir = Some(ds);
@@ -730,13 +784,21 @@ unsafe extern "C" fn readdir(
         match call(
             f.daemon,
             &creds(h),
-            &ReadDirReq {
+            &ReadDirPlusReq {
                 dh: ds.dh,
                 max_entries: READDIR_BATCH,
                 max_bytes: 256 * 1024,
+                want: XattrWant {
+                    names: vec![cache::DOSATTRIB.to_string()],
+                    list: true,
+                },
             },
         ) {
             Ok(rep) => {
+                // References of the previous batch that smbd did not use.
+                for (_, (ino, _)) in ds.recent.drain() {
+                    daemon::forget(ds.daemon, ino);
+                }
                 ds.eof = rep.eof;
                 ds.entries.extend(rep.entries);
             }
@@ -749,6 +811,14 @@ unsafe extern "C" fn readdir(
     let Some(e) = ds.entries.pop_front() else {
         return std::ptr::null_mut();
     };
+    // smbd opens, stats and reads the DOS attributes and EA size of each entry next.
+    cache::put_stat(&e.stat);
+    cache::put_xattrs(e.stat.key(), &[cache::DOSATTRIB], &e.xattrs);
+    if let Some(ino) = e.ino {
+        if let Some((old, _)) = ds.recent.insert(e.name.clone(), (ino, e.stat)) {
+            daemon::forget(ds.daemon, old);
+        }
+    }
     let de = &mut ds.de;
     de.d_ino = e.stat.ino;
     de.d_off = 0;
@@ -768,7 +838,7 @@ unsafe extern "C" fn rewind_dir(h: *mut Handle, dirp: *mut sys::DIR) {
         return;
     }
     let ds = &mut *(dirp as *mut DirStream);
-    ds.entries.clear();
+    ds.forget_all();
     ds.eof = false;
     if let Ok(f) = ext(h, ds.fsp) {
         let _ = call(f.daemon, &creds(h), &RewindDirReq { dh: ds.dh });
@@ -843,6 +913,9 @@ unsafe extern "C" fn openat(
         let c = creds(h);
         let (dir, leaf) = at_parent(h, dirfsp, name)?;
         let d = dir.daemon;
+        if flags & (oflags::O_CREAT | oflags::O_TRUNC) != 0 {
+            cache::clear();
+        }
         let state = if flags & oflags::O_CREAT != 0 {
             let rep: OpenRep = call(
                 d,
@@ -859,7 +932,22 @@ unsafe extern "C" fn openat(
                 ino: rep.ino,
                 fh: Some(rep.fh),
                 stat: rep.stat,
-                fresh: true,
+                fd: fake_fd(),
+                dir: None,
+            }
+        } else if let Some((ino, stat)) = (flags & oflags::O_PATH != 0)
+            .then(|| take_listed(h, dirfsp, name))
+            .flatten()
+        {
+            if flags & oflags::O_DIRECTORY != 0 && !stat.is_dir() {
+                daemon::forget(d, ino);
+                return fail(Errno::ENOTDIR);
+            }
+            FileState {
+                daemon: d,
+                ino,
+                fh: None,
+                stat,
                 fd: fake_fd(),
                 dir: None,
             }
@@ -874,14 +962,22 @@ unsafe extern "C" fn openat(
                     },
                 )?
             } else {
-                call(
+                // smbd reads the DOS attributes, the NT ACL and the EA names next.
+                let names = [cache::DOSATTRIB, cache::NTACL];
+                let rep: LookupPlusRep = call(
                     d,
                     &c,
-                    &LookupReq {
+                    &LookupPlusReq {
                         dir: dir.ino,
                         name: leaf.to_string(),
+                        want: XattrWant {
+                            names: names.iter().map(|n| n.to_string()).collect(),
+                            list: true,
+                        },
                     },
-                )?
+                )?;
+                cache::put_xattrs(rep.entry.stat.key(), &names, &rep.xattrs);
+                rep.entry
             };
             if flags & oflags::O_DIRECTORY != 0 && !e.stat.is_dir() {
                 drop(InoRef::owned(d, e));
@@ -892,7 +988,6 @@ unsafe extern "C" fn openat(
                 ino: e.ino,
                 fh: None,
                 stat: e.stat,
-                fresh: true,
                 fd: fake_fd(),
                 dir: None,
             }
@@ -916,12 +1011,12 @@ unsafe extern "C" fn openat(
                 ino: rep.ino,
                 fh: Some(rep.fh),
                 stat: rep.stat,
-                fresh: true,
                 fd: fake_fd(),
                 dir: None,
             }
         };
         let fd = state.fd;
+        cache::put_stat(&state.stat);
         if samba::ext_add(h, fsp, state).is_none() {
             return fail(Errno::ENOMEM);
         }
@@ -1000,7 +1095,6 @@ unsafe extern "C" fn pread(
 unsafe fn write_from(h: *mut Handle, fsp: *mut Fsp, buf: &[u8], offset: u64) -> R<isize> {
     let f = ext(h, fsp)?;
     let (d, fh) = (f.daemon, f.fh.ok_or(Errno::EBADF)?);
-    f.fresh = false;
     let mut done = 0usize;
     loop {
         let len = (buf.len() - done).min(MAX_DATA as usize);
@@ -1134,9 +1228,6 @@ unsafe fn aio_send<Q: Request>(
     };
     let r = (|| -> R<u64> {
         let (d, fh) = io_fh(h, fsp)?;
-        if kind == AioKind::Write {
-            ext(h, fsp)?.fresh = false;
-        }
         daemon::submit(d, ev, req, &creds(h), &make(fh), data)
     })();
     match r {
@@ -1373,17 +1464,26 @@ unsafe extern "C" fn fstat(
 ) -> c_int {
     int_ret((|| {
         let f = ext(h, fsp)?;
-        let st = if f.fresh {
-            f.fresh = false;
-            f.stat
-        } else {
-            let d = f.daemon;
-            let st = match f.fh {
-                Some(fh) => call(d, &creds(h), &FGetAttrReq { fh })?,
-                None => getattr(d, &creds(h), f.ino)?,
-            };
-            f.stat = st;
-            st
+        let st = match cache::get_stat(f.stat.key()) {
+            Some(st) => st,
+            None => {
+                // smbd reads the DOS attributes and EA names after most fstats.
+                let rep: GetAttrPlusRep = call(
+                    f.daemon,
+                    &creds(h),
+                    &GetAttrPlusReq {
+                        ino: f.ino,
+                        want: XattrWant {
+                            names: vec![cache::DOSATTRIB.to_string()],
+                            list: true,
+                        },
+                    },
+                )?;
+                f.stat = rep.stat;
+                cache::put_stat(&rep.stat);
+                cache::put_xattrs(rep.stat.key(), &[cache::DOSATTRIB], &rep.xattrs);
+                rep.stat
+            }
         };
         samba::fill_stat(&mut *sbuf, &st);
         Ok(0)
@@ -1459,7 +1559,6 @@ unsafe fn set_fsp_attr(h: *mut Handle, fsp: *mut Fsp, attr: SetAttr) -> R<c_int>
     let st = setattr(r.daemon, &creds(h), r.ino, attr)?;
     if let Ok(f) = ext(h, fsp) {
         f.stat = st;
-        f.fresh = false;
     }
     Ok(0)
 }
@@ -1510,6 +1609,10 @@ unsafe extern "C" fn chdir(h: *mut Handle, fname: *const Fname) -> c_int {
         let sh = share(h)?;
         let c = creds(h);
         let abs = absolute(&sh.cwd, samba::fname_base(fname));
+        if abs == sh.cwd {
+            // smbd changes to the share's directory before every request: no round trip.
+            return Ok(0);
+        }
         let r = walk_abs(sh, &c, &abs, true)?;
         if !r.stat.as_ref().is_some_and(|s| s.is_dir()) {
             return fail(Errno::ENOTDIR);
@@ -1597,7 +1700,6 @@ unsafe extern "C" fn ftruncate(h: *mut Handle, fsp: *mut Fsp, len: libc::off_t) 
                     len: len - cur.size,
                 },
             )?;
-            ext(h, fsp)?.fresh = false;
             return Ok(0);
         }
         truncate_to(h, fsp, len)
@@ -1626,7 +1728,6 @@ unsafe extern "C" fn fallocate(
                 len: len as u64,
             },
         )?;
-        ext(h, fsp)?.fresh = false;
         Ok(0)
     })())
 }
@@ -1943,7 +2044,46 @@ unsafe extern "C" fn read_dfs_pathat(
 
 // ------------------------------------------------------------------ xattrs
 
+fn copy_value(v: Option<Vec<u8>>, buf: &mut [u8]) -> R<isize> {
+    let v = v.ok_or(Errno::ENODATA)?;
+    if buf.is_empty() {
+        return Ok(v.len() as isize);
+    }
+    if v.len() > buf.len() {
+        return fail(Errno::ERANGE);
+    }
+    buf[..v.len()].copy_from_slice(&v);
+    Ok(v.len() as isize)
+}
+
 unsafe fn getxattr_ino(h: *mut Handle, r: &InoRef, name: &str, buf: &mut [u8]) -> R<isize> {
+    if let Some(k) = r.key {
+        if let Some(v) = cache::get_xattr(k, name) {
+            return copy_value(v, buf);
+        }
+        // Fetch the whole (small) value once; later reads in this request use it.
+        match daemon::call(
+            r.daemon,
+            &creds(h),
+            &GetXattrReq {
+                ino: r.ino,
+                name: name.to_string(),
+                size: PREFETCH_MAX as u32,
+            },
+            &[],
+        ) {
+            Ok((_, v)) => {
+                cache::put_xattr(k, name, Some(&v));
+                return copy_value(Some(v), buf);
+            }
+            Err(Errno::ENODATA) => {
+                cache::put_xattr(k, name, None);
+                return fail(Errno::ENODATA);
+            }
+            Err(Errno::ERANGE) => {} // large: ask with the caller's size
+            Err(e) => return Err(e),
+        }
+    }
     let (rep, data) = daemon::call(
         r.daemon,
         &creds(h),
@@ -1991,6 +2131,41 @@ unsafe extern "C" fn flistxattr(
     ssize_ret((|| {
         let r = fsp_ino(h, fsp)?;
         let want = if list.is_null() { 0 } else { size };
+        if let Some(l) = r.key.and_then(cache::get_list) {
+            if want == 0 {
+                return Ok(l.len() as isize);
+            }
+            if l.len() > want {
+                return fail(Errno::ERANGE);
+            }
+            std::ptr::copy_nonoverlapping(l.as_ptr(), list as *mut u8, l.len());
+            return Ok(l.len() as isize);
+        }
+        if let Some(k) = r.key {
+            match daemon::call(
+                r.daemon,
+                &creds(h),
+                &ListXattrReq {
+                    ino: r.ino,
+                    size: PREFETCH_MAX as u32,
+                },
+                &[],
+            ) {
+                Ok((_, l)) => {
+                    cache::put_list(k, &l);
+                    if want == 0 {
+                        return Ok(l.len() as isize);
+                    }
+                    if l.len() > want {
+                        return fail(Errno::ERANGE);
+                    }
+                    std::ptr::copy_nonoverlapping(l.as_ptr(), list as *mut u8, l.len());
+                    return Ok(l.len() as isize);
+                }
+                Err(Errno::ERANGE) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let (rep, data) = daemon::call(
             r.daemon,
             &creds(h),

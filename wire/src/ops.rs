@@ -252,6 +252,64 @@ pub struct LookupReq {
 }
 pub type LookupRep = Entry;
 
+/// Extended attributes to fetch together with an entry's attributes: smbd reads some
+/// (`user.DOSATTRIB`, the xattr name list for EA sizes) right after every lookup, so
+/// one round trip brings them along.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct XattrWant {
+    pub names: Vec<String>,
+    /// Also the NUL-separated name list (as ListXattr).
+    pub list: bool,
+}
+
+/// A prefetched xattr value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XattrValue {
+    /// The xattr does not exist (a GetXattr would be ENODATA).
+    Absent,
+    Value(Vec<u8>),
+    /// Not fetched (another error, or larger than [`PREFETCH_MAX`]): ask with GetXattr.
+    Unknown,
+}
+
+/// Values larger than this are not prefetched.
+pub const PREFETCH_MAX: usize = 4096;
+
+/// The prefetched xattrs: `values[i]` answers `XattrWant::names[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Xattrs {
+    pub values: Vec<XattrValue>,
+    /// The name list when asked for and not larger than [`PREFETCH_MAX`].
+    pub list: Option<Vec<u8>>,
+}
+
+/// Lookup plus the xattrs smbd reads next (one round trip instead of several).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupPlusReq {
+    pub dir: Ino,
+    pub name: String,
+    pub want: XattrWant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupPlusRep {
+    pub entry: Entry,
+    pub xattrs: Xattrs,
+}
+
+/// GetAttr plus the xattrs smbd reads next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetAttrPlusReq {
+    pub ino: Ino,
+    pub want: XattrWant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetAttrPlusRep {
+    pub stat: Stat,
+    pub xattrs: Xattrs,
+}
+
 /// Resolve a relative path of several components from `dir` (typically the share
 /// root). Empty components and "." are skipped, ".." never leaves the share root.
 /// Symlinks are not followed: a symlink as an intermediate component is ELOOP (the
@@ -443,6 +501,32 @@ pub struct ReadDirRep {
     pub eof: bool,
 }
 
+/// ReadDir plus, for each entry, the xattrs in `want` (what smbd reads for every entry
+/// of a listing: the DOS attributes and the EA size).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadDirPlusReq {
+    pub dh: Dh,
+    pub max_entries: u32,
+    pub max_bytes: u32,
+    pub want: XattrWant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntryPlus {
+    pub name: String,
+    pub stat: Stat,
+    pub xattrs: Xattrs,
+    /// A reference to the entry's inode (not for "." and ".."): smbd opens every entry
+    /// of a listing next, and this saves it a Lookup. Forget it like any Ino.
+    pub ino: Option<Ino>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadDirPlusRep {
+    pub entries: Vec<DirEntryPlus>,
+    pub eof: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RewindDirReq {
     pub dh: Dh,
@@ -595,6 +679,8 @@ ops! {
     FGetAttr = 14 => FGetAttrReq -> FGetAttrRep;
     Forget = 15 => ForgetReq -> ForgetRep;
     SetAttr = 16 => SetAttrReq -> SetAttrRep;
+    LookupPlus = 17 => LookupPlusReq -> LookupPlusRep;
+    GetAttrPlus = 18 => GetAttrPlusReq -> GetAttrPlusRep;
     Open = 20 => OpenReq -> OpenRep;
     OpenIno = 21 => OpenInoReq -> OpenInoRep;
     Close = 22 => CloseReq -> ();
@@ -611,6 +697,7 @@ ops! {
     ReadDir = 41 => ReadDirReq -> ReadDirRep;
     RewindDir = 42 => RewindDirReq -> ();
     CloseDir = 43 => CloseDirReq -> ();
+    ReadDirPlus = 44 => ReadDirPlusReq -> ReadDirPlusRep;
     Mkdir = 50 => MkdirReq -> MkdirRep;
     Unlink = 51 => UnlinkReq -> ();
     Rmdir = 52 => RmdirReq -> ();

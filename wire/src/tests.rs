@@ -78,6 +78,27 @@ fn sample_requests() -> Vec<AnyRequest> {
             dir: ino,
             name: "ä file".into(),
         }),
+        AnyRequest::LookupPlus(LookupPlusReq {
+            dir: ino,
+            name: "f".into(),
+            want: XattrWant {
+                names: vec!["user.DOSATTRIB".into()],
+                list: true,
+            },
+        }),
+        AnyRequest::GetAttrPlus(GetAttrPlusReq {
+            ino,
+            want: XattrWant::default(),
+        }),
+        AnyRequest::ReadDirPlus(ReadDirPlusReq {
+            dh: Dh::new(4, 4),
+            max_entries: 10,
+            max_bytes: 4096,
+            want: XattrWant {
+                names: vec!["user.DOSATTRIB".into(), "security.NTACL".into()],
+                list: false,
+            },
+        }),
         AnyRequest::Walk(WalkReq {
             dir: ino,
             path: "a/b/../c".into(),
@@ -220,6 +241,9 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Mount,
         Unmount,
         Lookup,
+        LookupPlus,
+        GetAttrPlus,
+        ReadDirPlus,
         Walk,
         LookupInode,
         GetAttr,
@@ -362,6 +386,40 @@ fn replies_round_trip() {
         &[],
     );
     reply_rt::<LookupReq>(entry(5), &[]);
+    let xattrs = Xattrs {
+        values: vec![
+            XattrValue::Value(vec![0, 1, 2]),
+            XattrValue::Absent,
+            XattrValue::Unknown,
+        ],
+        list: Some(b"user.a\0security.NTACL\0".to_vec()),
+    };
+    reply_rt::<LookupPlusReq>(
+        LookupPlusRep {
+            entry: entry(9),
+            xattrs: xattrs.clone(),
+        },
+        &[],
+    );
+    reply_rt::<GetAttrPlusReq>(
+        GetAttrPlusRep {
+            stat: stat(4),
+            xattrs: xattrs.clone(),
+        },
+        &[],
+    );
+    reply_rt::<ReadDirPlusReq>(
+        ReadDirPlusRep {
+            entries: vec![DirEntryPlus {
+                name: "x".into(),
+                stat: stat(2),
+                xattrs,
+                ino: Some(Ino::new(7, 1)),
+            }],
+            eof: false,
+        },
+        &[],
+    );
     reply_rt::<WalkReq>(entry(6), &[]);
     reply_rt::<LookupInodeReq>(entry(7), &[]);
     reply_rt::<GetAttrReq>(stat(8), &[]);
@@ -563,7 +621,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 6, 7, 17, 99, 1000, u16::MAX] {
+    for op in [0u16, 6, 7, 19, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()

@@ -785,6 +785,11 @@ impl Dir {
     /// Next entry with attributes, `None` at the end. The inode reference readdirplus
     /// hands out is released at once.
     pub fn read_next(&mut self) -> Result<Option<RawDirEntry>> {
+        Ok(self.read_next_inode()?.map(|(e, _)| e))
+    }
+
+    /// Next entry with attributes and the inode reference readdirplus hands out.
+    pub fn read_next_inode(&mut self) -> Result<Option<(RawDirEntry, Option<Inode>)>> {
         // SAFETY: dirent and statx are plain old data; zeroed is a valid value.
         let mut de: libc::dirent = unsafe { std::mem::zeroed() };
         let mut stx = Statx::default();
@@ -801,12 +806,10 @@ impl Dir {
                 &mut out,
             )
         })?;
-        if let Some(p) = NonNull::new(out) {
-            drop(Inode {
-                mount: self.mount.clone(),
-                ptr: p,
-            });
-        }
+        let inode = NonNull::new(out).map(|p| Inode {
+            mount: self.mount.clone(),
+            ptr: p,
+        });
         if r == 0 {
             return Ok(None);
         }
@@ -814,7 +817,7 @@ impl Dir {
         let name = unsafe { CStr::from_ptr(de.d_name.as_ptr()) }
             .to_bytes()
             .to_vec();
-        Ok(Some(RawDirEntry { name, stx }))
+        Ok(Some((RawDirEntry { name, stx }, inode)))
     }
 
     pub fn rewind(&mut self) {
