@@ -74,6 +74,8 @@ pub struct DirStream {
     /// Entries of the current batch already returned, with the inode reference the
     /// daemon sent: smbd's pathref open of the entry takes it instead of a Lookup.
     recent: std::collections::HashMap<String, (Ino, Stat)>,
+    /// Fetch entries with ReadDirPlus (a listing), or names and attributes only.
+    plus: bool,
 }
 
 impl DirStream {
@@ -722,7 +724,7 @@ unsafe extern "C" fn fs_capabilities(
 unsafe extern "C" fn fdopendir(
     h: *mut Handle,
     fsp: *mut Fsp,
-    _mask: *const c_char,
+    mask: *const c_char,
     _attributes: u32,
 ) -> *mut sys::DIR {
     let r = (|| -> R<*mut sys::DIR> {
@@ -739,6 +741,9 @@ unsafe extern "C" fn fdopendir(
             de: std::mem::zeroed(),
             fsp,
             recent: Default::default(),
+            // smbd lists with a mask (and then opens every entry); it scans for a name
+            // or for emptiness without one (names are all it reads).
+            plus: !mask.is_null(),
         });
         let p = &mut *ds as *mut DirStream as *mut sys::DIR;
         f.dir = Some(ds);
@@ -781,19 +786,45 @@ unsafe extern "C" fn readdir(
             samba::set_errno(libc::EBADF);
             return std::ptr::null_mut();
         };
-        match call(
-            f.daemon,
-            &creds(h),
-            &ReadDirPlusReq {
-                dh: ds.dh,
-                max_entries: READDIR_BATCH,
-                max_bytes: 256 * 1024,
-                want: XattrWant {
-                    names: vec![cache::DOSATTRIB.to_string()],
-                    list: true,
+        let rep = if ds.plus {
+            call(
+                f.daemon,
+                &creds(h),
+                &ReadDirPlusReq {
+                    dh: ds.dh,
+                    max_entries: READDIR_BATCH,
+                    max_bytes: 256 * 1024,
+                    want: XattrWant {
+                        names: vec![cache::DOSATTRIB.to_string()],
+                        list: true,
+                    },
                 },
-            },
-        ) {
+            )
+        } else {
+            call(
+                f.daemon,
+                &creds(h),
+                &ReadDirReq {
+                    dh: ds.dh,
+                    max_entries: READDIR_BATCH,
+                    max_bytes: 256 * 1024,
+                },
+            )
+            .map(|r| ReadDirPlusRep {
+                eof: r.eof,
+                entries: r
+                    .entries
+                    .into_iter()
+                    .map(|e| DirEntryPlus {
+                        name: e.name,
+                        stat: e.stat,
+                        xattrs: Xattrs::default(),
+                        ino: None,
+                    })
+                    .collect(),
+            })
+        };
+        match rep {
             Ok(rep) => {
                 // References of the previous batch that smbd did not use.
                 for (_, (ino, _)) in ds.recent.drain() {
