@@ -21,7 +21,9 @@ alive() { local st; st=$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null
 # pid from a pid file, only if that process still runs the expected executable
 pid_of() {  # pid_of PIDFILE EXE
   local p; [ -f "$1" ] || return 1; p=$(tr -dc 0-9 < "$1"); [ -n "$p" ] || return 1
-  alive "$p" && [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$2" ] && echo "$p"
+  local exe; exe=$(readlink "/proc/$p/exe" 2>/dev/null) || return 1
+  # a rebuilt binary shows as "EXE (deleted)" in a process started before the build
+  alive "$p" && { [ "$exe" = "$2" ] || [ "$exe" = "$2 (deleted)" ]; } && echo "$p"
 }
 stop_pid() {  # stop_pid NAME PID [SECS]: SIGTERM, then SIGKILL after SECS (default 10)
   local i n=$(( ${3:-10} * 5 ))
