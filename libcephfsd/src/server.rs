@@ -68,6 +68,13 @@ pub fn ceph_options() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Bytes of replies the kernel may queue per session (memory is only used while
+/// replies are in flight).
+pub const SOCKET_SEND_BUFFER: usize = 4 << 20;
+
+/// Bulk data at least this large is read straight into its frame.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+
 /// Daemon-wide state.
 pub struct Daemon {
     pub config: Config,
@@ -143,6 +150,7 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 /// bounded by `config.threads`.
 pub async fn serve(config: Config) -> io::Result<()> {
     let listener = bind(&config.socket)?;
+    let ours = socket_identity(&config.socket);
     let daemon = Daemon::new(config);
     tracing::info!(
         socket = %daemon.config.socket.display(),
@@ -178,13 +186,24 @@ pub async fn serve(config: Config) -> io::Result<()> {
             _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
         }
     }
-    shutdown(&daemon, listener).await;
+    shutdown(&daemon, listener, ours).await;
     Ok(())
 }
 
-async fn shutdown(daemon: &Arc<Daemon>, listener: UnixListener) {
+/// (device, inode) of the socket file: a newer daemon may have replaced it.
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+async fn shutdown(daemon: &Arc<Daemon>, listener: UnixListener, ours: Option<(u64, u64)>) {
     drop(listener);
-    let _ = std::fs::remove_file(&daemon.config.socket);
+    // Remove the socket file only if it is still ours.
+    if ours.is_some() && socket_identity(&daemon.config.socket) == ours {
+        let _ = std::fs::remove_file(&daemon.config.socket);
+    }
     let sessions: Vec<Arc<Session>> = lock(&daemon.sessions)
         .values()
         .filter_map(Weak::upgrade)
@@ -247,6 +266,8 @@ fn accept(daemon: &Arc<Daemon>, stream: UnixStream) {
         );
         return; // dropping the stream closes it
     }
+    // A whole read reply (up to the module's largest request) queues in one go.
+    ceph_rs_wire::set_send_buffer(std::os::fd::AsRawFd::as_raw_fd(&stream), SOCKET_SEND_BUFFER);
     let id = daemon.next_session.fetch_add(1, Ordering::Relaxed);
     let d = daemon.clone();
     tokio::spawn(async move {
@@ -348,6 +369,28 @@ async fn read_loop(session: &Arc<Session>, rd: &mut tokio::net::unix::OwnedReadH
     let mut hello = false;
     let sem = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
+        if dec.data_wanted() >= DIRECT_READ_MIN {
+            // Bulk data (a write) goes straight into the frame's buffer.
+            if let Err(e) = rd.readable().await {
+                return End::Io(e);
+            }
+            match dec.read_data(|b| rd.try_read(b)) {
+                Ok(0) => return End::Eof,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return End::Io(e),
+            }
+            match dec.feed(&[]) {
+                Ok((_, Some(frame))) => {
+                    if let Err(end) = handle_frame(session, frame, &mut hello, &sem).await {
+                        return end;
+                    }
+                }
+                Ok((_, None)) => {}
+                Err(e) => return End::Protocol(e.to_string()),
+            }
+            continue;
+        }
         let n = match rd.read(&mut buf).await {
             Ok(0) => return End::Eof,
             Ok(n) => n,

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// Distinct credentials cached per connection before the cache is reset (bounded).
 const MAX_CREDS: usize = 64;
+/// Kernel send buffer of the daemon socket (used only while a write is in flight).
+const SEND_BUFFER: usize = 4 << 20;
 /// Forgotten inode references sent in one Forget message.
 const FORGET_BATCH: usize = 64;
 
@@ -62,6 +64,8 @@ pub fn attach(socket: &str) -> Result<DaemonId, String> {
         .map_err(|e| format!("cannot connect to libcephfsd at {socket}: {e}"))?;
     // A hung daemon must not hang smbd forever.
     let _ = client.set_timeout(Some(Duration::from_secs(300)));
+    // A whole SMB write (up to 8 MiB) goes to the kernel at once.
+    client.set_send_buffer(SEND_BUFFER);
     let daemon = Daemon {
         socket: socket.to_string(),
         client,

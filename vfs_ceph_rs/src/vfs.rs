@@ -484,7 +484,11 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
     let filesystem = samba::share_option(snum, c"filesystem", None).filter(|s| !s.is_empty());
     let socket =
         samba::share_option(snum, c"socket", Some(c"/run/libcephfsd.sock")).unwrap_or_default();
-    let d = match daemon::attach(&socket) {
+    // The daemon admits root only (SO_PEERCRED): connect as root.
+    sys::become_root();
+    let attached = daemon::attach(&socket);
+    sys::unbecome_root();
+    let d = match attached {
         Ok(d) => d,
         Err(e) => {
             log_at!(

@@ -21,6 +21,9 @@ use crate::types::{Creds, Errno};
 /// A completed request: see [`Reply::decode`] for the typed reply.
 pub type Completion = Reply;
 
+/// Bulk data at least this large is read straight into its frame.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+
 /// Size of the one read buffer a client keeps.
 const READ_BUF: usize = 64 * 1024;
 
@@ -73,6 +76,39 @@ impl Write for NoSigPipe<'_> {
     }
 }
 
+/// See [`Client::set_send_buffer`]; also used by the daemon for its replies.
+pub fn set_send_buffer(fd: RawFd, bytes: usize) -> usize {
+    let v: libc::c_int = bytes.min(i32::MAX as usize) as libc::c_int;
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: v is a valid c_int for the call's duration.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: got/len are valid out pointers.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &mut got as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    got.max(0) as usize
+}
+
 enum ReadMode {
     Block,
     NonBlock,
@@ -123,6 +159,13 @@ impl Client {
                 format!("libcephfsd handshake failed: {e} {}", c.last_error),
             )),
         }
+    }
+
+    /// Let the kernel queue up to `bytes` of this side's outgoing data (large writes
+    /// then go out in one piece). Uses SO_SNDBUFFORCE when privileged, else SO_SNDBUF
+    /// (capped by net.core.wmem_max). Returns the size the kernel granted.
+    pub fn set_send_buffer(&self, bytes: usize) -> usize {
+        set_send_buffer(self.sock.as_raw_fd(), bytes)
     }
 
     /// The daemon's handshake reply.
@@ -328,6 +371,47 @@ impl Client {
             ReadMode::Block => 0,
             ReadMode::NonBlock => libc::MSG_DONTWAIT,
         };
+        if self.dec.data_wanted() >= DIRECT_READ_MIN {
+            // Bulk data goes straight into the frame's buffer.
+            let fd = self.sock.as_raw_fd();
+            let r = self.dec.read_data(|buf| loop {
+                // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+                let n = unsafe {
+                    libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags)
+                };
+                if n >= 0 {
+                    return Ok(n as usize);
+                }
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            });
+            return match r {
+                Ok(0) => {
+                    self.fail("libcephfsd closed the connection".into(), Errno::EIO);
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                }
+                Ok(_) => {
+                    match self.dec.feed(&[]) {
+                        Ok((_, Some(frame))) => {
+                            self.dispatch(frame);
+                        }
+                        Ok((_, None)) => {}
+                        Err(e) => self.fail(
+                            format!("protocol error from libcephfsd: {e}"),
+                            Errno::EPROTO,
+                        ),
+                    }
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+                Err(e) => {
+                    self.fail(format!("read from libcephfsd failed: {e}"), Errno::EIO);
+                    Err(e)
+                }
+            };
+        }
         let n = loop {
             // SAFETY: rbuf is a valid writable buffer of rbuf.len() bytes.
             let n = unsafe {
@@ -377,12 +461,23 @@ impl Client {
             };
             self.rstart += used;
             let Some(frame) = frame else { continue };
+            if !self.dispatch(frame) {
+                return;
+            }
+        }
+        self.rstart = 0;
+        self.rend = 0;
+    }
+
+    /// Hand a received frame to its owner; false when the connection failed.
+    fn dispatch(&mut self, frame: crate::frame::Frame) -> bool {
+        {
             if frame.header.is_push() {
                 match decode_body::<Push>(&frame.body) {
                     Ok(p) => self.pushes.push_back(p),
                     Err(e) => {
                         self.fail(format!("bad push from libcephfsd: {e}"), Errno::EPROTO);
-                        return;
+                        return false;
                     }
                 }
             } else if frame.header.is_reply() {
@@ -395,16 +490,15 @@ impl Client {
                     }
                     Err(e) => {
                         self.fail(format!("bad reply from libcephfsd: {e}"), Errno::EPROTO);
-                        return;
+                        return false;
                     }
                 }
             } else {
                 self.fail("libcephfsd sent a request frame".into(), Errno::EPROTO);
-                return;
+                return false;
             }
         }
-        self.rstart = 0;
-        self.rend = 0;
+        true
     }
 }
 

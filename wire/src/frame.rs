@@ -288,6 +288,42 @@ impl FrameDecoder {
         self.cur.as_ref().map(|p| p.data.capacity())
     }
 
+    /// Bytes of bulk data the current frame still needs once its body is complete (0
+    /// otherwise): a reader may then hand them to [`FrameDecoder::read_data`].
+    pub fn data_wanted(&self) -> usize {
+        match &self.cur {
+            Some(p) if p.body.len() == p.header.body_len as usize => {
+                p.header.data_len as usize - p.data.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Read bulk data straight into the frame's buffer (no copy through a read buffer):
+    /// `read` gets the unfilled part and returns how much it filled. Call
+    /// [`FrameDecoder::feed`] (with any input, even empty) afterwards to collect the frame.
+    pub fn read_data(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        let want = self.data_wanted();
+        let Some(p) = self.cur.as_mut().filter(|_| want > 0) else {
+            return Ok(0);
+        };
+        let filled = p.data.len();
+        // Grow at most by what has arrived so far (as feed does): a peer that announces
+        // 64 MiB and sends nothing costs nothing.
+        let chunk = want.min(filled.max(GROW_STEP));
+        p.data.resize(filled + chunk, 0);
+        let r = read(&mut p.data[filled..]);
+        let n = match &r {
+            Ok(n) => (*n).min(chunk),
+            Err(_) => 0,
+        };
+        p.data.truncate(filled + n);
+        r.map(|_| n)
+    }
+
     /// True when no partial frame is buffered (a clean place for the stream to end).
     pub fn is_idle(&self) -> bool {
         self.hdr_len == 0 && self.cur.is_none()

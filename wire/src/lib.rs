@@ -97,7 +97,7 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, Completion};
+pub use client::{set_send_buffer, Client, Completion};
 pub use codec::{encode_error, encode_push, encode_reply, encode_request, Reply};
 pub use frame::{
     decode_body, encode_body, encode_frame, EncodedFrame, Frame, FrameDecoder, FrameError, Header,
