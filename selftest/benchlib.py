@@ -510,7 +510,9 @@ def _pid_from_file(path, exe_suffix):
     try:
         with open(path) as f:
             p = int(f.read().strip())
-        if os.readlink(f"/proc/{p}/exe").endswith(exe_suffix):
+        exe = os.readlink(f"/proc/{p}/exe")
+        # a binary rebuilt while the process runs shows as "EXE (deleted)"
+        if exe.removesuffix(" (deleted)").endswith(exe_suffix):
             return p
     except (OSError, ValueError):
         pass
