@@ -2380,20 +2380,15 @@ unsafe extern "C" fn sys_acl_get_fd(
     let r = (|| -> R<Vec<posix_acl::Entry>> {
         let name = acl_xattr_name(typ)?;
         let ino = fsp_ino(h, fsp)?;
-        match daemon::call(
-            ino.daemon,
-            &creds(h),
-            &GetXattrReq {
-                ino: ino.ino,
-                name: name.into(),
-                size: 64 * 1024,
-            },
-            &[],
-        ) {
-            Ok((_, v)) if !v.is_empty() => posix_acl::decode(&v).map_err(Errno),
+        let mut buf = vec![0u8; 64 * 1024];
+        match getxattr_ino(h, &ino, name, &mut buf) {
+            Ok(n) if n > 0 => posix_acl::decode(&buf[..n as usize]).map_err(Errno),
             Ok(_) | Err(Errno::ENODATA) => {
                 // No ACL stored: the one the mode bits give (as posixacl_xattr does).
-                let st = getattr(ino.daemon, &creds(h), ino.ino)?;
+                let st = match ino.key.and_then(cache::get_stat) {
+                    Some(st) => st,
+                    None => getattr(ino.daemon, &creds(h), ino.ino)?,
+                };
                 Ok(posix_acl::from_mode(st.mode))
             }
             Err(e) => Err(e),
