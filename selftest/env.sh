@@ -62,7 +62,9 @@ daemon_up() {
   local p
   if p=$(pid_of "$STATE/libcephfsd.pid" "$DAEMON_BIN"); then say "libcephfsd already running (pid $p)"; return; fi
   rm -f "$SOCK"
-  setsid "$DAEMON_BIN" --socket "$SOCK" --allowed-uid 0 </dev/null >>"$STATE/libcephfsd.log" 2>&1 &
+  # CEPH_RS_DAEMON_ARGS: extra options (e.g. "--threads 16") for tuning runs
+  # shellcheck disable=SC2086
+  setsid "$DAEMON_BIN" --socket "$SOCK" --allowed-uid 0 ${CEPH_RS_DAEMON_ARGS:-} </dev/null >>"$STATE/libcephfsd.log" 2>&1 &
   p=$!; echo "$p" > "$STATE/libcephfsd.pid"
   local i; for i in $(seq 1 100); do [ -S "$SOCK" ] && break; alive "$p" || break; sleep 0.1; done
   [ -S "$SOCK" ] || die "libcephfsd failed to start; see $STATE/libcephfsd.log"
