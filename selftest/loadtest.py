@@ -158,6 +158,13 @@ def connect_all(run):
         made = sum(1 for r in results if r is not None)
         return max(1.0, (B.tasks_total() - base_tasks) / made) if made else 1.0
 
+    # The run's folder is made once, by the first connection, before any other makes its
+    # own folder in it: smbd creates a directory under a temporary name and renames it,
+    # and on a filesystem without RENAME_NOREPLACE (CephFS) the final name shows mode 0
+    # for a moment, which would refuse a concurrent mkdir inside it.
+    run_dir_lock = threading.Lock()
+    run_dir_made = threading.Event()
+
     def worker():
         while not run.stop.is_set() and not stop_connecting.is_set():
             with run.lock:
@@ -179,7 +186,11 @@ def connect_all(run):
                 inflight[threading.get_ident()] = (c, time.time())
             try:
                 c.connect(credits=a.depth * ((a.chunk - 1) // 65536 + 1) + 8)
-                c.mkdir(run.run_dir, exist_ok=True)
+                if not run_dir_made.is_set():
+                    with run_dir_lock:
+                        if not run_dir_made.is_set():
+                            c.mkdir(run.run_dir, exist_ok=True)
+                            run_dir_made.set()
                 c.mkdir(f"{run.run_dir}\\c{i:05d}")
                 results[i] = c
                 with run.lock:

@@ -84,6 +84,8 @@ pub struct Daemon {
     pub sessions: Mutex<HashMap<u64, Weak<Session>>>,
     pub next_session: AtomicU64,
     pub started: Instant,
+    /// Serializes RENAME_NOREPLACE renames (check + rename).
+    pub noreplace_lock: Mutex<()>,
 }
 
 impl Daemon {
@@ -100,6 +102,7 @@ impl Daemon {
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             started: Instant::now(),
+            noreplace_lock: Mutex::new(()),
         })
     }
 

@@ -691,6 +691,7 @@ fn every_op_works_on_cephfs() {
         src_name: "n00".into(),
         dst_dir: dir,
         dst_name: "moved".into(),
+        noreplace: false,
     });
     assert!(s
         .call(&LookupReq {
@@ -1230,7 +1231,8 @@ fn bad_names_never_reach_the_mds() {
                 src_dir: dir,
                 src_name: n.clone(),
                 dst_dir: dir,
-                dst_name: "ok".into()
+                dst_name: "ok".into(),
+                noreplace: false,
             })
             .unwrap_err(),
             *want
@@ -1240,7 +1242,8 @@ fn bad_names_never_reach_the_mds() {
                 src_dir: dir,
                 src_name: "ok".into(),
                 dst_dir: dir,
-                dst_name: n.clone()
+                dst_name: n.clone(),
+                noreplace: false,
             })
             .unwrap_err(),
             *want
@@ -2287,5 +2290,38 @@ fn plus_ops_bring_the_xattrs_smbd_reads_next() {
     s.ok(&ForgetReq { inos });
     assert_eq!(d.status().total_handles, base);
     s.ok(&ForgetReq { inos: vec![p0.ino] });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn rename_noreplace_never_replaces() {
+    let d = Daemon::start("noreplace", &[]);
+    let mut s = Share::new(&d, "noreplace");
+    let dir = s.dir;
+    for n in ["a", "b"] {
+        let e = s.ok(&MkdirReq {
+            dir,
+            name: n.into(),
+            mode: 0o755,
+        });
+        s.ok(&ForgetReq { inos: vec![e.ino] });
+    }
+    let rn = |src: &str, dst: &str, noreplace| RenameReq {
+        src_dir: dir,
+        src_name: src.into(),
+        dst_dir: dir,
+        dst_name: dst.into(),
+        noreplace,
+    };
+    // An empty directory would be replaced by a plain rename; not with noreplace.
+    assert_eq!(s.call(&rn("a", "b", true)).unwrap_err(), Errno::EEXIST);
+    assert_eq!(s.names(dir).len(), 2 + 2, "a and b still there");
+    s.ok(&rn("a", "c", true));
+    let names = s.names(dir);
+    assert!(names.contains(&"c".to_string()) && !names.contains(&"a".to_string()));
+    // Without the flag the usual POSIX replace of an empty directory.
+    s.ok(&rn("c", "b", false));
+    assert!(!s.names(dir).contains(&"c".to_string()));
     s.cleanup();
 }

@@ -1451,7 +1451,8 @@ unsafe extern "C" fn renameat(
         if samba::fname_is_stream(src) || samba::fname_is_stream(dst) {
             return fail(Errno::ENOENT);
         }
-        if !how.is_null() && (*how).flags != 0 {
+        let flags = if how.is_null() { 0 } else { (*how).flags };
+        if flags & !(sys::VFS_RENAME_HOW_NO_REPLACE as c_int) != 0 {
             return fail(Errno::EINVAL);
         }
         let (sdir, sname) = at_parent(h, srcfsp, samba::fname_base(src))?;
@@ -1464,6 +1465,7 @@ unsafe extern "C" fn renameat(
                 src_name: sname.to_string(),
                 dst_dir: ddir.ino,
                 dst_name: dname.to_string(),
+                noreplace: flags & sys::VFS_RENAME_HOW_NO_REPLACE as c_int != 0,
             },
         )?;
         Ok(0)

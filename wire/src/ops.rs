@@ -565,6 +565,9 @@ pub struct RenameReq {
     pub src_name: String,
     pub dst_dir: Ino,
     pub dst_name: String,
+    /// RENAME_NOREPLACE: EEXIST if the target exists (CephFS has no such flag: the
+    /// daemon checks and renames under one lock, so sessions of one node never race).
+    pub noreplace: bool,
 }
 
 /// Hard link `ino` as `dir/name`; returns the inode's new attributes.

@@ -187,6 +187,7 @@ fn sample_requests() -> Vec<AnyRequest> {
             src_name: "a".into(),
             dst_dir: Ino::new(8, 8),
             dst_name: "b".into(),
+            noreplace: false,
         }),
         AnyRequest::Link(LinkReq {
             ino,
