@@ -6,6 +6,8 @@
 #     2. cargo unit tests (no cluster needed)
 #     3. libcephfsd's tests against the real cluster (cargo, the #[ignore]d cluster tests)
 #     4. the integration tests in selftest/tests/ (pytest: real smbd + real clients)
+#     5. smbtorture against [cephrs] and [cephnew]: every test passing on cephnew must
+#        pass on cephrs (selftest/torture.sh; CEPH_RS_SKIP_TORTURE=1 skips it)
 #   If it started the environment it stops it again (CEPH_RS_KEEP_UP=1 keeps it running).
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -31,6 +33,10 @@ step "cluster tests (libcephfsd on the real CephFS)"
 cargo test --release -p libcephfsd --test '*' -- --ignored 2>&1 | tee "$STATE/cargo-cluster.log" | grep -E '^(test |test result|running)' ; [ "${PIPESTATUS[0]}" = 0 ] || failed+=("cluster tests")
 step "integration tests (pytest: smbd + ceph_rs + real clients)"
 "$VENV/bin/pytest" -v -p no:cacheprovider selftest/tests "$@" || failed+=("integration tests")
+if [ "${CEPH_RS_SKIP_TORTURE:-0}" != 1 ]; then
+  step "smbtorture: cephrs against cephnew"
+  bash selftest/torture.sh --doc "$STATE/smbtorture.md" || failed+=("smbtorture comparison")
+fi
 
 step "done"
 if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}"; exit 1; fi

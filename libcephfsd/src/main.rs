@@ -122,7 +122,9 @@ fn status(socket: &PathBuf) -> ExitCode {
     };
     match c.call(0, &StatusReq, &[]) {
         Ok((rep, _)) => {
-            print!("{}", format_status(&rep));
+            use std::io::Write;
+            // A closed pipe (`libcephfsd status | head`) is not an error.
+            let _ = std::io::stdout().write_all(format_status(&rep).as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {
