@@ -4,11 +4,12 @@ log line, never a crashed smbd (issue 4, "Options")."""
 import glob
 import os
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import SMB_PORT, STATE, USERS, smbclient, smbd_parent_pid
+from conftest import REPO, SMB_PORT, STATE, USERS, smbclient, smbd_parent_pid
 
 
 
@@ -56,3 +57,33 @@ def test_misconfigured_share_is_refused_with_a_log_line(share, expect):
     assert os.path.exists(f"/proc/{parent}")
     assert parent == smbd_parent_pid()
     smbclient("cephrs", "ls")
+
+
+def daemon_pid():
+    with open(f"{STATE}/libcephfsd.pid") as f:
+        return int(f.read().strip())
+
+
+def test_daemon_restart_fails_open_connections_cleanly_and_new_ones_work(unique):
+    """A libcephfsd restart: smbd children connected to the old daemon get I/O errors
+    (never a crash), smbd keeps running, and new connections use the new daemon."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    from benchlib import Client
+    parent = smbd_parent_pid()
+    c = Client("cephrs")
+    c.connect()
+    c.mkdir(unique)
+    old = daemon_pid()
+    r = subprocess.run(["bash", f"{REPO}/selftest/env.sh", "restart-daemon"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert daemon_pid() != old
+    # The old connection: a clean SMB error, not a hang or a dead smbd.
+    with pytest.raises(Exception) as e:
+        c.mkdir(unique + "\\after")
+    assert "STATUS_" in str(e.value) or "closed" in str(e.value).lower(), e.value
+    c.abort()
+    assert parent == smbd_parent_pid()
+    # A new connection works and sees the folder made before the restart.
+    smbclient("cephrs", f"cd {unique}; mkdir after; ls")
+    smbclient("cephrs", f"rmdir {unique}\\after; rmdir {unique}")

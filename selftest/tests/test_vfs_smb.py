@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Issue 4 acceptance through real SMB clients: smbclient operations and a 256 MiB round
+trip, two users and CephFS permissions, an NT ACL that persists, and a killed smbd child
+whose daemon handles are released. Where it makes sense the same test runs against
+[cephnew] (the reference) with the same assertions."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import (REPO, SHARE_PATH, SOCKET, cephfs_admin, smbclient, smbd_children)
+
+sys.path.insert(0, os.path.join(REPO, "selftest"))
+import benchlib as B  # noqa: E402
+from smbprotocol.open import (InfoType, SMB2QueryInfoRequest,  # noqa: E402
+                              SMB2QueryInfoResponse, SMB2SetInfoRequest)
+from smbprotocol.security_descriptor import (AccessAllowedAce, AclPacket,  # noqa: E402
+                                             SIDPacket, SMB2CreateSDBuffer)
+
+DAEMON = "/var/cache/ceph_rs/target/release/libcephfsd"
+SHARES = ["cephrs", "cephnew"]
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ls_names(share, path):
+    out = smbclient(share, f'ls "{path}\\*"').stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        # "  name   A   123  Tue Nov 24 ..." (names here have no spaces)
+        if len(parts) >= 7 and parts[0] not in (".", "..") and "blocks of size" not in line:
+            names.add(parts[0])
+    return names
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_smbclient_operations(share, unique, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    back = tmp_path / "back.bin"
+    smbclient(share, f"mkdir {unique}; cd {unique}; put {src} a.bin; mkdir sub")
+    assert ls_names(share, unique) == {"a.bin", "sub"}
+    # The file is really in CephFS, with the same bytes.
+    got = cephfs_admin(
+        f"import hashlib\n"
+        f"fd = fs.open('{SHARE_PATH}/{unique}/a.bin', 'r')\n"
+        f"data = fs.read(fd, 0, 8 << 20)\nfs.close(fd)\n"
+        f"print(hashlib.sha256(data).hexdigest())").strip()
+    assert got == sha256_file(src)
+    smbclient(share, f"cd {unique}; rename a.bin sub\\b.bin; get sub\\b.bin {back}")
+    assert sha256_file(back) == sha256_file(src)
+    assert ls_names(share, unique) == {"sub"}
+    assert ls_names(share, f"{unique}\\sub") == {"b.bin"}
+    # rmdir of a non-empty directory fails, rm + rmdir work.
+    r = smbclient(share, f"cd {unique}; rmdir sub", check=False)
+    assert "NT_STATUS_DIRECTORY_NOT_EMPTY" in r.stdout + r.stderr
+    smbclient(share, f"cd {unique}; rm sub\\b.bin; rmdir sub; cd ..; rmdir {unique}")
+    r = smbclient(share, f"ls {unique}", check=False)
+    assert "NT_STATUS_NO_SUCH_FILE" in r.stdout + r.stderr or \
+        "NT_STATUS_OBJECT_NAME_NOT_FOUND" in r.stdout + r.stderr
+
+
+def test_cross_share_same_bytes(unique, tmp_path):
+    """Written through ceph_rs, read through ceph_new (and back): one CephFS."""
+    src = tmp_path / "x"
+    src.write_bytes(os.urandom(1024 * 1024 + 3))
+    smbclient("cephrs", f"put {src} {unique}.a")
+    smbclient("cephnew", f"get {unique}.a {tmp_path}/via-new")
+    assert sha256_file(tmp_path / "via-new") == sha256_file(src)
+    smbclient("cephnew", f"put {src} {unique}.b")
+    smbclient("cephrs", f"get {unique}.b {tmp_path}/via-rs")
+    assert sha256_file(tmp_path / "via-rs") == sha256_file(src)
+    smbclient("cephrs", f"rm {unique}.a; rm {unique}.b")
+
+
+def test_256_mib_round_trip(unique, tmp_path):
+    src = tmp_path / "big"
+    with open(src, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    back = tmp_path / "big.back"
+    smbclient("cephrs", f"put {src} {unique}.big", timeout=900)
+    smbclient("cephrs", f"get {unique}.big {back}", timeout=900)
+    assert os.path.getsize(back) == 256 << 20
+    assert sha256_file(back) == sha256_file(src)
+    smbclient("cephrs", f"rm {unique}.big")
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_second_user_cannot_read_a_0600_file(share, unique, tmp_path):
+    src = tmp_path / "secret"
+    src.write_bytes(b"only for rsuser1\n")
+    smbclient(share, f"put {src} {unique}", user="rsuser1")
+    # Owner rsuser1 (uid 3001), mode 0600, set in CephFS itself (no ACLs involved).
+    cephfs_admin(f"fs.chown('{SHARE_PATH}/{unique}', 3001, 3001)\n"
+                 f"fs.chmod('{SHARE_PATH}/{unique}', 0o600)\n"
+                 f"fs.removexattr('{SHARE_PATH}/{unique}', 'security.NTACL') "
+                 f"if b'security.NTACL' in fs.listxattr('{SHARE_PATH}/{unique}')[1] else None")
+    r = smbclient(share, f"get {unique} {tmp_path}/stolen", user="rsuser2", check=False)
+    assert "NT_STATUS_ACCESS_DENIED" in r.stdout + r.stderr
+    assert not (tmp_path / "stolen").exists() or (tmp_path / "stolen").read_bytes() == b""
+    smbclient(share, f"get {unique} {tmp_path}/mine", user="rsuser1")
+    assert (tmp_path / "mine").read_bytes() == b"only for rsuser1\n"
+    smbclient(share, f"rm {unique}", user="rsuser1")
+
+
+SECURITY_INFO = 0x4  # DACL_SECURITY_INFORMATION
+ALL_INFO = 0x7       # OWNER | GROUP | DACL
+
+
+def get_sd(c, path):
+    o = c.handle(path)
+    q = SMB2QueryInfoRequest()
+    q["info_type"] = InfoType.SMB2_0_INFO_SECURITY
+    q["file_info_class"] = 0
+    q["additional_information"] = ALL_INFO
+    q["file_id"] = o.file_id
+    q["output_buffer_length"] = 65536
+
+    def recv(req):
+        r = c.conn.receive(req)
+        resp = SMB2QueryInfoResponse()
+        resp.unpack(r["data"].get_value())
+        sd = SMB2CreateSDBuffer()
+        sd.unpack(resp["buffer"].get_value())
+        return sd
+
+    res = c.compound("get_sd", [
+        o.create(B.ImpersonationLevel.Impersonation, 0x00020000 | 0x80,  # READ_CONTROL|READ_ATTR
+                 0, B.SHARE_ALL, B.CreateDisposition.FILE_OPEN, 0, send=False),
+        (q, recv), o.close(send=False)])
+    return res[1]
+
+
+def set_dacl(c, path, sd):
+    o = c.handle(path)
+    s = SMB2SetInfoRequest()
+    s["info_type"] = InfoType.SMB2_0_INFO_SECURITY
+    s["file_info_class"] = 0
+    s["additional_information"] = SECURITY_INFO
+    s["file_id"] = o.file_id
+    s["buffer"] = sd.pack()
+    c.compound("set_sd", [
+        o.create(B.ImpersonationLevel.Impersonation, 0x00040000 | 0x00020000,  # WRITE_DAC|READ_CONTROL
+                 0, B.SHARE_ALL, B.CreateDisposition.FILE_OPEN, 0, send=False),
+        (s, lambda req: c.conn.receive(req)), o.close(send=False)])
+
+
+def aces(sd):
+    dacl = sd.get_dacl()
+    if dacl is None:
+        return []
+    return [(str(a["sid"]), a["mask"].get_value()) for a in dacl["aces"].get_value()]
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_nt_acl_set_from_a_client_persists(share, unique, tmp_path):
+    (tmp_path / "f").write_bytes(b"acl\n")
+    smbclient(share, f"put {tmp_path}/f {unique}")
+    c = B.connect(share)
+    sd = get_sd(c, unique)
+    before = aces(sd)
+    assert before, "a file has a DACL"
+    # Add an ACE: BUILTIN\Guests (S-1-5-32-546) may read (0x120089).
+    new = SMB2CreateSDBuffer()
+    new["control"].set_flag(0x8000)  # SELF_RELATIVE (set_dacl adds DACL_PRESENT)
+    dacl = AclPacket()
+    ace_list = list(sd.get_dacl()["aces"].get_value())
+    ace = AccessAllowedAce()
+    ace["mask"] = 0x120089
+    sid = SIDPacket()
+    sid.from_string("S-1-5-32-546")
+    ace["sid"] = sid
+    ace_list.append(ace)
+    dacl["aces"] = ace_list
+    new.set_dacl(dacl)
+    set_dacl(c, unique, new)
+    c.close()
+    # A new connection (a new smbd child) reads it back.
+    c2 = B.connect(share)
+    after = aces(get_sd(c2, unique))
+    c2.close()
+    assert ("S-1-5-32-546", 0x120089) in after, after
+    assert len(after) == len(before) + 1
+    # It is stored in CephFS (acl_xattr's security.NTACL).
+    names = cephfs_admin(f"print(fs.listxattr('{SHARE_PATH}/{unique}')[1])")
+    assert "security.NTACL" in names
+    smbclient(share, f"rm {unique}")
+
+
+def daemon_handles():
+    out = subprocess.run([DAEMON, "status", "--socket", SOCKET], capture_output=True,
+                         text=True, timeout=30).stdout
+    for line in out.splitlines():
+        if line.startswith("live handles"):
+            return int(line.split()[2])
+    raise AssertionError(f"no handle count in:\n{out}")
+
+
+def wait_handles(want, seconds=20):
+    t0 = time.time()
+    n = daemon_handles()
+    while n != want and time.time() - t0 < seconds:
+        time.sleep(0.2)
+        n = daemon_handles()
+    return n
+
+
+def test_killed_smbd_child_releases_its_daemon_handles(unique):
+    # A connection that stays, to show the others keep serving.
+    other = B.connect("cephrs")
+    other.mkdir(unique)
+    time.sleep(0.5)
+    baseline = daemon_handles()
+    kids_before = set(smbd_children())
+    victim = B.connect("cephrs")
+    new_kids = set(smbd_children()) - kids_before
+    assert len(new_kids) == 1, new_kids
+    victim_pid = new_kids.pop()
+    opened = []
+    for i in range(10):
+        o = victim.open(f"{unique}\\f{i}", B.FILE_ALL_ACCESS_RW,
+                        B.CreateDisposition.FILE_OVERWRITE_IF,
+                        B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        opened.append(o)
+    during = daemon_handles()
+    assert during >= baseline + 10, (baseline, during)
+    os.kill(victim_pid, signal.SIGKILL)
+    victim.abort()
+    # Everything the killed child held is released by the daemon.
+    assert wait_handles(baseline) == baseline
+    # The other connection still serves, and sees the files the victim created.
+    names = other.listdir(unique)
+    assert {f"f{i}" for i in range(10)} <= set(names)
+    other.rmtree(unique)
+    other.close()
