@@ -31,7 +31,8 @@ def mds_active():
     try:
         r = subprocess.run(["ceph", "-c", B.CEPH_CONF, "--connect-timeout", "15", "mds", "stat"],
                            capture_output=True, text=True, timeout=60)
-        return "up:active" in r.stdout, (r.stdout or r.stderr).strip()
+        ok = "up:active" in r.stdout and "laggy" not in r.stdout and "crashed" not in r.stdout
+        return ok, (r.stdout or r.stderr).strip()
     except (OSError, subprocess.TimeoutExpired) as e:
         return False, str(e)
 

@@ -44,7 +44,8 @@ def mds_active():
     try:
         r = subprocess.run(["ceph", "-c", B.CEPH_CONF, "--connect-timeout", "15", "mds", "stat"],
                            capture_output=True, text=True, timeout=60)
-        return "up:active" in r.stdout
+        # "up:active(laggy or crashed)" is what a dead MDS looks like for a while.
+        return "up:active" in r.stdout and "laggy" not in r.stdout and "crashed" not in r.stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
 
