@@ -59,7 +59,28 @@ def wait_mds(seconds=180):
     return False
 
 
+def kill_cephnew_children():
+    """ceph_new children of our smbd that outlived their client keep resending the request
+    that crashed the MDS (it crashes again on reconnect): stop them, by pid."""
+    parent = B.smbd_parent()
+    if parent is None:
+        return
+    for pid in B.children_of(parent):
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                maps = f.read()
+        except OSError:
+            continue
+        if "libcephfs.so" in maps and "ceph_rs.so" not in maps:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
 def restart_mds():
+    kill_cephnew_children()
+    time.sleep(1)
     subprocess.run(["bash", os.path.join(HERE, "ceph.sh"), "restart-mds"],
                    capture_output=True, text=True, timeout=300)
     return wait_mds()
