@@ -628,6 +628,19 @@ def ceph_space_check(need_bytes, use_limit=0.6):
 
 
 # --------------------------------------------------------------------------- reporting
+def mds_active():
+    """(True, text) when the MDS is up:active; a crashed MDS shows as
+    "up:active(laggy or crashed)" for a while and counts as down."""
+    try:
+        r = subprocess.run(["ceph", "-c", CEPH_CONF, "--connect-timeout", "15", "mds", "stat"],
+                           capture_output=True, text=True, timeout=60)
+        out = r.stdout
+        ok = "up:active" in out and "laggy" not in out and "crashed" not in out
+        return ok, (out or r.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, str(e)
+
+
 def percentile(sorted_vals, q):
     if not sorted_vals:
         return None

@@ -27,16 +27,6 @@ import benchlib as B  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def mds_active():
-    try:
-        r = subprocess.run(["ceph", "-c", B.CEPH_CONF, "--connect-timeout", "15", "mds", "stat"],
-                           capture_output=True, text=True, timeout=60)
-        ok = "up:active" in r.stdout and "laggy" not in r.stdout and "crashed" not in r.stdout
-        return ok, (r.stdout or r.stderr).strip()
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, str(e)
-
-
 def preflight(a, share, n):
     """None if the run may start, else why not."""
     if B.smbd_parent() is None:
@@ -45,7 +35,7 @@ def preflight(a, share, n):
     if avail < a.min_free + B.GiB:
         return f"MemAvailable {B.fmt_bytes(avail)} is below --min-free-gib + 1 GiB"
     if share != "plain":
-        ok, st = mds_active()
+        ok, st = B.mds_active()
         if not ok:
             return f"ceph mds is not up:active: {st}"
         need = min(n, a.io_concurrency) * a.file_size * 2
@@ -226,7 +216,7 @@ def main():
                 break
             res = run_one(a, share, n, outdir)
             results.append(res)
-            ok, st = mds_active()
+            ok, st = B.mds_active()
             if not ok:
                 notes.append(f"after [{share}] N={n}: ceph mds not up:active ({st}); stopped everything")
                 broken = True

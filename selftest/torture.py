@@ -40,20 +40,10 @@ OUT_DIR = os.path.join(B.STATE, "smbtorture")
 RESULT_RE = re.compile(r"^(success|failure|error|skip|xfail|uxsuccess): (\S+)")
 
 
-def mds_active():
-    try:
-        r = subprocess.run(["ceph", "-c", B.CEPH_CONF, "--connect-timeout", "15", "mds", "stat"],
-                           capture_output=True, text=True, timeout=60)
-        # "up:active(laggy or crashed)" is what a dead MDS looks like for a while.
-        return "up:active" in r.stdout and "laggy" not in r.stdout and "crashed" not in r.stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def wait_mds(seconds=180):
     t0 = time.time()
     while time.time() - t0 < seconds:
-        if mds_active():
+        if B.mds_active()[0]:
             return True
         time.sleep(2)
     return False
@@ -97,11 +87,13 @@ def run_suite(share, suite, a):
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
         # A crashed MDS leaves smbtorture waiting forever: stop it 30 s after.
         down_since = None
-        while p.poll() is None:
-            time.sleep(5)
-            if p.poll() is not None:
+        while True:
+            try:
+                p.wait(timeout=5)
                 break
-            if mds_active():
+            except subprocess.TimeoutExpired:
+                pass
+            if B.mds_active()[0]:
                 down_since = None
             elif down_since is None:
                 down_since = time.time()
@@ -121,7 +113,7 @@ def run_suite(share, suite, a):
     notes = []
     if rc == 124 or rc == 137:
         notes.append(f"timed out after {a.timeout} s")
-    if mds_crashed or not mds_active():
+    if mds_crashed or not B.mds_active()[0]:
         notes.append("ceph-mds crashed")
         if not restart_mds():
             notes.append("MDS did not come back")
@@ -228,7 +220,7 @@ def main():
     a.shares = [s for s in a.shares.split(",") if s]
     a.suites = [s for s in a.suites.split(",") if s]
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    if not mds_active():
+    if not B.mds_active()[0]:
         sys.exit("torture: the MDS is not up:active (bash selftest/env.sh up)")
     order = [(s, t) for t in a.suites for s in a.shares if (s, t) not in MDS_CRASHERS]
     order += [(s, t) for t in a.suites for s in a.shares if (s, t) in MDS_CRASHERS]

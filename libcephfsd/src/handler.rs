@@ -361,10 +361,15 @@ fn prefetch(inode: &Inode, want: &XattrWant, p: &UserPerm) -> Xattrs {
 /// At most this many xattr names per prefetch request.
 const MAX_WANT: usize = 8;
 
-fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> {
-    if r.want.names.len() > MAX_WANT {
+fn check_want(want: &XattrWant) -> R<()> {
+    if want.names.len() > MAX_WANT {
         return Err(fail(Errno::EINVAL, "too many xattr names"));
     }
+    Ok(())
+}
+
+fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> {
+    check_want(&r.want)?;
     let (sm, dir) = s.inode(r.dir)?;
     let (inode, stx) = lookup_name(&sm, &dir, &r.name, p)?;
     let xattrs = prefetch(&inode, &r.want, p);
@@ -375,9 +380,7 @@ fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> 
 }
 
 fn getattr_plus(s: &Session, p: &UserPerm, r: GetAttrPlusReq) -> R<GetAttrPlusRep> {
-    if r.want.names.len() > MAX_WANT {
-        return Err(fail(Errno::EINVAL, "too many xattr names"));
-    }
+    check_want(&r.want)?;
     let (_, inode) = s.inode(r.ino)?;
     let stat = cephfs::to_stat(&inode.getattr(p)?);
     Ok(GetAttrPlusRep {
@@ -833,9 +836,7 @@ fn readdir(s: &Session, r: ReadDirReq) -> R<ReadDirRep> {
 }
 
 fn readdir_plus(s: &Session, p: &UserPerm, r: ReadDirPlusReq) -> R<ReadDirPlusRep> {
-    if r.want.names.len() > MAX_WANT {
-        return Err(fail(Errno::EINVAL, "too many xattr names"));
-    }
+    check_want(&r.want)?;
     let (d, sm) = s.dir_mount(r.dh)?;
     let mut st = lock(&d);
     let max_entries = r.max_entries.max(1) as usize;

@@ -100,6 +100,31 @@ pub unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
     }
 }
 
+/// A buffer smbd passes (`data`, `n`) as a byte slice; NULL or empty gives `&[]`.
+///
+/// # Safety
+/// `p` is valid for reads of `n` bytes for `'a` (unless `n` is 0 or `p` NULL).
+pub unsafe fn bytes<'a>(p: *const c_void, n: usize) -> &'a [u8] {
+    if n == 0 || p.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p as *const u8, n)
+    }
+}
+
+/// As [`bytes`], writable.
+///
+/// # Safety
+/// `p` is valid for writes of `n` bytes for `'a` and not aliased (unless `n` is 0 or `p`
+/// NULL).
+pub unsafe fn bytes_mut<'a>(p: *mut c_void, n: usize) -> &'a mut [u8] {
+    if n == 0 || p.is_null() {
+        &mut []
+    } else {
+        std::slice::from_raw_parts_mut(p as *mut u8, n)
+    }
+}
+
 // ------------------------------------------------------------------ handle / conn
 
 /// The share number of the handle's connection.

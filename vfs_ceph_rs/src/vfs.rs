@@ -1119,12 +1119,7 @@ unsafe extern "C" fn pread(
         samba::set_errno(libc::EINVAL);
         return -1;
     }
-    let buf = if n == 0 {
-        &mut [][..]
-    } else {
-        std::slice::from_raw_parts_mut(data as *mut u8, n)
-    };
-    ssize_ret(read_into(h, fsp, buf, offset as u64))
+    ssize_ret(read_into(h, fsp, samba::bytes_mut(data, n), offset as u64))
 }
 
 unsafe fn write_from(h: *mut Handle, fsp: *mut Fsp, buf: &[u8], offset: u64) -> R<isize> {
@@ -1161,12 +1156,7 @@ unsafe extern "C" fn pwrite(
         samba::set_errno(libc::EINVAL);
         return -1;
     }
-    let buf = if n == 0 {
-        &[][..]
-    } else {
-        std::slice::from_raw_parts(data as *const u8, n)
-    };
-    ssize_ret(write_from(h, fsp, buf, offset as u64))
+    ssize_ret(write_from(h, fsp, samba::bytes(data, n), offset as u64))
 }
 
 // ------------------------------------------------------------------ async I/O
@@ -1339,11 +1329,7 @@ unsafe extern "C" fn pwrite_send(
     offset: libc::off_t,
 ) -> *mut TeventReq {
     let n = n.min(MAX_DATA as usize);
-    let buf = if n == 0 {
-        &[][..]
-    } else {
-        std::slice::from_raw_parts(data as *const u8, n)
-    };
+    let buf = samba::bytes(data, n);
     aio_send(
         h,
         mem_ctx as _,
@@ -2150,12 +2136,12 @@ unsafe extern "C" fn fgetxattr(
 ) -> isize {
     ssize_ret((|| {
         let r = fsp_ino(h, fsp)?;
-        let buf = if size == 0 || value.is_null() {
-            &mut [][..]
-        } else {
-            std::slice::from_raw_parts_mut(value as *mut u8, size)
-        };
-        getxattr_ino(h, &r, samba::cstr(name).unwrap_or(""), buf)
+        getxattr_ino(
+            h,
+            &r,
+            samba::cstr(name).unwrap_or(""),
+            samba::bytes_mut(value, size),
+        )
     })())
 }
 
@@ -2248,11 +2234,7 @@ unsafe extern "C" fn fsetxattr(
 ) -> c_int {
     int_ret((|| {
         let r = fsp_ino(h, fsp)?;
-        let v = if size == 0 || value.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(value as *const u8, size)
-        };
+        let v = samba::bytes(value, size);
         daemon::call(
             r.daemon,
             &creds(h),
