@@ -69,12 +69,18 @@ def kill_cephnew_children():
 
 
 def restart_mds():
-    kill_cephnew_children()
-    time.sleep(1)
-    subprocess.run(["bash", os.path.join(HERE, "ceph.sh"), "restart-mds"],
-                   capture_output=True, text=True, timeout=300)
-    return wait_mds()
-
+    """Restart a crashed MDS; ceph_new children that reconnect can crash it again, so up
+    to three rounds of stopping them and restarting."""
+    for _ in range(3):
+        kill_cephnew_children()
+        time.sleep(2)
+        subprocess.run(["bash", os.path.join(HERE, "ceph.sh"), "restart-mds"],
+                       capture_output=True, text=True, timeout=300)
+        if wait_mds(120):
+            time.sleep(10)  # a crash on reconnect shows only after a few seconds
+            if B.mds_active()[0]:
+                return True
+    return False
 
 def run_suite(share, suite, a):
     os.makedirs(os.path.join(OUT_DIR, share), exist_ok=True)
@@ -233,6 +239,9 @@ def main():
               f"{sum(x in ('failure', 'error', 'uxsuccess') for x in res):3} failed "
               f"{sum(x == 'skip' for x in res):3} skipped  {r['seconds']:6.1f} s  "
               f"{'; '.join(r['notes'])}", flush=True)
+    # Leave a working cluster behind, whatever the last suite did to the MDS.
+    if not B.mds_active()[0] and not restart_mds():
+        print("torture: the MDS did not come back; see the ceph log", file=sys.stderr)
     text, regressions = report(runs, a, load_reasons(a.reasons), started)
     if not a.no_doc:
         os.makedirs(os.path.dirname(a.doc), exist_ok=True)
