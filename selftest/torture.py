@@ -20,6 +20,7 @@ import argparse
 import datetime
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -90,7 +91,10 @@ def run_suite(share, suite, a):
     t0 = time.time()
     mds_crashed = False
     with open(log, "w") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        # Its own process group: stopping it must stop smbtorture, not only `timeout`
+        # (a surviving smbtorture keeps its ceph_new connections, which crash the MDS
+        # again when it comes back).
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         # A crashed MDS leaves smbtorture waiting forever: stop it 30 s after.
         down_since = None
         while True:
@@ -105,7 +109,10 @@ def run_suite(share, suite, a):
                 down_since = time.time()
             elif time.time() - down_since > 30:
                 mds_crashed = True
-                p.kill()
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
         rc = p.wait()
     took = time.time() - t0
     results = {}
