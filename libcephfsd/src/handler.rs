@@ -802,89 +802,99 @@ fn opendir(s: &Session, p: &UserPerm, r: OpenDirReq) -> R<OpenDirRep> {
 /// Bincode size of a DirEntry is at most this much more than its name.
 const ENTRY_OVERHEAD: usize = 128;
 
-fn readdir(s: &Session, r: ReadDirReq) -> R<ReadDirRep> {
-    let d = s.dir(r.dh)?;
-    let mut st = lock(&d);
-    let max_entries = r.max_entries.max(1) as usize;
-    let max_bytes = (r.max_bytes as usize).clamp(1024, MAX_BODY as usize - 4096);
-    let mut entries = Vec::new();
+/// One directory batch: entries from `pending`, then from `next`, until `max_entries`
+/// or until the next entry would pass `max_bytes` (that entry waits in `pending`; a
+/// batch has at least one entry unless the directory is at its end). Returns the
+/// entries and whether the end was reached.
+fn batch<E>(
+    pending: &mut Option<E>,
+    max_entries: u32,
+    max_bytes: u32,
+    mut next: impl FnMut() -> R<Option<E>>,
+    size: impl Fn(&E) -> usize,
+) -> R<(Vec<E>, bool)> {
+    let max_entries = max_entries.max(1) as usize;
+    let max_bytes = (max_bytes as usize).clamp(1024, MAX_BODY as usize - 4096);
+    let mut out = Vec::new();
     let mut bytes = 16;
-    let mut eof = false;
-    while entries.len() < max_entries {
-        let e = match st.pending.take() {
+    while out.len() < max_entries {
+        let e = match pending.take() {
             Some(e) => e,
-            None => match st.dir.read_next()? {
-                Some(raw) => DirEntry {
-                    name: String::from_utf8_lossy(&raw.name).into_owned(),
-                    stat: cephfs::to_stat(&raw.stx),
-                },
-                None => {
-                    eof = true;
-                    break;
-                }
+            None => match next()? {
+                Some(e) => e,
+                None => return Ok((out, true)),
             },
         };
-        let sz = e.name.len() + ENTRY_OVERHEAD;
-        if bytes + sz > max_bytes && !entries.is_empty() {
-            st.pending = Some(e);
+        let sz = size(&e);
+        if bytes + sz > max_bytes && !out.is_empty() {
+            *pending = Some(e);
             break;
         }
         bytes += sz;
-        entries.push(e);
+        out.push(e);
     }
+    Ok((out, false))
+}
+
+fn dir_entry(raw: &cephfs::RawDirEntry) -> DirEntry {
+    DirEntry {
+        name: String::from_utf8_lossy(&raw.name).into_owned(),
+        stat: cephfs::to_stat(&raw.stx),
+    }
+}
+
+fn readdir(s: &Session, r: ReadDirReq) -> R<ReadDirRep> {
+    let d = s.dir(r.dh)?;
+    let mut guard = lock(&d);
+    let st = &mut *guard;
+    let (entries, eof) = batch(
+        &mut st.pending,
+        r.max_entries,
+        r.max_bytes,
+        || Ok(st.dir.read_next()?.map(|raw| dir_entry(&raw))),
+        |e| e.name.len() + ENTRY_OVERHEAD,
+    )?;
     Ok(ReadDirRep { entries, eof })
 }
 
 fn readdir_plus(s: &Session, p: &UserPerm, r: ReadDirPlusReq) -> R<ReadDirPlusRep> {
     check_want(&r.want)?;
     let (d, sm) = s.dir_mount(r.dh)?;
-    let mut st = lock(&d);
-    let max_entries = r.max_entries.max(1) as usize;
-    let max_bytes = (r.max_bytes as usize).clamp(1024, MAX_BODY as usize - 4096);
-    let mut entries = Vec::new();
-    let mut bytes = 16;
-    let mut eof = false;
-    while entries.len() < max_entries {
-        let (e, inode) = match st.pending_plus.take() {
-            Some(x) => x,
-            None => match st.dir.read_next_inode()? {
-                Some((raw, inode)) => (
-                    DirEntry {
-                        name: String::from_utf8_lossy(&raw.name).into_owned(),
-                        stat: cephfs::to_stat(&raw.stx),
-                    },
-                    inode,
-                ),
-                None => {
-                    eof = true;
-                    break;
-                }
-            },
-        };
-        let dots = e.name == "." || e.name == "..";
-        let xattrs = match &inode {
-            Some(i) if !dots => prefetch(i, &r.want, p),
-            _ => Xattrs::default(),
-        };
-        let sz = e.name.len()
-            + ENTRY_OVERHEAD
-            + xattrs
-                .values
-                .iter()
-                .map(|v| match v {
-                    XattrValue::Value(v) => v.len() + 8,
-                    _ => 4,
-                })
-                .sum::<usize>()
-            + xattrs.list.as_ref().map_or(4, |l| l.len() + 8);
-        if bytes + sz > max_bytes && !entries.is_empty() {
-            st.pending_plus = Some((e, inode));
-            break;
-        }
-        bytes += sz;
+    let mut guard = lock(&d);
+    let st = &mut *guard;
+    let (batch, eof) = batch(
+        &mut st.pending_plus,
+        r.max_entries,
+        r.max_bytes,
+        || {
+            Ok(st.dir.read_next_inode()?.map(|(raw, inode)| {
+                let e = dir_entry(&raw);
+                let dots = e.name == "." || e.name == "..";
+                let xattrs = match &inode {
+                    Some(i) if !dots => prefetch(i, &r.want, p),
+                    _ => Xattrs::default(),
+                };
+                (e, inode.filter(|_| !dots), xattrs)
+            }))
+        },
+        |(e, _, x)| {
+            e.name.len()
+                + ENTRY_OVERHEAD
+                + x.values
+                    .iter()
+                    .map(|v| match v {
+                        XattrValue::Value(v) => v.len() + 8,
+                        _ => 4,
+                    })
+                    .sum::<usize>()
+                + x.list.as_ref().map_or(4, |l| l.len() + 8)
+        },
+    )?;
+    let mut entries = Vec::with_capacity(batch.len());
+    for (e, inode, xattrs) in batch {
         let ino = match inode {
-            Some(i) if !dots => Some(s.insert_inode(&sm, Arc::new(i))?),
-            _ => None,
+            Some(i) => Some(s.insert_inode(&sm, Arc::new(i))?),
+            None => None,
         };
         entries.push(DirEntryPlus {
             name: e.name,

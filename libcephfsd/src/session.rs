@@ -35,8 +35,12 @@ impl SessionMount {
 pub struct DirState {
     pub dir: Dir,
     pub pending: Option<ceph_rs_wire::DirEntry>,
-    /// ReadDirPlus: an entry read but not sent (with its inode for the xattrs).
-    pub pending_plus: Option<(ceph_rs_wire::DirEntry, Option<crate::cephfs::Inode>)>,
+    /// ReadDirPlus: an entry read but not sent, with its inode and prefetched xattrs.
+    pub pending_plus: Option<(
+        ceph_rs_wire::DirEntry,
+        Option<crate::cephfs::Inode>,
+        ceph_rs_wire::Xattrs,
+    )>,
 }
 
 /// What a handle id refers to.
