@@ -116,6 +116,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::Lookup(r) => ok(lookup(s, p, r)?),
         A::LookupPlus(r) => ok(lookup_plus(s, p, r)?),
         A::GetAttrPlus(r) => ok(getattr_plus(s, p, r)?),
+        A::FindName(r) => ok(find_name(s, p, r)?),
         A::Walk(r) => ok(walk(s, p, r)?),
         A::LookupInode(r) => ok(lookup_inode(s, p, r)?),
         A::GetAttr(r) => ok(getattr(s, p, r)?),
@@ -366,6 +367,23 @@ fn check_want(want: &XattrWant) -> R<()> {
         return Err(fail(Errno::EINVAL, "too many xattr names"));
     }
     Ok(())
+}
+
+fn find_name(s: &Session, p: &UserPerm, r: FindNameReq) -> R<FindNameRep> {
+    check_name(&r.name)?;
+    let (_, dir) = s.inode(r.dir)?;
+    let mut d = dir.opendir(p)?;
+    while let Some(raw) = d.read_name()? {
+        let Ok(name) = std::str::from_utf8(&raw) else {
+            continue;
+        };
+        if name != "." && name != ".." && names_equal_ignoring_case(name, &r.name) {
+            return Ok(FindNameRep {
+                name: name.to_string(),
+            });
+        }
+    }
+    Err(Errno::ENOENT.into())
 }
 
 fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> {

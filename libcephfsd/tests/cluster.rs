@@ -2325,3 +2325,36 @@ fn rename_noreplace_never_replaces() {
     assert!(!s.names(dir).contains(&"c".to_string()));
     s.cleanup();
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn find_name_matches_ignoring_case() {
+    let d = Daemon::start("findname", &[]);
+    let mut s = Share::new(&d, "findname");
+    let dir = s.dir;
+    for n in ["ReadMe.TXT", "Übung"] {
+        let e = s.ok(&MkdirReq {
+            dir,
+            name: n.into(),
+            mode: 0o755,
+        });
+        s.ok(&ForgetReq { inos: vec![e.ino] });
+    }
+    let find = |name: &str| FindNameReq {
+        dir,
+        name: name.into(),
+    };
+    assert_eq!(s.ok(&find("readme.txt")).name, "ReadMe.TXT");
+    assert_eq!(s.ok(&find("README.TXT")).name, "ReadMe.TXT");
+    assert_eq!(s.ok(&find("üBUNG")).name, "Übung");
+    assert_eq!(s.call(&find("readme.tx")).unwrap_err(), Errno::ENOENT);
+    // Dots are never an answer; a bad name is refused; a foreign handle is EBADF.
+    assert_eq!(s.call(&find(".")).unwrap_err(), Errno::ENOENT);
+    assert_eq!(s.call(&find("a/b")).unwrap_err(), Errno::EINVAL);
+    let bogus = FindNameReq {
+        dir: Ino::new(999_999, 1),
+        name: "x".into(),
+    };
+    assert_eq!(s.call(&bogus).unwrap_err(), Errno::EBADF);
+    s.cleanup();
+}

@@ -245,3 +245,27 @@ def test_killed_smbd_child_releases_its_daemon_handles(unique):
     assert {f"f{i}" for i in range(10)} <= set(names)
     other.rmtree(unique)
     other.close()
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_names_are_case_insensitive(share, unique, tmp_path):
+    """SMB names ignore case: a file stored as MixedCase.Txt is read, overwritten and
+    deleted through other spellings (smbd's case-insensitive lookup; on [cephrs] the
+    daemon's FindName)."""
+    src = tmp_path / "src.txt"
+    src.write_bytes(b"first version\n")
+    smbclient(share, f"mkdir {unique}; cd {unique}; put {src} MixedCase.Txt")
+    back = tmp_path / "back.txt"
+    smbclient(share, f"cd {unique}; get MIXEDCASE.TXT {back}")
+    assert back.read_bytes() == b"first version\n"
+    src.write_bytes(b"second version\n")
+    smbclient(share, f"cd {unique}; put {src} mixedcase.txt")
+    # Still one file, under its first name, with the new bytes.
+    assert ls_names(share, unique) == {"MixedCase.Txt"}
+    smbclient(share, f"cd {unique}; get mIxEdCaSe.TxT {back}")
+    assert back.read_bytes() == b"second version\n"
+    smbclient(share, f"cd {unique}; del MIXEDCASE.txt")
+    assert ls_names(share, unique) == set()
+    out = smbclient(share, f"cd {unique}; get nosuchfile.txt {back}", check=False)
+    assert "NT_STATUS_OBJECT_NAME_NOT_FOUND" in out.stdout + out.stderr
+    smbclient(share, f"rmdir {unique}")

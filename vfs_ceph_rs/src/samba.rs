@@ -538,6 +538,14 @@ pub unsafe fn schedule_immediate(
     )
 }
 
+/// A talloc copy of `s` on `mem_ctx` (NULL when out of memory).
+///
+/// # Safety
+/// `mem_ctx` is a talloc context or NULL.
+pub unsafe fn talloc_strdup(mem_ctx: *mut c_void, s: &str) -> *mut c_char {
+    sys::talloc_strndup(mem_ctx as _, s.as_ptr() as *const c_char, s.len())
+}
+
 /// `talloc_free`.
 ///
 /// # Safety

@@ -101,8 +101,11 @@ macro_rules! ops {
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Feature bits (none defined yet; the reply carries the intersection).
-pub const FEATURES: u64 = 0;
+/// Feature bits this crate knows; the Hello reply carries the intersection of both
+/// sides' bits, and an op behind a bit is only sent when the daemon granted it.
+pub const FEATURES: u64 = FEATURE_FIND_NAME;
+/// The daemon answers [`FindNameReq`].
+pub const FEATURE_FIND_NAME: u64 = 1;
 
 // ---------------------------------------------------------------- session
 
@@ -295,6 +298,37 @@ pub struct LookupPlusReq {
 pub struct LookupPlusRep {
     pub entry: Entry,
     pub xattrs: Xattrs,
+}
+
+/// The entry of directory `dir` whose name equals `name` ignoring case (smbd's
+/// case-insensitive lookup, done where the directory is: one round trip instead of a
+/// whole listing). ENOENT when there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindNameReq {
+    pub dir: Ino,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindNameRep {
+    /// The name as stored.
+    pub name: String,
+}
+
+/// Whether two names are equal ignoring case the way Samba compares them
+/// (`strcasecmp_m`: per code point, simple one-to-one upper-casing below U+10000).
+pub fn names_equal_ignoring_case(a: &str, b: &str) -> bool {
+    fn up(c: char) -> char {
+        if (c as u32) >= 0x10000 {
+            return c;
+        }
+        let mut u = c.to_uppercase();
+        match (u.next(), u.next()) {
+            (Some(x), None) => x,
+            _ => c,
+        }
+    }
+    a.chars().map(up).eq(b.chars().map(up))
 }
 
 /// GetAttr plus the xattrs smbd reads next.
@@ -684,6 +718,7 @@ ops! {
     SetAttr = 16 => SetAttrReq -> SetAttrRep;
     LookupPlus = 17 => LookupPlusReq -> LookupPlusRep;
     GetAttrPlus = 18 => GetAttrPlusReq -> GetAttrPlusRep;
+    FindName = 19 => FindNameReq -> FindNameRep;
     Open = 20 => OpenReq -> OpenRep;
     OpenIno = 21 => OpenInoReq -> OpenInoRep;
     Close = 22 => CloseReq -> ();

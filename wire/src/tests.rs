@@ -90,6 +90,10 @@ fn sample_requests() -> Vec<AnyRequest> {
             ino,
             want: XattrWant::default(),
         }),
+        AnyRequest::FindName(FindNameReq {
+            dir: ino,
+            name: "ReadMe.TXT".into(),
+        }),
         AnyRequest::ReadDirPlus(ReadDirPlusReq {
             dh: Dh::new(4, 4),
             max_entries: 10,
@@ -244,6 +248,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Lookup,
         LookupPlus,
         GetAttrPlus,
+        FindName,
         ReadDirPlus,
         Walk,
         LookupInode,
@@ -399,6 +404,12 @@ fn replies_round_trip() {
         LookupPlusRep {
             entry: entry(9),
             xattrs: xattrs.clone(),
+        },
+        &[],
+    );
+    reply_rt::<FindNameReq>(
+        FindNameRep {
+            name: "readme.txt".into(),
         },
         &[],
     );
@@ -686,7 +697,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 6, 7, 19, 99, 1000, u16::MAX] {
+    for op in [0u16, 6, 7, 30, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()
@@ -1064,4 +1075,14 @@ fn big_frames_in_small_chunks_grow_buffers_geometrically() {
     assert!(fr.data.capacity() <= data.len() * 2);
     // Few distinct capacities = few reallocations (doubling from 1 MiB to 16 MiB).
     assert!(caps.len() <= 8, "capacities {caps:?}");
+}
+
+#[test]
+fn names_compare_like_samba() {
+    assert!(names_equal_ignoring_case("ReadMe.TXT", "readme.txt"));
+    assert!(names_equal_ignoring_case("Überß", "übERß"));
+    assert!(!names_equal_ignoring_case("a.txt", "a.txt "));
+    // One-to-many upper-casings are not applied (ß is not SS), as in strcasecmp_m.
+    assert!(!names_equal_ignoring_case("straße", "STRASSE"));
+    assert!(!names_equal_ignoring_case("abc", "abd"));
 }

@@ -268,6 +268,11 @@ extern "C" {
         flags: c_uint,
         out: *mut *mut Inode,
     ) -> c_int;
+    pub fn ceph_readdir_r(
+        cmount: *mut ceph_mount_info,
+        dirp: *mut ceph_dir_result,
+        de: *mut libc::dirent,
+    ) -> c_int;
     pub fn ceph_rewinddir(cmount: *mut ceph_mount_info, dirp: *mut ceph_dir_result);
     pub fn ceph_ll_releasedir(cmount: *mut ceph_mount_info, dirp: *mut ceph_dir_result) -> c_int;
     pub fn ceph_ll_statfs(

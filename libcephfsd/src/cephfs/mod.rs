@@ -820,6 +820,24 @@ impl Dir {
         Ok(Some((RawDirEntry { name, stx }, inode)))
     }
 
+    /// Next entry name only (no attributes, no inode reference).
+    pub fn read_name(&mut self) -> Result<Option<Vec<u8>>> {
+        // SAFETY: dirent is plain old data; zeroed is a valid value.
+        let mut de: libc::dirent = unsafe { std::mem::zeroed() };
+        // SAFETY: valid dir stream; out pointer to a local.
+        let r =
+            check(unsafe { ffi::ceph_readdir_r(self.mount.raw(), self.dirp.as_ptr(), &mut de) })?;
+        if r == 0 {
+            return Ok(None);
+        }
+        // SAFETY: d_name is NUL-terminated by libcephfs.
+        Ok(Some(
+            unsafe { CStr::from_ptr(de.d_name.as_ptr()) }
+                .to_bytes()
+                .to_vec(),
+        ))
+    }
+
     pub fn rewind(&mut self) {
         // SAFETY: valid dir stream.
         unsafe { ffi::ceph_rewinddir(self.mount.raw(), self.dirp.as_ptr()) }
