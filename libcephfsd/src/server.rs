@@ -429,6 +429,7 @@ async fn handle_frame(
     let req = AnyRequest::decode(op, &frame.body)
         .map_err(|e| End::Protocol(format!("{op} (id {}): {e}", h.id)))?;
     s.ops.fetch_add(1, Ordering::Relaxed);
+    tracing::trace!(session = s.id, id = h.id, cred = h.aux, ?req, "request");
 
     if !*hello {
         let AnyRequest::Hello(hi) = req else {

@@ -2,9 +2,10 @@
 //! The per-request attribute cache: attributes and xattrs the daemon sent (with a
 //! lookup, an open or a directory batch) answer smbd's next fstat/fgetxattr/flistxattr
 //! calls *within the same pass of smbd's event loop*, i.e. while smbd handles one
-//! request. Every return to the event loop (a tevent immediate) and every change made
-//! through this process empties it, so it never serves anything a fresh round trip
-//! could see differently except what changed during this very request elsewhere -
+//! request. Every return to the event loop (a tevent immediate) empties it, and every
+//! change made through this process drops what it can touch (all attributes; the xattrs
+//! of the inode whose xattrs or mode change), so it never serves anything a fresh round
+//! trip could see differently except what changed during this very request elsewhere -
 //! the same view a single atomic lookup would have given. Bounded: at most
 //! [`MAX_ENTRIES`] entries; a full cache starts over.
 use crate::samba;
@@ -19,6 +20,22 @@ pub const MAX_ENTRIES: usize = 4096;
 /// What smbd reads after every lookup and for every directory entry.
 pub const DOSATTRIB: &str = "user.DOSATTRIB";
 pub const NTACL: &str = "security.NTACL";
+/// POSIX ACLs (smbd maps them for every access check).
+pub const ACL_ACCESS: &str = "system.posix_acl_access";
+pub const ACL_DEFAULT: &str = "system.posix_acl_default";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn list_has_matches_whole_names() {
+        let l = b"user.DOSATTRIB\0security.NTACL\0";
+        assert!(super::list_has(l, "security.NTACL"));
+        assert!(super::list_has(l, "user.DOSATTRIB"));
+        assert!(!super::list_has(l, "user.DOS"));
+        assert!(!super::list_has(l, "system.posix_acl_access"));
+        assert!(!super::list_has(b"", "user.DOSATTRIB"));
+    }
+}
 
 #[derive(Default)]
 struct Cache {
@@ -135,9 +152,26 @@ pub fn put_xattr(k: InodeKey, name: &str, v: Option<&[u8]>) {
     })
 }
 
-/// `Some(None)`: known not to exist; `None`: not cached.
+/// `Some(None)`: known not to exist; `None`: not cached. A name missing from a cached
+/// xattr list does not exist (CephFS lists every stored xattr; only its virtual
+/// `ceph.*` ones are never listed).
 pub fn get_xattr(k: InodeKey, name: &str) -> Option<Option<Vec<u8>>> {
-    CACHE.with(|c| c.borrow().xattrs.get(&(k, name.to_string())).cloned())
+    CACHE.with(|c| {
+        let c = c.borrow();
+        if let Some(v) = c.xattrs.get(&(k, name.to_string())) {
+            return Some(v.clone());
+        }
+        let list = c.lists.get(&k)?;
+        if name.starts_with("ceph.") || list_has(list, name) {
+            return None;
+        }
+        Some(None)
+    })
+}
+
+/// Whether a NUL-separated xattr name list holds `name`.
+fn list_has(list: &[u8], name: &str) -> bool {
+    list.split(|b| *b == 0).any(|n| n == name.as_bytes())
 }
 
 pub fn put_list(k: InodeKey, l: &[u8]) {
@@ -172,6 +206,40 @@ pub fn mutates(op: ceph_rs_wire::Op) -> bool {
             | SetXattr
             | RemoveXattr
     )
+}
+
+/// Before a request of `op` is sent. Any change may move some inode's attributes
+/// (times, sizes, link counts of the parent): all attributes go. Xattrs stay unless the
+/// change can touch them: SetAttr (a mode change rewrites the POSIX ACL) empties
+/// everything; SetXattr/RemoveXattr callers drop their inode's xattrs with
+/// [`forget_xattrs`].
+pub fn before_change(op: ceph_rs_wire::Op) {
+    if !mutates(op) {
+        return;
+    }
+    if op == ceph_rs_wire::Op::SetAttr {
+        clear();
+    } else {
+        clear_stats();
+    }
+}
+
+/// Attributes may have changed (a create or truncate): forget all of them.
+pub fn clear_stats() {
+    CACHE.with(|c| c.borrow_mut().stats.clear());
+}
+
+/// The xattrs of `k` change (or, without a key, of some inode).
+pub fn forget_xattrs(k: Option<InodeKey>) {
+    let Some(k) = k else {
+        clear();
+        return;
+    };
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.xattrs.retain(|(key, _), _| *key != k);
+        c.lists.remove(&k);
+    })
 }
 
 /// Something changed through this process: forget everything.

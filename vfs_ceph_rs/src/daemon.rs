@@ -48,13 +48,19 @@ thread_local! {
     static DAEMONS: RefCell<Vec<Option<Daemon>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Connect (or reuse the live connection) to the daemon at `socket`.
-pub fn attach(socket: &str) -> Result<DaemonId, String> {
+/// Connect (or reuse the live connection) to the daemon at `socket`. `spin`: how long a
+/// sync call polls for its reply before sleeping (the latest tree connect's setting).
+pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
     let existing = DAEMONS.with(|d| {
-        d.borrow().iter().position(|x| {
+        let mut d = d.borrow_mut();
+        let i = d.iter().position(|x| {
             x.as_ref()
                 .is_some_and(|x| x.socket == socket && !x.client.is_dead())
-        })
+        })?;
+        if let Some(x) = d[i].as_mut() {
+            x.client.set_spin(spin);
+        }
+        Some(i)
     });
     if let Some(i) = existing {
         return Ok(DaemonId(i));
@@ -66,6 +72,7 @@ pub fn attach(socket: &str) -> Result<DaemonId, String> {
     let _ = client.set_timeout(Some(Duration::from_secs(300)));
     // A whole SMB write (up to 8 MiB) goes to the kernel at once.
     client.set_send_buffer(SEND_BUFFER);
+    client.set_spin(spin);
     let daemon = Daemon {
         socket: socket.to_string(),
         client,
@@ -233,9 +240,7 @@ pub fn call<R: Request>(
     req: &R,
     data: &[u8],
 ) -> Result<(R::Reply, Vec<u8>), Errno> {
-    if crate::cache::mutates(R::OP) {
-        crate::cache::clear();
-    }
+    crate::cache::before_change(R::OP);
     with(id, |d| {
         d.flush_forgets();
         let cred = d.cred_id(creds)?;
@@ -266,6 +271,11 @@ pub fn call<R: Request>(
 }
 
 /// The daemon's message for the last failed call.
+/// Whether the daemon granted feature bit `f` at Hello.
+pub fn has_feature(id: DaemonId, f: u64) -> bool {
+    with(id, |d| Ok(d.client.hello().features & f != 0)).unwrap_or(false)
+}
+
 pub fn last_error(id: DaemonId) -> String {
     with(id, |d| Ok(d.client.last_error().to_string())).unwrap_or_default()
 }
@@ -290,9 +300,7 @@ pub fn submit<R: Request>(
     req: &R,
     data: &[u8],
 ) -> Result<u64, Errno> {
-    if crate::cache::mutates(R::OP) {
-        crate::cache::clear();
-    }
+    crate::cache::before_change(R::OP);
     with(id, |d| {
         d.flush_forgets();
         let cred = d.cred_id(creds)?;

@@ -15,7 +15,7 @@
 //!
 //! Paths smbd passes are either absolute CephFS paths (the share path is a path inside
 //! CephFS, as with ceph_new) or relative to the connection's working directory.
-use crate::cache;
+use crate::cache::{self, ACL_ACCESS, ACL_DEFAULT};
 use crate::daemon::{self, DaemonId};
 use crate::posix_acl;
 use crate::samba::{self, Fname, Fsp, Handle, TeventCtx, TeventReq};
@@ -24,6 +24,7 @@ use ceph_rs_wire::*;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::time::Duration;
 
 // ------------------------------------------------------------------ state
 
@@ -36,6 +37,9 @@ pub struct Share {
     /// The connection's working directory: normalized absolute path and its inode.
     cwd: String,
     cwd_ino: Ino,
+    /// The cwd's identity once known (its attributes go through the per-request cache:
+    /// smbd stats the cwd twice per request, after its chdir).
+    cwd_key: Cell<Option<InodeKey>>,
     /// FsCapabilities bits (case sensitivity) computed once.
     case_caps: Option<u32>,
 }
@@ -99,6 +103,9 @@ impl Drop for DirStream {
 
 /// Entries asked for per ReadDir round trip.
 const READDIR_BATCH: u32 = 512;
+/// Default of `ceph_rs:spin_usecs`: how long a call polls for the daemon's reply before
+/// it sleeps. Cache-served replies take 10-30 us; sleeping costs a cross-CPU wakeup.
+const DEFAULT_SPIN_USECS: u64 = 50;
 
 /// An inode reference that is given back when dropped (unless it is borrowed).
 struct InoRef {
@@ -148,6 +155,10 @@ impl InoRef {
     }
     /// Keep the reference (ownership moves to the caller).
     fn into_entry(mut self) -> Option<Entry> {
+        if !self.owned {
+            // A borrowed reference cannot be kept.
+            return None;
+        }
         self.owned = false;
         self.stat.map(|stat| Entry {
             ino: self.ino,
@@ -273,10 +284,28 @@ fn call<Q: Request>(d: DaemonId, c: &Creds, req: &Q) -> R<Q::Reply> {
 /// end when `follow`), the way a kernel path walk does.
 fn walk_abs(sh: &Share, c: &Creds, abs: &str, follow: bool) -> R<InoRef> {
     let d = sh.daemon;
+    if abs == sh.cwd {
+        // The cwd itself: its attributes, no new reference.
+        let cached = sh.cwd_key.get().and_then(cache::get_stat);
+        let st = match cached {
+            Some(st) => st,
+            None => {
+                let st = getattr(d, c, sh.cwd_ino)?;
+                cache::put_stat(&st);
+                sh.cwd_key.set(Some(st.key()));
+                st
+            }
+        };
+        return Ok(InoRef {
+            daemon: d,
+            ino: sh.cwd_ino,
+            owned: false,
+            stat: Some(st),
+            key: Some(st.key()),
+        });
+    }
     // Fast path: one Walk from the cwd or the root.
-    let (base, rel) = if abs == sh.cwd {
-        (sh.cwd_ino, "")
-    } else if let Some(rest) = abs
+    let (base, rel) = if let Some(rest) = abs
         .strip_prefix(sh.cwd.as_str())
         .and_then(|r| r.strip_prefix('/'))
         .filter(|_| sh.cwd != "/")
@@ -484,9 +513,13 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
     let filesystem = samba::share_option(snum, c"filesystem", None).filter(|s| !s.is_empty());
     let socket =
         samba::share_option(snum, c"socket", Some(c"/run/libcephfsd.sock")).unwrap_or_default();
+    let spin = samba::share_option(snum, c"spin_usecs", None)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_SPIN_USECS)
+        .min(10_000);
     // The daemon admits root only (SO_PEERCRED): connect as root.
     sys::become_root();
-    let attached = daemon::attach(&socket);
+    let attached = daemon::attach(&socket, Duration::from_micros(spin));
     sys::unbecome_root();
     let d = match attached {
         Ok(d) => d,
@@ -551,6 +584,7 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
             root: m.root,
             cwd: "/".into(),
             cwd_ino: cwd_e.ino,
+            cwd_key: Cell::new(None),
             case_caps: None,
         }),
     );
@@ -949,7 +983,7 @@ unsafe extern "C" fn openat(
         let (dir, leaf) = at_parent(h, dirfsp, name)?;
         let d = dir.daemon;
         if flags & (oflags::O_CREAT | oflags::O_TRUNC) != 0 {
-            cache::clear();
+            cache::clear_stats();
         }
         let state = if flags & oflags::O_CREAT != 0 {
             let rep: OpenRep = call(
@@ -997,8 +1031,9 @@ unsafe extern "C" fn openat(
                     },
                 )?
             } else {
-                // smbd reads the DOS attributes, the NT ACL and the EA names next.
-                let names = [cache::DOSATTRIB, cache::NTACL];
+                // smbd reads the DOS attributes, the NT ACL, the POSIX ACLs and the EA
+                // names next.
+                let names = [cache::DOSATTRIB, cache::NTACL, ACL_ACCESS, ACL_DEFAULT];
                 let rep: LookupPlusRep = call(
                     d,
                     &c,
@@ -1490,21 +1525,23 @@ unsafe extern "C" fn fstat(
         let st = match cache::get_stat(f.stat.key()) {
             Some(st) => st,
             None => {
-                // smbd reads the DOS attributes and EA names after most fstats.
+                // smbd reads the DOS attributes, the EA names and (for access checks)
+                // the POSIX ACL after most fstats.
+                let names = [cache::DOSATTRIB, ACL_ACCESS];
                 let rep: GetAttrPlusRep = call(
                     f.daemon,
                     &creds(h),
                     &GetAttrPlusReq {
                         ino: f.ino,
                         want: XattrWant {
-                            names: vec![cache::DOSATTRIB.to_string()],
+                            names: names.iter().map(|n| n.to_string()).collect(),
                             list: true,
                         },
                     },
                 )?;
                 f.stat = rep.stat;
                 cache::put_stat(&rep.stat);
-                cache::put_xattrs(rep.stat.key(), &[cache::DOSATTRIB], &rep.xattrs);
+                cache::put_xattrs(rep.stat.key(), &names, &rep.xattrs);
                 rep.stat
             }
         };
@@ -1643,6 +1680,7 @@ unsafe extern "C" fn chdir(h: *mut Handle, fname: *const Fname) -> c_int {
         let e = r.into_entry().ok_or(Errno::EIO)?;
         let old = std::mem::replace(&mut sh.cwd_ino, e.ino);
         sh.cwd = abs;
+        sh.cwd_key.set(Some(e.stat.key()));
         daemon::forget(sh.daemon, old);
         log_at!(10, c"chdir", "ceph_rs: chdir {}", sh.cwd);
         Ok(0)
@@ -1945,14 +1983,49 @@ unsafe extern "C" fn fchflags(_h: *mut Handle, _fsp: *mut Fsp, _flags: c_uint) -
 }
 
 unsafe extern "C" fn get_real_filename_at(
-    _h: *mut Handle,
-    _dirfsp: *mut Fsp,
-    _name: *const c_char,
-    _mem_ctx: *mut sys::TALLOC_CTX,
-    _found: *mut *mut c_char,
+    h: *mut Handle,
+    dirfsp: *mut Fsp,
+    name: *const c_char,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    found: *mut *mut c_char,
 ) -> sys::NTSTATUS {
-    // As ceph_new: no case-insensitive lookup in CephFS; smbd scans the directory.
-    samba::NT_STATUS_NOT_SUPPORTED
+    // smbd's case-insensitive lookup: the daemon scans the directory (ceph_new leaves it
+    // to smbd, which lists the whole directory through the VFS). Same answer as smbd's
+    // own scan, including "not found" on a filesystem that is not case sensitive.
+    if ((*(*h).conn).fs_capabilities as u32) & sys::FILE_CASE_SENSITIVE_SEARCH == 0 {
+        return samba::NT_STATUS_OBJECT_NAME_NOT_FOUND;
+    }
+    let Some(name) = samba::cstr(name) else {
+        return samba::NT_STATUS_OBJECT_NAME_NOT_FOUND;
+    };
+    let r = (|| -> R<FindNameRep> {
+        let dir = dir_of(h, dirfsp)?;
+        if !daemon::has_feature(dir.daemon, FEATURE_FIND_NAME) {
+            return fail(Errno::ENOTSUP);
+        }
+        call(
+            dir.daemon,
+            &creds(h),
+            &FindNameReq {
+                dir: dir.ino,
+                name: name.to_string(),
+            },
+        )
+    })();
+    match r {
+        Ok(rep) => {
+            *found = samba::talloc_strdup(mem_ctx as _, &rep.name);
+            if (*found).is_null() {
+                samba::NT_STATUS_NO_MEMORY
+            } else {
+                samba::NT_STATUS_OK
+            }
+        }
+        Err(Errno::ENOENT) => samba::NT_STATUS_OBJECT_NAME_NOT_FOUND,
+        // An older daemon: smbd scans the directory itself.
+        Err(Errno::ENOTSUP) => samba::NT_STATUS_NOT_SUPPORTED,
+        Err(e) => samba::nt_from_errno(e.0),
+    }
 }
 
 unsafe extern "C" fn connectpath(
@@ -2212,6 +2285,7 @@ unsafe extern "C" fn flistxattr(
 unsafe extern "C" fn fremovexattr(h: *mut Handle, fsp: *mut Fsp, name: *const c_char) -> c_int {
     int_ret((|| {
         let r = fsp_ino(h, fsp)?;
+        cache::forget_xattrs(r.key);
         call(
             r.daemon,
             &creds(h),
@@ -2235,6 +2309,7 @@ unsafe extern "C" fn fsetxattr(
     int_ret((|| {
         let r = fsp_ino(h, fsp)?;
         let v = samba::bytes(value, size);
+        cache::forget_xattrs(r.key);
         daemon::call(
             r.daemon,
             &creds(h),
@@ -2344,9 +2419,6 @@ unsafe extern "C" fn getxattrat_recv(
 
 // ------------------------------------------------------------------ POSIX ACLs
 
-const ACL_ACCESS: &str = "system.posix_acl_access";
-const ACL_DEFAULT: &str = "system.posix_acl_default";
-
 fn acl_xattr_name(t: sys::SMB_ACL_TYPE_T) -> R<&'static str> {
     match t as u32 {
         sys::SMB_ACL_TYPE_ACCESS => Ok(ACL_ACCESS),
@@ -2397,6 +2469,7 @@ unsafe extern "C" fn sys_acl_set_fd(
         let name = acl_xattr_name(typ)?;
         let value = posix_acl::encode(&samba::acl_entries(acl)?);
         let ino = fsp_ino(h, fsp)?;
+        cache::forget_xattrs(ino.key);
         daemon::call(
             ino.daemon,
             &creds(h),
@@ -2414,6 +2487,7 @@ unsafe extern "C" fn sys_acl_set_fd(
 unsafe extern "C" fn sys_acl_delete_def_fd(h: *mut Handle, fsp: *mut Fsp) -> c_int {
     int_ret((|| {
         let ino = fsp_ino(h, fsp)?;
+        cache::forget_xattrs(ino.key);
         match call(
             ino.daemon,
             &creds(h),

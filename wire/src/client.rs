@@ -9,7 +9,7 @@ use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codec::{encode_request, Reply};
 use crate::frame::{decode_body, FrameDecoder};
@@ -43,6 +43,8 @@ pub struct Client {
     dead: Option<String>,
     hello: HelloRep,
     timeout: Option<Duration>,
+    /// How long `wait` polls the socket before it sleeps in `recv` (see [`Client::set_spin`]).
+    spin: Duration,
     last_error: String,
 }
 
@@ -141,6 +143,7 @@ impl Client {
                 daemon: String::new(),
             },
             timeout: None,
+            spin: Duration::ZERO,
             last_error: String::new(),
         };
         let req = Hello {
@@ -200,6 +203,13 @@ impl Client {
         Ok(())
     }
 
+    /// Poll for a reply this long before sleeping in `recv`. Most daemon replies come
+    /// within tens of microseconds; a caller that sleeps instead pays a cross-CPU wakeup
+    /// for each (35 us on the 2-core test VM against 9 us on one CPU). Zero = never poll.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
     /// Register credentials; returns the id to pass as `cred` in later calls.
     pub fn register_creds(&mut self, creds: &Creds) -> Result<u32, Errno> {
         let req = RegisterCredsReq {
@@ -241,6 +251,7 @@ impl Client {
 
     /// Wait (blocking) for the reply of a submitted request.
     pub fn wait(&mut self, id: u64) -> Result<Completion, Errno> {
+        let spin_until = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
         loop {
             if let Some(r) = self.done.remove(&id) {
                 return Ok(r);
@@ -248,6 +259,15 @@ impl Client {
             if !self.pending.contains_key(&id) {
                 // Never submitted, already taken, or abandoned after a timeout.
                 return Err(Errno::EINVAL);
+            }
+            if spin_until.is_some_and(|t| Instant::now() < t) {
+                // A failure completes the pending requests: the loop then returns it.
+                if let Err(e) = self.read_some(ReadMode::NonBlock) {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        std::hint::spin_loop();
+                    }
+                }
+                continue;
             }
             match self.read_some(ReadMode::Block) {
                 Ok(_) => {}
