@@ -129,6 +129,7 @@ fn main() {
         .allowlist_var("SMB_ACL_READ|SMB_ACL_WRITE|SMB_ACL_EXECUTE")
         .allowlist_var("FILE_CASE_.*")
         .allowlist_var("VFS_RENAME_HOW_.*")
+        .allowlist_var("VFS_OPEN_HOW_.*")
         .allowlist_var("SMB_VFS_INTERFACE_VERSION")
         .allowlist_var("DBGC_VFS")
         .allowlist_var("DBGC_ALL")

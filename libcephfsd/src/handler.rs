@@ -90,6 +90,7 @@ pub fn runs_inline(req: &AnyRequest) -> bool {
             | A::LookupPlus(_)
             | A::GetAttrPlus(_)
             | A::Walk(_)
+            | A::WalkPlus(_)
             | A::GetAttr(_)
             | A::GetXattr(_)
             | A::ListXattr(_)
@@ -117,6 +118,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::LookupPlus(r) => ok(lookup_plus(s, p, r)?),
         A::GetAttrPlus(r) => ok(getattr_plus(s, p, r)?),
         A::FindName(r) => ok(find_name(s, p, r)?),
+        A::WalkPlus(r) => ok(walk_plus(s, p, r)?),
         A::Walk(r) => ok(walk(s, p, r)?),
         A::LookupInode(r) => ok(lookup_inode(s, p, r)?),
         A::GetAttr(r) => ok(getattr(s, p, r)?),
@@ -408,18 +410,41 @@ fn getattr_plus(s: &Session, p: &UserPerm, r: GetAttrPlusReq) -> R<GetAttrPlusRe
 }
 
 fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {
-    if r.path.len() > 4096 {
+    let (sm, inode, stx) = walk_inode(s, p, r.dir, &r.path)?;
+    entry(s, &sm, inode, &stx)
+}
+
+fn walk_plus(s: &Session, p: &UserPerm, r: WalkPlusReq) -> R<LookupPlusRep> {
+    check_want(&r.want)?;
+    let (sm, inode, stx) = walk_inode(s, p, r.dir, &r.path)?;
+    if r.no_symlinks && is_symlink(&stx) {
+        return Err(fail(Errno::ELOOP, "the path ends in a symlink"));
+    }
+    let xattrs = prefetch(&inode, &r.want, p);
+    Ok(LookupPlusRep {
+        entry: entry(s, &sm, inode, &stx)?,
+        xattrs,
+    })
+}
+
+/// Walk's resolution (see [`WalkReq`]): the inode reached and its attributes.
+fn walk_inode(
+    s: &Session,
+    p: &UserPerm,
+    dir: Ino,
+    path: &str,
+) -> R<(Arc<SessionMount>, Arc<Inode>, Statx)> {
+    if path.len() > 4096 {
         return Err(Errno::ENAMETOOLONG.into());
     }
-    if r.path.contains('\0') {
+    if path.contains('\0') {
         return Err(Errno::EINVAL.into());
     }
-    let (sm, start) = s.inode(r.dir)?;
+    let (sm, start) = s.inode(dir)?;
     // The chain of directories walked through, so ".." goes back lexically.
     let mut stack: Vec<Arc<Inode>> = vec![start];
     let mut last: Option<Statx> = None;
-    let comps: Vec<&str> = r
-        .path
+    let comps: Vec<&str> = path
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
@@ -460,8 +485,7 @@ fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {
         Some(stx) => stx,
         None => top.getattr(p)?,
     };
-    drop(stack);
-    entry(s, &sm, top, &stx)
+    Ok((sm, top, stx))
 }
 
 fn lookup_inode(s: &Session, p: &UserPerm, r: LookupInodeReq) -> R<LookupInodeRep> {

@@ -2358,3 +2358,53 @@ fn find_name_matches_ignoring_case() {
     assert_eq!(s.call(&bogus).unwrap_err(), Errno::EBADF);
     s.cleanup();
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn walk_plus_resolves_a_path_and_refuses_symlinks() {
+    let d = Daemon::start("walkplus", &[]);
+    let mut s = Share::new(&d, "walkplus");
+    let dir = s.dir;
+    let a = s.ok(&MkdirReq {
+        dir,
+        name: "a".into(),
+        mode: 0o755,
+    });
+    let b = s.ok(&MkdirReq {
+        dir: a.ino,
+        name: "b".into(),
+        mode: 0o755,
+    });
+    let l = s.ok(&SymlinkReq {
+        dir,
+        name: "link".into(),
+        target: "a".into(),
+    });
+    let want = XattrWant {
+        names: vec!["user.DOSATTRIB".into()],
+        list: true,
+    };
+    let wp = |path: &str, no_symlinks| WalkPlusReq {
+        dir,
+        path: path.into(),
+        no_symlinks,
+        want: want.clone(),
+    };
+    let rep = s.ok(&wp("a/b", true));
+    assert_eq!(rep.entry.stat.ino, b.stat.ino);
+    assert_eq!(rep.xattrs.values, vec![XattrValue::Absent]);
+    assert!(rep.xattrs.list.is_some());
+    s.ok(&ForgetReq {
+        inos: vec![rep.entry.ino],
+    });
+    // A symlink in the middle is always ELOOP; at the end only with no_symlinks.
+    assert_eq!(s.call(&wp("link/b", false)).unwrap_err(), Errno::ELOOP);
+    assert_eq!(s.call(&wp("link", true)).unwrap_err(), Errno::ELOOP);
+    let rep = s.ok(&wp("link", false));
+    assert!(rep.entry.stat.is_symlink());
+    assert_eq!(s.call(&wp("a/nope", true)).unwrap_err(), Errno::ENOENT);
+    s.ok(&ForgetReq {
+        inos: vec![rep.entry.ino, a.ino, b.ino, l.ino],
+    });
+    s.cleanup();
+}

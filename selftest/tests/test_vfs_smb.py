@@ -269,3 +269,19 @@ def test_names_are_case_insensitive(share, unique, tmp_path):
     out = smbclient(share, f"cd {unique}; get nosuchfile.txt {back}", check=False)
     assert "NT_STATUS_OBJECT_NAME_NOT_FOUND" in out.stdout + out.stderr
     smbclient(share, f"rmdir {unique}")
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_symlinked_directory_in_a_path(share, unique, tmp_path):
+    """A path through a symlink to a directory inside the share is followed (smbd's
+    one-call path resolution refuses symlinks and falls back to its component walk)."""
+    src = tmp_path / "src.txt"
+    src.write_bytes(b"behind a link\n")
+    smbclient(share, f"mkdir {unique}; mkdir {unique}\\real; cd {unique}\\real; put {src} f.txt")
+    cephfs_admin(f"fs.symlink('real', '{SHARE_PATH}/{unique}/lnk')")
+    back = tmp_path / "back.txt"
+    smbclient(share, f"get {unique}\\lnk\\f.txt {back}")
+    assert back.read_bytes() == b"behind a link\n"
+    smbclient(share, f"del {unique}\\real\\f.txt; rmdir {unique}\\real")
+    cephfs_admin(f"fs.unlink('{SHARE_PATH}/{unique}/lnk')")
+    smbclient(share, f"rmdir {unique}")

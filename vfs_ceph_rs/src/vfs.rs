@@ -967,16 +967,15 @@ unsafe extern "C" fn openat(
 ) -> c_int {
     let how = &*how;
     let r = (|| -> R<c_int> {
-        if how.resolve != 0 {
-            // smbd then resolves the path itself, component by component.
-            return fail(Errno::ENOSYS);
-        }
         if samba::fname_is_stream(fname) {
             return fail(Errno::ENOENT);
         }
         let mut flags = how.flags;
         if samba::fsp_is_pathref(fsp) {
             flags |= oflags::O_PATH;
+        }
+        if how.resolve != 0 {
+            return open_no_symlinks(h, dirfsp, fname, fsp, how, flags);
         }
         let name = samba::fname_base(fname);
         let c = creds(h);
@@ -1031,22 +1030,16 @@ unsafe extern "C" fn openat(
                     },
                 )?
             } else {
-                // smbd reads the DOS attributes, the NT ACL, the POSIX ACLs and the EA
-                // names next.
-                let names = [cache::DOSATTRIB, cache::NTACL, ACL_ACCESS, ACL_DEFAULT];
                 let rep: LookupPlusRep = call(
                     d,
                     &c,
                     &LookupPlusReq {
                         dir: dir.ino,
                         name: leaf.to_string(),
-                        want: XattrWant {
-                            names: names.iter().map(|n| n.to_string()).collect(),
-                            list: true,
-                        },
+                        want: lookup_want(),
                     },
                 )?;
-                cache::put_xattrs(rep.entry.stat.key(), &names, &rep.xattrs);
+                cache::put_xattrs(rep.entry.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
                 rep.entry
             };
             if flags & oflags::O_DIRECTORY != 0 && !e.stat.is_dir() {
@@ -1102,6 +1095,75 @@ unsafe extern "C" fn openat(
         r
     );
     int_ret(r)
+}
+
+/// What smbd reads right after resolving a name: DOS attributes, NT ACL, POSIX ACLs
+/// (and the EA name list).
+const LOOKUP_XATTRS: [&str; 4] = [cache::DOSATTRIB, cache::NTACL, ACL_ACCESS, ACL_DEFAULT];
+
+fn lookup_want() -> XattrWant {
+    XattrWant {
+        names: LOOKUP_XATTRS.iter().map(|n| n.to_string()).collect(),
+        list: true,
+    }
+}
+
+/// openat with RESOLVE_NO_SYMLINKS (smbd's first try for a multi-component relative
+/// path): the whole path in one WalkPlus instead of one lookup per component. Only for
+/// pathref opens; anything else is ENOSYS, and smbd then walks component by component.
+unsafe fn open_no_symlinks(
+    h: *mut Handle,
+    dirfsp: *const Fsp,
+    fname: *const Fname,
+    fsp: *mut Fsp,
+    how: &sys::vfs_open_how,
+    flags: c_int,
+) -> R<c_int> {
+    let name = samba::fname_base(fname);
+    if how.resolve != sys::VFS_OPEN_HOW_RESOLVE_NO_SYMLINKS as _
+        || flags & oflags::O_PATH == 0
+        || flags & oflags::O_CREAT != 0
+        || name.is_empty()
+        || name.starts_with('/')
+    {
+        return fail(Errno::ENOSYS);
+    }
+    let dir = dir_of(h, dirfsp)?;
+    let d = dir.daemon;
+    if !daemon::has_feature(d, FEATURE_WALK_PLUS) {
+        return fail(Errno::ENOSYS);
+    }
+    let rep: LookupPlusRep = call(
+        d,
+        &creds(h),
+        &WalkPlusReq {
+            dir: dir.ino,
+            path: name.to_string(),
+            no_symlinks: true,
+            want: lookup_want(),
+        },
+    )?;
+    let e = rep.entry;
+    if flags & oflags::O_DIRECTORY != 0 && !e.stat.is_dir() {
+        drop(InoRef::owned(d, e));
+        return fail(Errno::ENOTDIR);
+    }
+    cache::put_xattrs(e.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
+    cache::put_stat(&e.stat);
+    let state = FileState {
+        daemon: d,
+        ino: e.ino,
+        fh: None,
+        stat: e.stat,
+        fd: fake_fd(),
+        dir: None,
+    };
+    let fd = state.fd;
+    if samba::ext_add(h, fsp, state).is_none() {
+        return fail(Errno::ENOMEM);
+    }
+    samba::fsp_clear_proc_fds(fsp);
+    Ok(fd)
 }
 
 unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {

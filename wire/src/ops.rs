@@ -103,9 +103,11 @@ macro_rules! ops {
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
-pub const FEATURES: u64 = FEATURE_FIND_NAME;
+pub const FEATURES: u64 = FEATURE_FIND_NAME | FEATURE_WALK_PLUS;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
+/// The daemon answers [`WalkPlusReq`].
+pub const FEATURE_WALK_PLUS: u64 = 2;
 
 // ---------------------------------------------------------------- session
 
@@ -354,6 +356,17 @@ pub struct WalkReq {
     pub path: String,
 }
 pub type WalkRep = Entry;
+
+/// Walk plus the xattrs smbd reads next, for smbd's one-call path resolution
+/// (openat with RESOLVE_NO_SYMLINKS). With `no_symlinks` a symlink as the last
+/// component is ELOOP too (intermediate ones always are).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkPlusReq {
+    pub dir: Ino,
+    pub path: String,
+    pub no_symlinks: bool,
+    pub want: XattrWant,
+}
 
 /// Re-resolve an inode by number (e.g. after a daemon restart). Live filesystem only.
 /// Not confined to the share root: CephFS client caps are the fence.
@@ -719,6 +732,7 @@ ops! {
     LookupPlus = 17 => LookupPlusReq -> LookupPlusRep;
     GetAttrPlus = 18 => GetAttrPlusReq -> GetAttrPlusRep;
     FindName = 19 => FindNameReq -> FindNameRep;
+    WalkPlus = 30 => WalkPlusReq -> LookupPlusRep;
     Open = 20 => OpenReq -> OpenRep;
     OpenIno = 21 => OpenInoReq -> OpenInoRep;
     Close = 22 => CloseReq -> ();

@@ -90,6 +90,15 @@ fn sample_requests() -> Vec<AnyRequest> {
             ino,
             want: XattrWant::default(),
         }),
+        AnyRequest::WalkPlus(WalkPlusReq {
+            dir: ino,
+            path: "a/b/c".into(),
+            no_symlinks: true,
+            want: XattrWant {
+                names: vec!["user.DOSATTRIB".into()],
+                list: true,
+            },
+        }),
         AnyRequest::FindName(FindNameReq {
             dir: ino,
             name: "ReadMe.TXT".into(),
@@ -249,6 +258,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         LookupPlus,
         GetAttrPlus,
         FindName,
+        WalkPlus,
         ReadDirPlus,
         Walk,
         LookupInode,
@@ -697,7 +707,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 6, 7, 30, 99, 1000, u16::MAX] {
+    for op in [0u16, 6, 7, 39, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()
