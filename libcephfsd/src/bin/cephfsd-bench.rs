@@ -54,6 +54,9 @@ struct RunArgs {
     /// MiB moved per throughput figure (in 1 MiB requests).
     #[arg(long, default_value_t = 128)]
     mib: usize,
+    /// Poll for each reply this long before sleeping (the module's ceph_rs:spin_usecs).
+    #[arg(long, default_value_t = 0)]
+    spin_usecs: u64,
 }
 
 #[derive(Args, Clone)]
@@ -228,6 +231,7 @@ fn run(a: RunArgs) {
 
     // Through the daemon.
     let mut c = Client::connect(&sock, "cephfsd-bench").unwrap_or_else(|e| die("connect", e));
+    c.set_spin(Duration::from_micros(a.spin_usecs));
     let (m, _) = c
         .call(0, &mount_req(&a.cluster, "/"), &[])
         .unwrap_or_else(|e| die("mount", e));
