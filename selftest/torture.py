@@ -22,7 +22,9 @@ import os
 import re
 import signal
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,7 +96,11 @@ def run_suite(share, suite, a):
         # Its own process group: stopping it must stop smbtorture, not only `timeout`
         # (a surviving smbtorture keeps its ceph_new connections, which crash the MDS
         # again when it comes back).
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        # smbtorture leaves empty smbtortureXXXXXX directories in its cwd: give it a
+        # scratch one.
+        scratch = tempfile.mkdtemp(prefix="ceph_rs-torture-")
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                             cwd=scratch)
         # A crashed MDS leaves smbtorture waiting forever: stop it 30 s after.
         down_since = None
         while True:
@@ -114,6 +120,7 @@ def run_suite(share, suite, a):
                 except OSError:
                     pass
         rc = p.wait()
+    shutil.rmtree(scratch, ignore_errors=True)
     took = time.time() - t0
     results = {}
     with open(log, errors="replace") as f:
