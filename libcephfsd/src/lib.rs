@@ -17,6 +17,7 @@ pub mod cephfs;
 pub mod handler;
 pub mod handles;
 pub mod mounts;
+pub mod outbox;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -83,7 +83,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         mount_grace: Duration::from_secs(args.mount_grace_secs),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(libcephfsd::server::RUNTIME_WORKERS)
         .max_blocking_threads(config.threads)
         .thread_name("libcephfsd")
         .enable_all()

@@ -8,8 +8,11 @@
 //! * each request is handed to `Session::schedule`: independent requests run
 //!   concurrently on tokio's blocking pool, which is bounded by `--threads`
 //!   (`max_blocking_threads`); requests on one Fh/Dh run in arrival order.
-//! * replies go through an unbounded mpsc to the writer task, out of order, matched by
-//!   request id. At most `MAX_IN_FLIGHT` requests per session are outstanding: the
+//! * cheap metadata reads run right on the reader task (at most `MAX_INLINE` at once in
+//!   the whole daemon, so a libcephfs call stuck on the MDS never holds every runtime
+//!   worker).
+//! * the thread that finishes a request writes its reply to the socket itself
+//!   (`outbox.rs`), out of order, matched by request id. At most `MAX_IN_FLIGHT` requests per session are outstanding: the
 //!   reader stops reading until one completes (backpressure).
 
 use std::collections::HashMap;
@@ -25,19 +28,26 @@ use ceph_rs_wire::{
     encode_error, encode_push, encode_reply, AnyRequest, Errno, Frame, FrameDecoder, HelloRep, Op,
     Push, SessionInfo, FEATURES, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::cephfs::Mount;
 use crate::handler;
 use crate::mounts::{MountKey, Registry};
-use crate::session::{lock, InFlight, Outgoing, Session};
+use crate::outbox::Outbox;
+use crate::session::{lock, InFlight, Session};
 use crate::stats::Stats;
 
 /// Outstanding requests per session before the reader pauses.
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Runtime worker threads (socket I/O and the inline ops).
+pub const RUNTIME_WORKERS: usize = 2;
+
+/// Inline requests running at once, daemon-wide: one worker stays free for socket I/O
+/// even when libcephfs blocks an inline call on the MDS.
+pub const MAX_INLINE: u64 = RUNTIME_WORKERS as u64 - 1;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -86,6 +96,8 @@ pub struct Daemon {
     pub started: Instant,
     /// Serializes RENAME_NOREPLACE renames (check + rename).
     pub noreplace_lock: Mutex<()>,
+    /// Inline requests running now (see `MAX_INLINE`).
+    pub inline_now: AtomicU64,
 }
 
 impl Daemon {
@@ -103,6 +115,7 @@ impl Daemon {
             next_session: AtomicU64::new(1),
             started: Instant::now(),
             noreplace_lock: Mutex::new(()),
+            inline_now: AtomicU64::new(0),
         })
     }
 
@@ -287,10 +300,17 @@ enum End {
 }
 
 async fn run_session(daemon: Arc<Daemon>, stream: UnixStream, id: u64, pid: i32, uid: u32) {
+    let outbox = match Outbox::new(&stream) {
+        Ok(o) => Arc::new(o),
+        Err(e) => {
+            tracing::error!(session = id, "cannot set up the session's output: {e}");
+            return;
+        }
+    };
     let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer_loop(wr, rx));
-    let session = match Session::new(id, pid, uid, daemon.clone(), tx) {
+    let out = outbox.clone();
+    let writer = tokio::spawn(async move { out.writer(wr).await });
+    let session = match Session::new(id, pid, uid, daemon.clone(), outbox) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(session = id, "cannot create session: {e}");
@@ -327,43 +347,12 @@ async fn run_session(daemon: Arc<Daemon>, stream: UnixStream, id: u64, pid: i32,
         }
         _ => writer.abort(),
     }
+    session.kill_output();
     lock(&daemon.sessions).remove(&id);
     // Release everything the session holds, off the runtime.
     let s = session.clone();
     let _ = tokio::task::spawn_blocking(move || drop(s.close())).await;
     tracing::debug!(session = id, "session released");
-}
-
-async fn writer_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            Outgoing::Frame(f) => {
-                if let Err(e) = write_frame(&mut wr, &f).await {
-                    tracing::debug!("session write failed: {e}");
-                    break;
-                }
-            }
-            Outgoing::Close => break,
-        }
-    }
-    let _ = wr.shutdown().await;
-}
-
-async fn write_frame(
-    wr: &mut OwnedWriteHalf,
-    f: &ceph_rs_wire::EncodedFrame<Vec<u8>>,
-) -> io::Result<()> {
-    let mut slices = f.io_slices();
-    let mut bufs: &mut [io::IoSlice<'_>] = &mut slices;
-    io::IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        let n = wr.write_vectored(bufs).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        io::IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(())
 }
 
 async fn read_loop(session: &Arc<Session>, rd: &mut tokio::net::unix::OwnedReadHalf) -> End {
@@ -486,10 +475,18 @@ async fn handle_frame(
             let data = frame.data;
             if handler::runs_inline(&req) {
                 // Cheap, usually cache-served ops run right on this task: no hop through
-                // the worker pool (block_in_place lets the runtime move other tasks off
-                // this thread should libcephfs have to wait for the MDS).
+                // the worker pool and no thread wakeup. Only MAX_INLINE at once; past
+                // that, block_in_place hands this worker's other tasks to a new thread
+                // while libcephfs runs.
                 let in_flight = InFlight::new(s);
-                tokio::task::block_in_place(|| run_request(s, id, op, cred, req, data));
+                let inline = &s.daemon.inline_now;
+                if inline.fetch_add(1, Ordering::AcqRel) < MAX_INLINE {
+                    run_request(s, id, op, cred, req, data);
+                    inline.fetch_sub(1, Ordering::AcqRel);
+                } else {
+                    inline.fetch_sub(1, Ordering::AcqRel);
+                    tokio::task::block_in_place(|| run_request(s, id, op, cred, req, data));
+                }
                 drop(in_flight);
                 return Ok(());
             }

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ceph_rs_wire::{Creds, Dh, EncodedFrame, Errno, Fh, Ino, MountId};
-use tokio::sync::mpsc;
 
 use crate::cephfs::{Dir, File, Inode, Mount, UserPerm};
 use crate::handles::{HandleTable, InsertError};
 use crate::mounts::Lease;
+use crate::outbox::Outbox;
 use crate::server::Daemon;
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,13 +59,6 @@ impl Object {
     }
 }
 
-/// Outgoing queue items for the writer task.
-pub enum Outgoing {
-    Frame(EncodedFrame<Vec<u8>>),
-    /// Write everything queued before, then close the connection.
-    Close,
-}
-
 /// Ordering key: requests with the same key run one after another, in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderKey {
@@ -97,7 +90,7 @@ pub struct Session {
     creds: Mutex<CredTable>,
     /// Credentials for cred id 0: the daemon's own root identity.
     root_perm: Arc<UserPerm>,
-    out: mpsc::UnboundedSender<Outgoing>,
+    out: Arc<Outbox>,
     order: Mutex<HashMap<OrderKey, VecDeque<Job>>>,
 }
 
@@ -107,7 +100,7 @@ impl Session {
         peer_pid: i32,
         peer_uid: u32,
         daemon: Arc<Daemon>,
-        out: mpsc::UnboundedSender<Outgoing>,
+        out: Arc<Outbox>,
     ) -> Result<Session, Errno> {
         Ok(Session {
             id,
@@ -130,11 +123,17 @@ impl Session {
 
     /// Queue a frame for the writer (dropped silently if the connection is gone).
     pub fn send(&self, frame: EncodedFrame<Vec<u8>>) {
-        let _ = self.out.send(Outgoing::Frame(frame));
+        self.out.send(frame);
     }
 
+    /// Write what is queued, then close the connection.
     pub fn send_close(&self) {
-        let _ = self.out.send(Outgoing::Close);
+        self.out.close();
+    }
+
+    /// The connection is over (see [`Outbox::kill`]).
+    pub fn kill_output(&self) {
+        self.out.kill();
     }
 
     // ---------------------------------------------------------- credentials
