@@ -79,26 +79,32 @@ pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
     }
 }
 
-/// Ops answered on the session's own task instead of the worker pool: metadata reads
-/// that libcephfs normally serves from its cache (a cache miss waits for the MDS, which
-/// `block_in_place` tolerates). Nothing that can queue behind an open file's I/O.
-pub fn runs_inline(req: &AnyRequest) -> bool {
+/// Largest read or write that may run inline (smbd's small-file I/O; streaming requests
+/// are larger and run concurrently on the pool).
+pub const INLINE_IO_MAX: usize = 64 * 1024;
+
+/// Ops that may run on the session's own task instead of the worker pool: everything
+/// smbd waits for synchronously (metadata reads libcephfs serves from its cache, the MDS
+/// round trips of opens, changes and closes) and small reads and writes. Never large data
+/// I/O (smbd pipelines it), fsync, a lock wait, a directory listing or a mount, which
+/// can take long or forever. `data_len`: the request's bulk data. An op with an
+/// [`order_key`] runs inline only when nothing is queued on its handle.
+pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
     use AnyRequest as A;
-    matches!(
-        req,
-        A::Lookup(_)
-            | A::LookupPlus(_)
-            | A::GetAttrPlus(_)
-            | A::Walk(_)
-            | A::WalkPlus(_)
-            | A::GetAttr(_)
-            | A::GetXattr(_)
-            | A::ListXattr(_)
-            | A::Forget(_)
-            | A::RegisterCreds(_)
-            | A::UnregisterCreds(_)
-            | A::StatFs(_)
-    )
+    match req {
+        A::Read(r) => r.len as usize <= INLINE_IO_MAX,
+        A::Write(_) => data_len <= INLINE_IO_MAX,
+        A::Fsync(_)
+        | A::Fallocate(_)
+        | A::SetLk(_)
+        | A::GetLk(_)
+        | A::ReadDir(_)
+        | A::ReadDirPlus(_)
+        | A::Mount(_)
+        | A::Unmount(_)
+        | A::Status(_) => false,
+        _ => true,
+    }
 }
 
 /// Run one request. `cred` is the header's credential id (0 = the daemon's root

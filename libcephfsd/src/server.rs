@@ -473,22 +473,20 @@ async fn handle_frame(
             let id = h.id;
             let cred = h.aux as u32;
             let data = frame.data;
-            if handler::runs_inline(&req) {
-                // Cheap, usually cache-served ops run right on this task: no hop through
-                // the worker pool and no thread wakeup. Only MAX_INLINE at once; past
-                // that, block_in_place hands this worker's other tasks to a new thread
-                // while libcephfs runs.
-                let in_flight = InFlight::new(s);
+            let key = handler::order_key(&req);
+            if handler::runs_inline(&req, data.len()) && key.is_none_or(|k| !s.is_queued(k)) {
+                // Run it right on this task: no hop through the worker pool and no
+                // thread wakeup. Only MAX_INLINE at once daemon-wide; past that it takes
+                // the pool like everything else.
                 let inline = &s.daemon.inline_now;
                 if inline.fetch_add(1, Ordering::AcqRel) < MAX_INLINE {
+                    let in_flight = InFlight::new(s);
                     run_request(s, id, op, cred, req, data);
+                    drop(in_flight);
                     inline.fetch_sub(1, Ordering::AcqRel);
-                } else {
-                    inline.fetch_sub(1, Ordering::AcqRel);
-                    tokio::task::block_in_place(|| run_request(s, id, op, cred, req, data));
+                    return Ok(());
                 }
-                drop(in_flight);
-                return Ok(());
+                inline.fetch_sub(1, Ordering::AcqRel);
             }
             // Backpressure: wait for a free in-flight slot.
             let permit = sem
@@ -496,7 +494,6 @@ async fn handle_frame(
                 .acquire_owned()
                 .await
                 .map_err(|_| End::Protocol("semaphore closed".into()))?;
-            let key = handler::order_key(&req);
             let session = s.clone();
             let in_flight = InFlight::new(s);
             s.schedule(

@@ -272,6 +272,11 @@ impl Session {
 
     // ---------------------------------------------------------- ordering
 
+    /// Whether jobs with this key are queued or running.
+    pub fn is_queued(&self, key: OrderKey) -> bool {
+        lock(&self.order).contains_key(&key)
+    }
+
     /// Run `job` on the blocking pool. Jobs with the same key run one after another in
     /// the order they were scheduled; others run concurrently.
     pub fn schedule(self: &Arc<Self>, key: Option<OrderKey>, job: Job) {
