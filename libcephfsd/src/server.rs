@@ -75,6 +75,10 @@ pub fn ceph_options() -> Vec<(&'static str, String)> {
         ("client_oc_size", (256u64 << 20).to_string()),
         ("client_oc_max_dirty", (128u64 << 20).to_string()),
         ("client_mount_timeout", "60".into()),
+        // Ceph's default 0/5 gathers every per-call client log line in memory, waking
+        // libcephfs's log thread for each request (docs/tuning.md). Errors still gather.
+        ("debug_client", "0/1".into()),
+        ("debug_objectcacher", "0/1".into()),
     ]
 }
 
