@@ -45,23 +45,8 @@ pub struct Outbox {
 }
 
 /// Write what the socket takes of `p` without blocking: Ok(true) when all of it went.
-fn write_some(mut w: impl Write, p: &mut Pending) -> io::Result<bool> {
-    loop {
-        let total = p.frame.len();
-        if p.sent >= total {
-            return Ok(true);
-        }
-        let mut slices = p.frame.io_slices();
-        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
-        IoSlice::advance_slices(&mut bufs, p.sent);
-        match w.write_vectored(bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => p.sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
+fn write_some(w: impl Write, p: &mut Pending) -> io::Result<bool> {
+    p.frame.write_from(w, &mut p.sent)
 }
 
 impl Outbox {

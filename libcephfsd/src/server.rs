@@ -8,12 +8,13 @@
 //! * each request is handed to `Session::schedule`: independent requests run
 //!   concurrently on tokio's blocking pool, which is bounded by `--threads`
 //!   (`max_blocking_threads`); requests on one Fh/Dh run in arrival order.
-//! * cheap metadata reads run right on the reader task (at most `MAX_INLINE` at once in
-//!   the whole daemon, so a libcephfs call stuck on the MDS never holds every runtime
-//!   worker).
+//! * requests smbd waits for one at a time (`handler::runs_inline`) run right on the
+//!   reader task instead, at most `MAX_INLINE` at once in the whole daemon, so a
+//!   libcephfs call stuck on the MDS never holds every runtime worker.
 //! * the thread that finishes a request writes its reply to the socket itself
-//!   (`outbox.rs`), out of order, matched by request id. At most `MAX_IN_FLIGHT` requests per session are outstanding: the
-//!   reader stops reading until one completes (backpressure).
+//!   (`outbox.rs`), out of order, matched by request id. At most `MAX_IN_FLIGHT`
+//!   requests per session are outstanding: the reader stops reading until one completes
+//!   (backpressure).
 
 use std::collections::HashMap;
 use std::io;

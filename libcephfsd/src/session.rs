@@ -121,7 +121,8 @@ impl Session {
         })
     }
 
-    /// Queue a frame for the writer (dropped silently if the connection is gone).
+    /// Send a frame now, or after those queued before it (dropped silently if the
+    /// connection is gone).
     pub fn send(&self, frame: EncodedFrame<Vec<u8>>) {
         self.out.send(frame);
     }

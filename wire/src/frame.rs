@@ -360,18 +360,31 @@ impl<D: AsRef<[u8]>> EncodedFrame<D> {
 
     /// Write the whole frame with `write_vectored`, handling short writes.
     pub fn write_to<W: Write>(&self, w: &mut W) -> io::Result<()> {
-        let mut slices = self.io_slices();
-        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
-        IoSlice::advance_slices(&mut bufs, 0);
-        while !bufs.is_empty() {
+        let mut sent = 0;
+        if self.write_from(w, &mut sent)? {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    /// Write the frame from byte `*sent` on, as far as `w` takes it: Ok(true) when all of
+    /// it is written, Ok(false) when a non-blocking `w` would block (`*sent` says how far
+    /// it got, to resume from there).
+    pub fn write_from<W: Write>(&self, mut w: W, sent: &mut usize) -> io::Result<bool> {
+        while *sent < self.len() {
+            let mut slices = self.io_slices();
+            let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+            IoSlice::advance_slices(&mut bufs, *sent);
             match w.write_vectored(bufs) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Ok(n) => *sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
