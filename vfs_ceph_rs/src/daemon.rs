@@ -270,12 +270,12 @@ pub fn call<R: Request>(
     })
 }
 
-/// The daemon's message for the last failed call.
 /// Whether the daemon granted feature bit `f` at Hello.
 pub fn has_feature(id: DaemonId, f: u64) -> bool {
     with(id, |d| Ok(d.client.hello().features & f != 0)).unwrap_or(false)
 }
 
+/// The daemon's message for the last failed call.
 pub fn last_error(id: DaemonId) -> String {
     with(id, |d| Ok(d.client.last_error().to_string())).unwrap_or_default()
 }

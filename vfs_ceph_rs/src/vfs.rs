@@ -67,6 +67,41 @@ impl Drop for FileState {
     }
 }
 
+impl FileState {
+    fn new(daemon: DaemonId, ino: Ino, fh: Option<Fh>, stat: Stat) -> FileState {
+        FileState {
+            daemon,
+            ino,
+            fh,
+            stat,
+            fd: fake_fd(),
+            dir: None,
+        }
+    }
+
+    /// A pathref (O_PATH) open of an inode reference the caller owns; ENOTDIR (giving
+    /// the reference back) when O_DIRECTORY asks for a directory and it is none.
+    fn pathref(daemon: DaemonId, flags: c_int, ino: Ino, stat: Stat) -> R<FileState> {
+        if flags & oflags::O_DIRECTORY != 0 && !stat.is_dir() {
+            daemon::forget(daemon, ino);
+            return fail(Errno::ENOTDIR);
+        }
+        Ok(FileState::new(daemon, ino, None, stat))
+    }
+
+    /// Attach to smbd's fsp (its attributes go to the per-request cache): openat's
+    /// result, the fake descriptor.
+    unsafe fn install(self, h: *mut Handle, fsp: *mut Fsp) -> R<c_int> {
+        let fd = self.fd;
+        cache::put_stat(&self.stat);
+        if samba::ext_add(h, fsp, self).is_none() {
+            return fail(Errno::ENOMEM);
+        }
+        samba::fsp_clear_proc_fds(fsp);
+        Ok(fd)
+    }
+}
+
 /// A directory stream (`DIR *` for smbd points here).
 pub struct DirStream {
     daemon: DaemonId,
@@ -995,30 +1030,12 @@ unsafe extern "C" fn openat(
                     mode: how.mode & 0o7777,
                 },
             )?;
-            FileState {
-                daemon: d,
-                ino: rep.ino,
-                fh: Some(rep.fh),
-                stat: rep.stat,
-                fd: fake_fd(),
-                dir: None,
-            }
+            FileState::new(d, rep.ino, Some(rep.fh), rep.stat)
         } else if let Some((ino, stat)) = (flags & oflags::O_PATH != 0)
             .then(|| take_listed(h, dirfsp, name))
             .flatten()
         {
-            if flags & oflags::O_DIRECTORY != 0 && !stat.is_dir() {
-                daemon::forget(d, ino);
-                return fail(Errno::ENOTDIR);
-            }
-            FileState {
-                daemon: d,
-                ino,
-                fh: None,
-                stat,
-                fd: fake_fd(),
-                dir: None,
-            }
+            FileState::pathref(d, flags, ino, stat)?
         } else if flags & oflags::O_PATH != 0 {
             let e = if leaf.is_empty() {
                 call(
@@ -1042,18 +1059,7 @@ unsafe extern "C" fn openat(
                 cache::put_xattrs(rep.entry.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
                 rep.entry
             };
-            if flags & oflags::O_DIRECTORY != 0 && !e.stat.is_dir() {
-                drop(InoRef::owned(d, e));
-                return fail(Errno::ENOTDIR);
-            }
-            FileState {
-                daemon: d,
-                ino: e.ino,
-                fh: None,
-                stat: e.stat,
-                fd: fake_fd(),
-                dir: None,
-            }
+            FileState::pathref(d, flags, e.ino, e.stat)?
         } else {
             let rep: OpenRep = call(
                 d,
@@ -1069,22 +1075,9 @@ unsafe extern "C" fn openat(
                     mode: 0,
                 },
             )?;
-            FileState {
-                daemon: d,
-                ino: rep.ino,
-                fh: Some(rep.fh),
-                stat: rep.stat,
-                fd: fake_fd(),
-                dir: None,
-            }
+            FileState::new(d, rep.ino, Some(rep.fh), rep.stat)
         };
-        let fd = state.fd;
-        cache::put_stat(&state.stat);
-        if samba::ext_add(h, fsp, state).is_none() {
-            return fail(Errno::ENOMEM);
-        }
-        samba::fsp_clear_proc_fds(fsp);
-        Ok(fd)
+        state.install(h, fsp)
     })();
     log_at!(
         10,
@@ -1144,26 +1137,8 @@ unsafe fn open_no_symlinks(
         },
     )?;
     let e = rep.entry;
-    if flags & oflags::O_DIRECTORY != 0 && !e.stat.is_dir() {
-        drop(InoRef::owned(d, e));
-        return fail(Errno::ENOTDIR);
-    }
     cache::put_xattrs(e.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
-    cache::put_stat(&e.stat);
-    let state = FileState {
-        daemon: d,
-        ino: e.ino,
-        fh: None,
-        stat: e.stat,
-        fd: fake_fd(),
-        dir: None,
-    };
-    let fd = state.fd;
-    if samba::ext_add(h, fsp, state).is_none() {
-        return fail(Errno::ENOMEM);
-    }
-    samba::fsp_clear_proc_fds(fsp);
-    Ok(fd)
+    FileState::pathref(d, flags, e.ino, e.stat)?.install(h, fsp)
 }
 
 unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
