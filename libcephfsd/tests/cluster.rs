@@ -220,6 +220,18 @@ impl Share {
         }
     }
 
+    /// Make directories `names` in `dir` (0755), keeping no references to them.
+    fn mkdirs(&mut self, dir: Ino, names: &[&str]) {
+        for n in names {
+            let e = self.ok(&MkdirReq {
+                dir,
+                name: n.to_string(),
+                mode: 0o755,
+            });
+            self.ok(&ForgetReq { inos: vec![e.ino] });
+        }
+    }
+
     fn create(&mut self, dir: Ino, name: &str, mode: u32) -> OpenRep {
         self.ok(&OpenReq {
             dir,
@@ -2299,14 +2311,7 @@ fn rename_noreplace_never_replaces() {
     let d = Daemon::start("noreplace", &[]);
     let mut s = Share::new(&d, "noreplace");
     let dir = s.dir;
-    for n in ["a", "b"] {
-        let e = s.ok(&MkdirReq {
-            dir,
-            name: n.into(),
-            mode: 0o755,
-        });
-        s.ok(&ForgetReq { inos: vec![e.ino] });
-    }
+    s.mkdirs(dir, &["a", "b"]);
     let rn = |src: &str, dst: &str, noreplace| RenameReq {
         src_dir: dir,
         src_name: src.into(),
@@ -2332,14 +2337,7 @@ fn find_name_matches_ignoring_case() {
     let d = Daemon::start("findname", &[]);
     let mut s = Share::new(&d, "findname");
     let dir = s.dir;
-    for n in ["ReadMe.TXT", "Übung"] {
-        let e = s.ok(&MkdirReq {
-            dir,
-            name: n.into(),
-            mode: 0o755,
-        });
-        s.ok(&ForgetReq { inos: vec![e.ino] });
-    }
+    s.mkdirs(dir, &["ReadMe.TXT", "Übung"]);
     let find = |name: &str| FindNameReq {
         dir,
         name: name.into(),
