@@ -744,10 +744,7 @@ fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
             format!("read of {} bytes exceeds {MAX_DATA}", r.len),
         ));
     }
-    let mut buf = vec![0u8; r.len as usize];
-    let n = file.read(r.offset, &mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
+    Ok(file.read(r.offset, r.len as usize)?)
 }
 
 fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {

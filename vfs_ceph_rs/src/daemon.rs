@@ -7,7 +7,7 @@
 //! tevent request calls back into smbd, which may call into the module again.
 use crate::samba::{self, TeventCtx, TeventReq};
 use crate::sys;
-use ceph_rs_wire::{Client, Completion, Creds, Errno, ForgetReq, Ino, Push, Request};
+use ceph_rs_wire::{Client, Completion, Creds, DataSink, Errno, ForgetReq, Ino, Push, Request};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
@@ -131,6 +131,14 @@ impl Daemon {
         Ok(id)
     }
 
+    /// What every request does first: drop what it changes from the per-request cache,
+    /// send the batched forgets ahead of it, and get its credential id.
+    fn prepare(&mut self, op: ceph_rs_wire::Op, creds: &Creds) -> Result<u32, Errno> {
+        crate::cache::before_change(op);
+        self.flush_forgets();
+        self.cred_id(creds)
+    }
+
     fn flush_forgets(&mut self) {
         if !self.forget.is_empty() {
             let inos = std::mem::take(&mut self.forget);
@@ -240,18 +248,34 @@ pub fn call<R: Request>(
     req: &R,
     data: &[u8],
 ) -> Result<(R::Reply, Vec<u8>), Errno> {
-    crate::cache::before_change(R::OP);
+    call_with::<R, _>(id, creds, |c, cred| c.call(cred, req, data))
+}
+
+/// [`call`] whose reply data (a read's) is written straight into `out`; returns the
+/// reply and how many bytes of `out` were filled.
+pub fn call_into<R: Request>(
+    id: DaemonId,
+    creds: &Creds,
+    req: &R,
+    out: &mut [u8],
+) -> Result<(R::Reply, usize), Errno> {
+    call_with::<R, _>(id, creds, |c, cred| c.call_into(cred, req, &[], out))
+}
+
+fn call_with<R: Request, T>(
+    id: DaemonId,
+    creds: &Creds,
+    mut f: impl FnMut(&mut Client, u32) -> Result<T, Errno>,
+) -> Result<T, Errno> {
     with(id, |d| {
-        d.flush_forgets();
-        let cred = d.cred_id(creds)?;
-        let r = d.client.call(cred, req, data);
-        let r = match r {
+        let cred = d.prepare(R::OP, creds)?;
+        let r = match f(&mut d.client, cred) {
             // The daemon forgot the credential id (cannot happen on a live session, but
             // re-registering is cheap and safe).
             Err(Errno::EINVAL) if d.client.last_error().contains("cred") => {
                 d.creds.clear();
                 let cred = d.cred_id(creds)?;
-                d.client.call(cred, req, data)
+                f(&mut d.client, cred)
             }
             r => r,
         };
@@ -291,7 +315,10 @@ pub fn forget(id: DaemonId, ino: Ino) {
     });
 }
 
-/// Send a request whose reply completes `req` from the event loop `ev`.
+/// Send a request whose reply completes `req` from the event loop `ev`. With `sink`,
+/// the reply's data is written into it as it arrives (see [`Client::submit_into`]); the
+/// sink stays in use until the reply is delivered or [`abandon`] is called.
+#[allow(clippy::too_many_arguments)]
 pub fn submit<R: Request>(
     id: DaemonId,
     ev: *mut TeventCtx,
@@ -299,13 +326,16 @@ pub fn submit<R: Request>(
     creds: &Creds,
     req: &R,
     data: &[u8],
+    sink: Option<DataSink>,
 ) -> Result<u64, Errno> {
-    crate::cache::before_change(R::OP);
     with(id, |d| {
-        d.flush_forgets();
-        let cred = d.cred_id(creds)?;
+        let cred = d.prepare(R::OP, creds)?;
         d.watch(id, ev);
-        let rid = d.client.submit(cred, req, data).map_err(|e| {
+        let sent = match sink {
+            Some(s) => d.client.submit_into(cred, req, data, s),
+            None => d.client.submit(cred, req, data),
+        };
+        let rid = sent.map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidInput {
                 Errno::E2BIG
             } else {
@@ -321,10 +351,11 @@ pub fn submit<R: Request>(
 }
 
 /// Forget an async request (its tevent request finished or was freed): a late reply
-/// is dropped.
+/// is dropped, and its sink (if any) is never written again.
 pub fn abandon(id: DaemonId, rid: u64) {
     let _ = with(id, |d| {
         d.inflight.remove(&rid);
+        d.client.release_sink(rid);
         Ok(())
     });
 }

@@ -1157,23 +1157,18 @@ unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
 unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) -> R<isize> {
     let (d, fh) = io_fh(h, fsp)?;
     let mut done = 0usize;
-    // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway).
+    // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway); the
+    // data lands in smbd's buffer directly.
     while done < buf.len() {
-        let len = (buf.len() - done).min(MAX_DATA as usize) as u32;
-        let (_, data) = daemon::call(
-            d,
-            &creds(h),
-            &ReadReq {
-                fh,
-                offset: offset + done as u64,
-                len,
-            },
-            &[],
-        )?;
-        let n = data.len().min(buf.len() - done);
-        buf[done..done + n].copy_from_slice(&data[..n]);
+        let len = (buf.len() - done).min(MAX_DATA as usize);
+        let req = ReadReq {
+            fh,
+            offset: offset + done as u64,
+            len: len as u32,
+        };
+        let (_, n) = daemon::call_into(d, &creds(h), &req, &mut buf[done..done + len])?;
         done += n;
-        if n < len as usize {
+        if n < len {
             break;
         }
     }
@@ -1272,13 +1267,21 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
     st.rid = 0;
     st.duration_ns = st.start.elapsed().as_nanos() as u64;
     let res: R<isize> = match st.kind {
-        AioKind::Read => c.decode::<ReadReq>().map(|(_, data)| {
-            let n = data.len().min(st.len);
-            if n > 0 {
-                std::ptr::copy_nonoverlapping(data.as_ptr(), st.buf, n);
-            }
-            n as isize
-        }),
+        AioKind::Read => {
+            let sunk = c.sunk;
+            c.decode::<ReadReq>().and_then(|(_, data)| match sunk {
+                // Already in smbd's buffer (the request's sink).
+                Some(n) if n <= st.len => Ok(n as isize),
+                Some(_) => Err(Errno::EPROTO),
+                None => {
+                    let n = data.len().min(st.len);
+                    if n > 0 {
+                        std::ptr::copy_nonoverlapping(data.as_ptr(), st.buf, n);
+                    }
+                    Ok(n as isize)
+                }
+            })
+        }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
         AioKind::Fsync => c.decode::<FsyncReq>().map(|_| 0),
     };
@@ -1323,9 +1326,12 @@ unsafe fn aio_send<Q: Request>(
     ) else {
         return std::ptr::null_mut();
     };
+    // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
+    // freed; aio_cleanup (run on either) releases the sink before that.
+    let sink = (kind == AioKind::Read).then(|| DataSink::new(buf, len));
     let r = (|| -> R<u64> {
         let (d, fh) = io_fh(h, fsp)?;
-        daemon::submit(d, ev, req, &creds(h), &make(fh), data)
+        daemon::submit(d, ev, req, &creds(h), &make(fh), data, sink)
     })();
     match r {
         Ok(rid) => {

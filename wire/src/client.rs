@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::codec::{encode_request, Reply};
-use crate::frame::{decode_body, FrameDecoder};
+use crate::frame::{decode_body, DataSink, FrameDecoder};
 use crate::ops::{
     Hello, HelloRep, Op, Push, RegisterCredsReq, Request, FEATURES, PROTOCOL_VERSION,
 };
@@ -39,6 +39,8 @@ pub struct Client {
     pending: HashMap<u64, Op>,
     /// Replies that arrived and were not taken yet.
     done: HashMap<u64, Completion>,
+    /// Where the bulk data of a submitted request's reply goes (see `submit_into`).
+    sinks: HashMap<u64, DataSink>,
     pushes: VecDeque<Push>,
     dead: Option<String>,
     hello: HelloRep,
@@ -134,6 +136,7 @@ impl Client {
             next_id: 1,
             pending: HashMap::new(),
             done: HashMap::new(),
+            sinks: HashMap::new(),
             pushes: VecDeque::new(),
             dead: None,
             hello: HelloRep {
@@ -247,6 +250,72 @@ impl Client {
             };
         }
         reply.decode::<R>()
+    }
+
+    /// [`Client::call`] whose reply data is written straight into `out` (a read's
+    /// destination) instead of a new buffer. Returns the typed reply and how many bytes
+    /// of `out` were filled; reply data longer than `out` is EPROTO.
+    pub fn call_into<R: Request>(
+        &mut self,
+        cred: u32,
+        req: &R,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> Result<(R::Reply, usize), Errno> {
+        // SAFETY: `out` stays borrowed (valid, and not touched by anyone else) until this
+        // function returns, and the sink is released before that on every path.
+        let sink = unsafe { DataSink::from_slice(out) };
+        let id = match self.submit_into(cred, req, data, sink) {
+            Ok(id) => id,
+            Err(e) => {
+                self.last_error = e.to_string();
+                return Err(Errno::EIO);
+            }
+        };
+        let reply = self.wait(id);
+        self.release_sink(id);
+        let reply = reply?;
+        if let Err((e, m)) = &reply.result {
+            self.last_error = if m.is_empty() {
+                e.to_string()
+            } else {
+                m.clone()
+            };
+        }
+        let sunk = reply.sunk;
+        let (rep, extra) = reply.decode::<R>()?;
+        match sunk {
+            Some(n) => Ok((rep, n)),
+            None if extra.len() <= out.len() => {
+                out[..extra.len()].copy_from_slice(&extra);
+                Ok((rep, extra.len()))
+            }
+            None => Err(Errno::EPROTO),
+        }
+    }
+
+    /// [`Client::submit`], with the reply's bulk data to be written into `sink` as it
+    /// arrives (the completion then has `sunk: Some(len)` and no `data`). The sink is
+    /// the caller's until the reply is taken or [`Client::release_sink`] is called; a
+    /// reply whose data does not fit the sink keeps its data in the completion.
+    pub fn submit_into<R: Request>(
+        &mut self,
+        cred: u32,
+        req: &R,
+        data: &[u8],
+        sink: DataSink,
+    ) -> io::Result<u64> {
+        let id = self.submit(cred, req, data)?;
+        self.sinks.insert(id, sink);
+        Ok(id)
+    }
+
+    /// Stop using the sink of request `id` (its buffer is going away): no more bytes are
+    /// written into it, even mid-frame; the rest of that reply's data is dropped.
+    pub fn release_sink(&mut self, id: u64) {
+        if self.sinks.remove(&id).is_some() && self.dec.sinking() == Some(id) {
+            self.dec.discard_data();
+        }
     }
 
     /// Wait (blocking) for the reply of a submitted request.
@@ -369,9 +438,11 @@ impl Client {
                     op,
                     result: Err((errno, why.clone())),
                     data: Vec::new(),
+                    sunk: None,
                 },
             );
         }
+        self.sinks.clear();
         // Release the (possibly large) partial frame.
         self.dec = FrameDecoder::new();
         self.rstart = 0;
@@ -468,7 +539,10 @@ impl Client {
     /// Feed buffered bytes to the decoder and dispatch the frames.
     fn process(&mut self) {
         while self.rstart < self.rend {
-            let res = self.dec.feed(&self.rbuf[self.rstart..self.rend]);
+            let sinks = &self.sinks;
+            let res = self.dec.feed_with(&self.rbuf[self.rstart..self.rend], |h| {
+                h.is_reply().then(|| sinks.get(&h.id).copied()).flatten()
+            });
             let (used, frame) = match res {
                 Ok(v) => v,
                 Err(e) => {
@@ -503,6 +577,7 @@ impl Client {
             } else if frame.header.is_reply() {
                 match Reply::from_frame(frame) {
                     Ok(r) => {
+                        self.sinks.remove(&r.id);
                         if self.pending.remove(&r.id).is_some() {
                             self.done.insert(r.id, r);
                         }

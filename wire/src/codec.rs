@@ -89,6 +89,9 @@ pub struct Reply {
     /// `Ok(body)` or the errno with the daemon's message (possibly empty).
     pub result: Result<Vec<u8>, (Errno, String)>,
     pub data: Vec<u8>,
+    /// `Some(n)`: the data (n bytes) went into the request's [`crate::DataSink`], not
+    /// into `data`.
+    pub sunk: Option<usize>,
 }
 
 impl Reply {
@@ -115,6 +118,7 @@ impl Reply {
             op,
             result,
             data: frame.data,
+            sunk: frame.sunk.then_some(frame.header.data_len as usize),
         })
     }
 

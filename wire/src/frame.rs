@@ -108,7 +108,11 @@ impl Header {
 pub struct Frame {
     pub header: Header,
     pub body: Vec<u8>,
+    /// The bulk data (empty when it went to a [`DataSink`]).
     pub data: Vec<u8>,
+    /// True when the `header.data_len` bytes of bulk data were written into the
+    /// [`DataSink`] chosen for this frame instead of `data`.
+    pub sunk: bool,
 }
 
 impl Frame {
@@ -191,7 +195,96 @@ pub struct FrameDecoder {
 struct Partial {
     header: Header,
     body: Vec<u8>,
-    data: Vec<u8>,
+    data: Dest,
+}
+
+/// A caller-owned buffer that a frame's bulk data is written into instead of a new
+/// `Vec` (see [`FrameDecoder::feed_with`]): a reply's data goes straight to where its
+/// reader wants it, without an allocation and a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct DataSink {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a sink names memory its creator promised (DataSink::new) to keep valid and
+// untouched until the decoder is done with it; which thread the decoder runs on does not
+// change that promise. (The daemon's decoders never get a sink; this lets them stay Send.)
+unsafe impl Send for DataSink {}
+
+impl DataSink {
+    /// # Safety
+    /// `ptr..ptr + len` must be writable, and stay valid and not otherwise accessed,
+    /// until the decoder that gets this sink has finished the frame or has been told to
+    /// stop using it ([`FrameDecoder::discard_data`], or the decoder is dropped).
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> DataSink {
+        DataSink {
+            ptr: std::ptr::NonNull::new(ptr).unwrap_or(std::ptr::NonNull::dangling()),
+            len: if ptr.is_null() { 0 } else { len },
+        }
+    }
+
+    /// A sink over a slice; the same contract as [`DataSink::new`] for as long as a
+    /// decoder may write into it.
+    ///
+    /// # Safety
+    /// See [`DataSink::new`]: the borrow of `buf` ends here, the decoder's use does not.
+    pub unsafe fn from_slice(buf: &mut [u8]) -> DataSink {
+        // SAFETY: forwarded to the caller.
+        unsafe { DataSink::new(buf.as_mut_ptr(), buf.len()) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sink's bytes from `from` on.
+    fn tail(&mut self, from: usize) -> &mut [u8] {
+        // SAFETY: DataSink::new's contract: the range is writable and ours while the
+        // decoder holds the sink; from <= len (callers keep filled <= data_len <= len).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(from), self.len - from) }
+    }
+}
+
+/// Where the bulk data of the frame being decoded goes.
+#[derive(Debug)]
+enum Dest {
+    Vec(Vec<u8>),
+    /// Into a caller's buffer; `usize` bytes of it filled so far.
+    Sink(DataSink, usize),
+    /// Dropped (the sink's owner gave up on the frame); `usize` bytes passed so far.
+    Discard(usize),
+}
+
+impl Dest {
+    fn filled(&self) -> usize {
+        match self {
+            Dest::Vec(v) => v.len(),
+            Dest::Sink(_, n) | Dest::Discard(n) => *n,
+        }
+    }
+
+    /// Take up to `want - filled` bytes of `input`; returns how many.
+    fn take(&mut self, want: usize, input: &[u8]) -> usize {
+        match self {
+            Dest::Vec(v) => take_into(v, want, input),
+            Dest::Sink(s, filled) => {
+                let n = (want - *filled).min(input.len());
+                s.tail(*filled)[..n].copy_from_slice(&input[..n]);
+                *filled += n;
+                n
+            }
+            Dest::Discard(filled) => {
+                let n = (want - *filled).min(input.len());
+                *filled += n;
+                n
+            }
+        }
+    }
 }
 
 /// Largest step by which a partially received body/data buffer grows; a peer that
@@ -222,6 +315,17 @@ impl FrameDecoder {
     /// Returns how many bytes were consumed and the completed frame, if any. Call again
     /// with the rest of the input. After an error the decoder is poisoned.
     pub fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Frame>), FrameError> {
+        self.feed_with(input, |_| None)
+    }
+
+    /// [`FrameDecoder::feed`], asking `sink_for` for each new frame's header whether its
+    /// bulk data should go into a caller's buffer. A sink shorter than the frame's data
+    /// is not used (the data then goes to `Frame::data` as usual).
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        sink_for: impl FnOnce(&Header) -> Option<DataSink>,
+    ) -> Result<(usize, Option<Frame>), FrameError> {
         if self.poisoned {
             return Err(FrameError::Poisoned);
         }
@@ -240,10 +344,16 @@ impl FrameDecoder {
                 self.poisoned = true;
                 return Err(e);
             }
+            let data = match sink_for(&header) {
+                Some(s) if header.data_len > 0 && s.len() >= header.data_len as usize => {
+                    Dest::Sink(s, 0)
+                }
+                _ => Dest::Vec(Vec::new()),
+            };
             self.cur = Some(Partial {
                 header,
                 body: Vec::new(),
-                data: Vec::new(),
+                data,
             });
         }
         let p = self.cur.as_mut().expect("partial frame");
@@ -252,21 +362,52 @@ impl FrameDecoder {
         if p.body.len() < body_len {
             used += take_into(&mut p.body, body_len, &input[used..]);
         }
-        if p.body.len() == body_len && p.data.len() < data_len {
-            used += take_into(&mut p.data, data_len, &input[used..]);
+        if p.body.len() == body_len && p.data.filled() < data_len {
+            used += p.data.take(data_len, &input[used..]);
         }
-        if p.body.len() == body_len && p.data.len() == data_len {
+        if p.body.len() == body_len && p.data.filled() == data_len {
             let p = self.cur.take().expect("partial frame");
+            let (data, sunk) = match p.data {
+                Dest::Vec(v) => (v, false),
+                Dest::Sink(..) => (Vec::new(), true),
+                Dest::Discard(_) => (Vec::new(), false),
+            };
             return Ok((
                 used,
                 Some(Frame {
                     header: p.header,
                     body: p.body,
-                    data: p.data,
+                    data,
+                    sunk,
                 }),
             ));
         }
         Ok((used, None))
+    }
+
+    /// Stop writing the current frame's bulk data into its sink (its owner is giving
+    /// the buffer back): the rest of that data is read and dropped, and the frame comes
+    /// out with empty data and `sunk == false`. Does nothing when no frame is using a
+    /// sink. Returns the id of the frame whose sink was dropped.
+    pub fn discard_data(&mut self) -> Option<u64> {
+        let p = self.cur.as_mut()?;
+        if let Dest::Sink(_, filled) = p.data {
+            p.data = Dest::Discard(filled);
+            return Some(p.header.id);
+        }
+        None
+    }
+
+    /// The id of the frame whose data is being written into a sink, if any.
+    pub fn sinking(&self) -> Option<u64> {
+        match &self.cur {
+            Some(Partial {
+                header,
+                data: Dest::Sink(..),
+                ..
+            }) => Some(header.id),
+            _ => None,
+        }
     }
 
     /// Feed a whole buffer, collecting every completed frame.
@@ -285,22 +426,30 @@ impl FrameDecoder {
     /// Capacity of the partial frame's data buffer (tests).
     #[cfg(test)]
     pub(crate) fn partial_data_capacity(&self) -> Option<usize> {
-        self.cur.as_ref().map(|p| p.data.capacity())
+        self.cur.as_ref().map(|p| match &p.data {
+            Dest::Vec(v) => v.capacity(),
+            _ => 0,
+        })
     }
 
     /// Bytes of bulk data the current frame still needs once its body is complete (0
-    /// otherwise): a reader may then hand them to [`FrameDecoder::read_data`].
+    /// otherwise, and while the data is being discarded): a reader may then hand them
+    /// to [`FrameDecoder::read_data`].
     pub fn data_wanted(&self) -> usize {
         match &self.cur {
+            Some(Partial {
+                data: Dest::Discard(_),
+                ..
+            }) => 0,
             Some(p) if p.body.len() == p.header.body_len as usize => {
-                p.header.data_len as usize - p.data.len()
+                p.header.data_len as usize - p.data.filled()
             }
             _ => 0,
         }
     }
 
-    /// Read bulk data straight into the frame's buffer (no copy through a read buffer):
-    /// `read` gets the unfilled part and returns how much it filled. Call
+    /// Read bulk data straight into the frame's buffer or sink (no copy through a read
+    /// buffer): `read` gets the unfilled part and returns how much it filled. Call
     /// [`FrameDecoder::feed`] (with any input, even empty) afterwards to collect the frame.
     pub fn read_data(
         &mut self,
@@ -310,18 +459,32 @@ impl FrameDecoder {
         let Some(p) = self.cur.as_mut().filter(|_| want > 0) else {
             return Ok(0);
         };
-        let filled = p.data.len();
-        // Grow at most by what has arrived so far (as feed does): a peer that announces
-        // 64 MiB and sends nothing costs nothing.
-        let chunk = want.min(filled.max(GROW_STEP));
-        p.data.resize(filled + chunk, 0);
-        let r = read(&mut p.data[filled..]);
-        let n = match &r {
-            Ok(n) => (*n).min(chunk),
-            Err(_) => 0,
-        };
-        p.data.truncate(filled + n);
-        r.map(|_| n)
+        match &mut p.data {
+            Dest::Vec(v) => {
+                let filled = v.len();
+                // Grow at most by what has arrived so far (as feed does): a peer that
+                // announces 64 MiB and sends nothing costs nothing.
+                let chunk = want.min(filled.max(GROW_STEP));
+                v.resize(filled + chunk, 0);
+                let r = read(&mut v[filled..]);
+                let n = match &r {
+                    Ok(n) => (*n).min(chunk),
+                    Err(_) => 0,
+                };
+                v.truncate(filled + n);
+                r.map(|_| n)
+            }
+            Dest::Sink(s, filled) => {
+                let r = read(&mut s.tail(*filled)[..want]);
+                let n = match &r {
+                    Ok(n) => (*n).min(want),
+                    Err(_) => 0,
+                };
+                *filled += n;
+                r.map(|_| n)
+            }
+            Dest::Discard(_) => Ok(0),
+        }
     }
 
     /// True when no partial frame is buffered (a clean place for the stream to end).

@@ -100,8 +100,8 @@ mod tests;
 pub use client::{set_send_buffer, Client, Completion};
 pub use codec::{encode_error, encode_push, encode_reply, encode_request, Reply};
 pub use frame::{
-    decode_body, encode_body, encode_frame, EncodedFrame, Frame, FrameDecoder, FrameError, Header,
-    FLAG_PUSH, FLAG_REPLY, HEADER_LEN, KNOWN_FLAGS, MAX_BODY, MAX_DATA,
+    decode_body, encode_body, encode_frame, DataSink, EncodedFrame, Frame, FrameDecoder,
+    FrameError, Header, FLAG_PUSH, FLAG_REPLY, HEADER_LEN, KNOWN_FLAGS, MAX_BODY, MAX_DATA,
 };
 pub use ops::*;
 pub use types::*;

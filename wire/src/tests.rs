@@ -618,6 +618,121 @@ fn bulk_data_read_directly_into_the_frame() {
     assert_eq!(dec.data_wanted(), data.len());
 }
 
+fn read_reply_bytes(id: u64, data: &[u8]) -> Vec<u8> {
+    let f = encode_reply(id, Op::Read, &(), data).unwrap();
+    let mut v = Vec::new();
+    f.write_to(&mut v).unwrap();
+    v
+}
+
+#[test]
+fn sink_receives_data_through_feed_and_read_data() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13) as u8).collect();
+    let bytes = read_reply_bytes(4, &data);
+    // Byte by byte through feed: every data byte lands in the sink, none in the frame.
+    let mut out = vec![0xAAu8; data.len() + 10];
+    // SAFETY: `out` outlives `dec` and is not touched until the decoder is dropped.
+    let sink = unsafe { DataSink::from_slice(&mut out) };
+    let mut dec = FrameDecoder::new();
+    let mut frames = Vec::new();
+    let mut asked = Vec::new();
+    for b in &bytes {
+        let (_, f) = dec
+            .feed_with(std::slice::from_ref(b), |h| {
+                asked.push(h.id);
+                Some(sink)
+            })
+            .unwrap();
+        frames.extend(f);
+    }
+    drop(dec);
+    assert_eq!(asked, vec![4], "asked once per frame, with its header");
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].sunk && frames[0].data.is_empty());
+    assert_eq!(&out[..data.len()], &data[..]);
+    assert_eq!(&out[data.len()..], &[0xAA; 10], "nothing past the data");
+    let r = Reply::from_frame(frames.remove(0)).unwrap();
+    assert_eq!(r.sunk, Some(data.len()));
+
+    // Header through feed, data through read_data in odd pieces.
+    let mut out = vec![0u8; data.len()];
+    // SAFETY: as above.
+    let sink = unsafe { DataSink::from_slice(&mut out) };
+    let split = bytes.len() - data.len();
+    let mut dec = FrameDecoder::new();
+    dec.feed_with(&bytes[..split], |_| Some(sink)).unwrap();
+    assert_eq!(dec.sinking(), Some(4));
+    let mut src = &bytes[split..];
+    while dec.data_wanted() > 0 {
+        let n = dec
+            .read_data(|buf| {
+                let k = buf.len().min(src.len()).min(33_333);
+                buf[..k].copy_from_slice(&src[..k]);
+                Ok(k)
+            })
+            .unwrap();
+        src = &src[n..];
+    }
+    let f = dec.feed(&[]).unwrap().1.unwrap();
+    drop(dec);
+    assert!(f.sunk);
+    assert_eq!(out, data);
+}
+
+#[test]
+fn sink_too_small_or_refused_leaves_data_in_the_frame() {
+    let data = vec![7u8; 1000];
+    let bytes = read_reply_bytes(5, &data);
+    let mut small = vec![0u8; 999];
+    // SAFETY: `small` outlives the decoder, which never writes into it (too small).
+    let sink = unsafe { DataSink::from_slice(&mut small) };
+    let mut dec = FrameDecoder::new();
+    let f = dec.feed_with(&bytes, |_| Some(sink)).unwrap().1.unwrap();
+    assert!(!f.sunk);
+    assert_eq!(f.data, data);
+    drop(dec);
+    assert_eq!(small, vec![0u8; 999]);
+    let f = FrameDecoder::new()
+        .feed_with(&bytes, |_| None)
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!((f.sunk, f.data.len()), (false, 1000));
+}
+
+#[test]
+fn discarded_sink_is_never_written_again() {
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8 | 1).collect();
+    let bytes = read_reply_bytes(6, &data);
+    let split = bytes.len() - data.len();
+    let mut out = vec![0u8; data.len()];
+    // SAFETY: `out` outlives the decoder.
+    let sink = unsafe { DataSink::from_slice(&mut out) };
+    let mut dec = FrameDecoder::new();
+    // Header, body and the first 1000 data bytes; then the owner takes the buffer back.
+    dec.feed_with(&bytes[..split + 1000], |_| Some(sink))
+        .unwrap();
+    assert_eq!(dec.discard_data(), Some(6));
+    assert_eq!(dec.sinking(), None);
+    assert_eq!(
+        dec.data_wanted(),
+        0,
+        "discarded data is not read into a buffer"
+    );
+    assert_eq!(dec.discard_data(), None);
+    // The rest is consumed and dropped; the next frame decodes normally.
+    let mut rest = bytes[split + 1000..].to_vec();
+    rest.extend(read_reply_bytes(7, b"next"));
+    let frames = dec.feed_all(&rest).unwrap();
+    drop(dec);
+    assert_eq!(frames.len(), 2);
+    assert_eq!((frames[0].header.id, frames[0].sunk), (6, false));
+    assert!(frames[0].data.is_empty());
+    assert_eq!(frames[1].data, b"next");
+    assert_eq!(&out[..1000], &data[..1000]);
+    assert!(out[1000..].iter().all(|b| *b == 0), "written after discard");
+}
+
 #[test]
 fn direct_reads_grow_with_what_arrives() {
     // A header announcing MAX_DATA must not allocate it before bytes arrive.
@@ -1024,6 +1139,62 @@ fn large_payload_round_trip_through_client() {
     let r = c.wait(id).unwrap();
     let ((), data) = r.decode::<ReadReq>().unwrap();
     assert_eq!(data, payload);
+}
+
+#[test]
+fn client_call_into_and_release_sink() {
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 11) as u8).collect();
+    let p2 = payload.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut c = fake_daemon(move |s, dec| {
+        // 1: call_into gets the payload straight into its buffer.
+        let f = read_frame_fast(s, dec).unwrap();
+        encode_reply(f.header.id, Op::Read, &(), &p2[..])
+            .unwrap()
+            .write_to(s)
+            .unwrap();
+        // 2: a submitted read whose sink is released before its reply is read.
+        let f = read_frame_fast(s, dec).unwrap();
+        rx.recv().unwrap();
+        encode_reply(f.header.id, Op::Read, &(), &p2[..])
+            .unwrap()
+            .write_to(s)
+            .unwrap();
+        // 3: a reply longer than call_into's buffer.
+        let f = read_frame_fast(s, dec).unwrap();
+        encode_reply(f.header.id, Op::Read, &(), &p2[..10])
+            .unwrap()
+            .write_to(s)
+            .unwrap();
+        let _ = read_frame_fast(s, dec);
+    });
+    let req = ReadReq {
+        fh: Fh(1),
+        offset: 0,
+        len: 0,
+    };
+    let mut out = vec![0u8; payload.len() + 5];
+    let ((), n) = c.call_into(0, &req, &[], &mut out).unwrap();
+    assert_eq!(n, payload.len());
+    assert_eq!(&out[..n], &payload[..]);
+
+    let mut gone = vec![0u8; payload.len()];
+    // SAFETY: `gone` outlives the client and is only read after release_sink.
+    let sink = unsafe { DataSink::from_slice(&mut gone) };
+    let id = c.submit_into(0, &req, &[], sink).unwrap();
+    c.release_sink(id);
+    tx.send(()).unwrap();
+    let r = c.wait(id).unwrap();
+    assert_eq!(r.sunk, None);
+    assert_eq!(r.data, payload, "a released sink's reply keeps its data");
+
+    let mut tiny = [0u8; 4];
+    assert_eq!(
+        c.call_into(0, &req, &[], &mut tiny).unwrap_err(),
+        Errno::EPROTO
+    );
+    drop(c);
+    assert!(gone.iter().all(|b| *b == 0), "released sink was written");
 }
 
 fn read_frame_fast(s: &mut UnixStream, dec: &mut FrameDecoder) -> Option<Frame> {

@@ -690,20 +690,24 @@ impl File {
         &self.inode
     }
 
-    /// Read at `offset` into `buf`; returns the bytes read (0 at end of file).
-    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    /// Read up to `len` bytes at `offset` (fewer at end of file) into a new buffer that
+    /// is never zeroed first: libcephfs writes the bytes it returns.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         let off = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
-        // SAFETY: buf is writable for its length.
+        let mut buf = Vec::<u8>::with_capacity(len);
+        // SAFETY: the buffer has room for `len` bytes; libcephfs writes at most that.
         let n = check(unsafe {
             ffi::ceph_ll_read(
                 self.mount.raw(),
                 self.raw(),
                 off,
-                buf.len() as u64,
+                len as u64,
                 buf.as_mut_ptr() as *mut libc::c_char,
             )
         })?;
-        Ok((n as usize).min(buf.len()))
+        // SAFETY: ceph_ll_read initialised the first n (<= len) bytes.
+        unsafe { buf.set_len((n as usize).min(len)) };
+        Ok(buf)
     }
 
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize> {
