@@ -64,6 +64,7 @@ pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
     match req {
         A::Close(r) => f(&r.fh),
         A::Read(r) => f(&r.fh),
+        A::ReadTo(r) => f(&r.fh),
         A::Write(r) => f(&r.fh),
         A::Fsync(r) => f(&r.fh),
         A::Fallocate(r) => f(&r.fh),
@@ -93,6 +94,7 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
     use AnyRequest as A;
     match req {
         A::Read(r) => r.len as usize <= INLINE_IO_MAX,
+        A::ReadTo(r) => r.len as usize <= INLINE_IO_MAX,
         A::Write(_) => data_len <= INLINE_IO_MAX,
         A::Fsync(_)
         | A::Fallocate(_)
@@ -135,6 +137,10 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::OpenIno(r) => ok(open_ino(s, p, r)?),
         A::Close(r) => ok(close(s, r)?),
         A::Read(r) => ok_data((), read(s, r)?),
+        A::ReadTo(r) => {
+            let (rep, data) = read_to(s, r)?;
+            ok_data(rep, data)
+        }
         A::Write(r) => ok(write(s, p, r, &data)?),
         A::Fsync(r) => ok(fsync(s, r)?),
         A::Fallocate(r) => ok(fallocate(s, r)?),
@@ -745,6 +751,36 @@ fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
         ));
     }
     Ok(file.read(r.offset, r.len as usize)?)
+}
+
+/// A read whose bytes go straight into the client's buffer at `addr` (see
+/// [`crate::peer`]); through the socket when that is not allowed.
+fn read_to(s: &Session, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
+    let data = read(
+        s,
+        ReadReq {
+            fh: r.fh,
+            offset: r.offset,
+            len: r.len,
+        },
+    )?;
+    match s.peer.write(r.addr, &data) {
+        Ok(true) => Ok((
+            ReadToRep {
+                placed: data.len() as u32,
+            },
+            Vec::new(),
+        )),
+        Ok(false) => Ok((ReadToRep { placed: 0 }, data)),
+        Err(e) => Err(fail(
+            e,
+            format!(
+                "cannot place {} bytes at {:#x} in the client: {e}",
+                data.len(),
+                r.addr
+            ),
+        )),
+    }
 }
 
 fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {

@@ -18,6 +18,7 @@ pub mod handler;
 pub mod handles;
 pub mod mounts;
 pub mod outbox;
+pub mod peer;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -12,6 +12,7 @@ use crate::cephfs::{Dir, File, Inode, Mount, UserPerm};
 use crate::handles::{HandleTable, InsertError};
 use crate::mounts::Lease;
 use crate::outbox::Outbox;
+use crate::peer::PeerMemory;
 use crate::server::Daemon;
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,6 +93,8 @@ pub struct Session {
     root_perm: Arc<UserPerm>,
     out: Arc<Outbox>,
     order: Mutex<HashMap<OrderKey, VecDeque<Job>>>,
+    /// The client process's memory, for ReadTo.
+    pub peer: PeerMemory,
 }
 
 impl Session {
@@ -118,6 +121,7 @@ impl Session {
             root_perm: Arc::new(UserPerm::new(0, 0, &[])?),
             out,
             order: Mutex::new(HashMap::new()),
+            peer: PeerMemory::new(peer_pid),
         })
     }
 
@@ -127,13 +131,17 @@ impl Session {
         self.out.send(frame);
     }
 
-    /// Write what is queued, then close the connection.
+    /// Write what is queued, then close the connection. No write into the client's
+    /// memory happens from here on (the client counts on that once it sees EOF).
     pub fn send_close(&self) {
+        self.peer.close();
         self.out.close();
     }
 
-    /// The connection is over (see [`Outbox::kill`]).
+    /// The connection is over (see [`Outbox::kill`]); as `send_close`, writes into the
+    /// client's memory stop first.
     pub fn kill_output(&self) {
+        self.peer.close();
         self.out.kill();
     }
 

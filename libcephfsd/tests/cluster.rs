@@ -2406,3 +2406,80 @@ fn walk_plus_resolves_a_path_and_refuses_symlinks() {
     });
     s.cleanup();
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
+    let d = Daemon::start("readto", &[]);
+    let mut s = Share::new(&d, "readto");
+    assert_ne!(s.c.hello().features & FEATURE_READ_TO, 0, "feature granted");
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 29 % 253) as u8).collect();
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    let read_to = |s: &mut Share, offset: u64, len: u32, addr: u64| {
+        s.c.call(
+            0,
+            &ReadToReq {
+                fh: f.fh,
+                offset,
+                len,
+                addr,
+            },
+            &[],
+        )
+    };
+
+    // The daemon writes the bytes into this process's buffer; none come in the frame.
+    let mut buf = vec![0u8; data.len() + 100];
+    let (rep, extra) = read_to(&mut s, 0, buf.len() as u32, buf.as_mut_ptr() as u64).unwrap();
+    assert_eq!(rep.placed as usize, data.len(), "short at end of file");
+    assert!(extra.is_empty());
+    assert_eq!(&buf[..data.len()], &data[..]);
+    assert!(
+        buf[data.len()..].iter().all(|b| *b == 0),
+        "nothing past EOF"
+    );
+    // A read from the middle lands at the start of the given address.
+    let mut part = vec![0u8; 4096];
+    let (rep, _) = read_to(&mut s, 1 << 20, 4096, part.as_mut_ptr() as u64).unwrap();
+    assert_eq!(rep.placed, 4096);
+    assert_eq!(part, &data[1 << 20..(1 << 20) + 4096]);
+
+    // An address that is not writable here is EFAULT, never a write elsewhere: unmapped,
+    // and a read-only page.
+    assert_eq!(read_to(&mut s, 0, 4096, 8).unwrap_err(), Errno::EFAULT);
+    // SAFETY: a fresh anonymous read-only mapping of one page, unmapped below.
+    let ro = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(ro, libc::MAP_FAILED);
+    assert_eq!(
+        read_to(&mut s, 0, 4096, ro as u64).unwrap_err(),
+        Errno::EFAULT
+    );
+    // SAFETY: the page is ours and readable.
+    assert!(unsafe { std::slice::from_raw_parts(ro as *const u8, 4096) }
+        .iter()
+        .all(|b| *b == 0));
+    // SAFETY: mapped above.
+    unsafe { libc::munmap(ro, 4096) };
+    // Unknown handle: EBADF; the session goes on working after all of these.
+    let bad = ReadToReq {
+        fh: Fh(f.ino.0),
+        offset: 0,
+        len: 1,
+        addr: part.as_mut_ptr() as u64,
+    };
+    assert_eq!(s.call(&bad).unwrap_err(), Errno::EBADF);
+    let (rep, _) = read_to(&mut s, 0, 10, part.as_mut_ptr() as u64).unwrap();
+    assert_eq!((rep.placed, &part[..10]), (10, &data[..10]));
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}

@@ -32,6 +32,9 @@ impl DaemonId {
 pub struct Daemon {
     socket: String,
     client: Client,
+    /// The process that opened the connection (a forked child must not ask the daemon
+    /// to write into "its" memory: the daemon writes into this pid's).
+    pid: u32,
     creds: HashMap<Creds, u32>,
     /// Async requests in flight: request id -> the smbd tevent request.
     inflight: HashMap<u64, *mut TeventReq>,
@@ -76,6 +79,7 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
     let daemon = Daemon {
         socket: socket.to_string(),
         client,
+        pid: std::process::id(),
         creds: HashMap::new(),
         inflight: HashMap::new(),
         ready: VecDeque::new(),
@@ -299,6 +303,17 @@ pub fn has_feature(id: DaemonId, f: u64) -> bool {
     with(id, |d| Ok(d.client.hello().features & f != 0)).unwrap_or(false)
 }
 
+/// Whether reads may ask the daemon to write into this process's memory (ReadTo).
+pub fn can_read_to(id: DaemonId) -> bool {
+    with(id, |d| {
+        Ok(
+            d.client.hello().features & ceph_rs_wire::FEATURE_READ_TO != 0
+                && d.pid == std::process::id(),
+        )
+    })
+    .unwrap_or(false)
+}
+
 /// The daemon's message for the last failed call.
 pub fn last_error(id: DaemonId) -> String {
     with(id, |d| Ok(d.client.last_error().to_string())).unwrap_or_default()
@@ -351,11 +366,20 @@ pub fn submit<R: Request>(
 }
 
 /// Forget an async request (its tevent request finished or was freed): a late reply
-/// is dropped, and its sink (if any) is never written again.
-pub fn abandon(id: DaemonId, rid: u64) {
+/// is dropped, and its sink (if any) is never written again. `settle`: the daemon may
+/// write into the request's buffer itself (ReadTo), so wait until it no longer can (its
+/// reply or the connection's end) before the buffer is given back.
+pub fn abandon(id: DaemonId, rid: u64, settle: bool) {
     let _ = with(id, |d| {
         d.inflight.remove(&rid);
-        d.client.release_sink(rid);
+        if settle {
+            d.client.settle(rid);
+            // Replies read meanwhile go to the event loop.
+            d.pump();
+            d.kick(id);
+        } else {
+            d.client.release_sink(rid);
+        }
         Ok(())
     });
 }

@@ -1233,6 +1233,8 @@ unsafe extern "C" fn pwrite(
 #[repr(C)]
 enum AioKind {
     Read,
+    /// A read the daemon writes into smbd's buffer itself (see `ReadToReq`).
+    ReadTo,
     Write,
     Fsync,
 }
@@ -1256,7 +1258,7 @@ struct AioState {
 unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_state) {
     let st = samba::req_state::<AioState>(req);
     if st.rid != 0 {
-        daemon::abandon(st.daemon, st.rid);
+        daemon::abandon(st.daemon, st.rid, st.kind == AioKind::ReadTo);
         st.rid = 0;
     }
 }
@@ -1269,18 +1271,13 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
     let res: R<isize> = match st.kind {
         AioKind::Read => {
             let sunk = c.sunk;
-            c.decode::<ReadReq>().and_then(|(_, data)| match sunk {
-                // Already in smbd's buffer (the request's sink).
-                Some(n) if n <= st.len => Ok(n as isize),
-                Some(_) => Err(Errno::EPROTO),
-                None => {
-                    let n = data.len().min(st.len);
-                    if n > 0 {
-                        std::ptr::copy_nonoverlapping(data.as_ptr(), st.buf, n);
-                    }
-                    Ok(n as isize)
-                }
-            })
+            c.decode::<ReadReq>()
+                .and_then(|(_, data)| read_result(st, sunk, &data, 0))
+        }
+        AioKind::ReadTo => {
+            let sunk = c.sunk;
+            c.decode::<ReadToReq>()
+                .and_then(|(rep, data)| read_result(st, sunk, &data, rep.placed as usize))
         }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
         AioKind::Fsync => c.decode::<FsyncReq>().map(|_| 0),
@@ -1295,6 +1292,25 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
             samba::req_error(req, e.0);
         }
     }
+}
+
+/// Bytes a read brought into smbd's buffer: `placed` by the daemon itself, then what came
+/// through the socket (already in the buffer when it went to the request's sink).
+unsafe fn read_result(st: &AioState, sunk: Option<usize>, data: &[u8], placed: usize) -> R<isize> {
+    let n = match sunk {
+        Some(n) => n,
+        None => {
+            let n = data.len().min(st.len);
+            if n > 0 {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), st.buf, n);
+            }
+            n
+        }
+    };
+    if placed.max(n) > st.len {
+        return Err(Errno::EPROTO);
+    }
+    Ok(placed.max(n) as isize)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1328,7 +1344,7 @@ unsafe fn aio_send<Q: Request>(
     };
     // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
     // freed; aio_cleanup (run on either) releases the sink before that.
-    let sink = (kind == AioKind::Read).then(|| DataSink::new(buf, len));
+    let sink = matches!(kind, AioKind::Read | AioKind::ReadTo).then(|| DataSink::new(buf, len));
     let r = (|| -> R<u64> {
         let (d, fh) = io_fh(h, fsp)?;
         daemon::submit(d, ev, req, &creds(h), &make(fh), data, sink)
@@ -1366,6 +1382,10 @@ unsafe fn aio_recv(req: *mut TeventReq, out: *mut sys::vfs_aio_state) -> isize {
     ret
 }
 
+/// Reads at least this large ask the daemon to write into smbd's buffer itself
+/// (ReadTo), when it can; smaller ones come in the reply frame (one syscall less).
+const READ_TO_MIN: usize = 64 * 1024;
+
 unsafe extern "C" fn pread_send(
     h: *mut Handle,
     mem_ctx: *mut sys::TALLOC_CTX,
@@ -1376,21 +1396,23 @@ unsafe extern "C" fn pread_send(
     offset: libc::off_t,
 ) -> *mut TeventReq {
     let n = n.min(MAX_DATA as usize);
-    aio_send(
-        h,
-        mem_ctx as _,
-        ev,
-        fsp,
-        AioKind::Read,
-        data as *mut u8,
-        n,
-        |fh| ReadReq {
+    let (buf, offset) = (data as *mut u8, offset.max(0) as u64);
+    let d = ext(h, fsp).map(|f| f.daemon);
+    if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
+        let make = |fh| ReadToReq {
             fh,
-            offset: offset.max(0) as u64,
+            offset,
             len: n as u32,
-        },
-        &[],
-    )
+            addr: buf as u64,
+        };
+        return aio_send(h, mem_ctx as _, ev, fsp, AioKind::ReadTo, buf, n, make, &[]);
+    }
+    let make = |fh| ReadReq {
+        fh,
+        offset,
+        len: n as u32,
+    };
+    aio_send(h, mem_ctx as _, ev, fsp, AioKind::Read, buf, n, make, &[])
 }
 
 unsafe extern "C" fn pread_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> isize {

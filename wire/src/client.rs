@@ -43,6 +43,8 @@ pub struct Client {
     sinks: HashMap<u64, DataSink>,
     pushes: VecDeque<Push>,
     dead: Option<String>,
+    /// The daemon closed the connection (read returned end of file).
+    eof: bool,
     hello: HelloRep,
     timeout: Option<Duration>,
     /// How long `wait` polls the socket before it sleeps in `recv` (see [`Client::set_spin`]).
@@ -139,6 +141,7 @@ impl Client {
             sinks: HashMap::new(),
             pushes: VecDeque::new(),
             dead: None,
+            eof: false,
             hello: HelloRep {
                 version: 0,
                 features: 0,
@@ -318,6 +321,20 @@ impl Client {
         }
     }
 
+    /// Wait until request `id` can no longer touch this process's memory: its reply has
+    /// arrived (it is dropped here) or the connection is closed. For giving back memory
+    /// a [`crate::ReadToReq`] may write into. Ignores the call timeout: the daemon's
+    /// writes end, at the latest, when it closes the connection.
+    pub fn settle(&mut self, id: u64) {
+        self.release_sink(id);
+        while self.pending.contains_key(&id) {
+            // Progress, a timeout (wait on), or a failure, which completes every pending
+            // request (after waiting for the daemon to close, see `fail`).
+            let _ = self.read_some(ReadMode::Block);
+        }
+        self.done.remove(&id);
+    }
+
     /// Wait (blocking) for the reply of a submitted request.
     pub fn wait(&mut self, id: u64) -> Result<Completion, Errno> {
         let spin_until = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
@@ -424,10 +441,17 @@ impl Client {
         while let Ok(true) = self.read_some(ReadMode::NonBlock) {}
     }
 
-    /// Mark the connection dead and complete every pending request with `errno`.
+    /// Mark the connection dead and complete every pending request with `errno`. While
+    /// a ReadTo is pending the daemon may still write into this process: then first
+    /// stop sending and wait for the daemon to close (it finishes its writes before),
+    /// so that nobody frees a buffer it still writes into.
     fn fail(&mut self, why: String, errno: Errno) {
         if self.dead.is_none() {
             self.dead = Some(why.clone());
+            if !self.eof && self.pending.values().any(|op| *op == Op::ReadTo) {
+                let _ = self.sock.shutdown(std::net::Shutdown::Write);
+                self.drain_to_eof();
+            }
             let _ = self.sock.shutdown(std::net::Shutdown::Both);
         }
         for (id, op) in self.pending.drain() {
@@ -447,6 +471,38 @@ impl Client {
         self.dec = FrameDecoder::new();
         self.rstart = 0;
         self.rend = 0;
+    }
+
+    /// Read and drop everything until the daemon closes the connection (timeouts do not
+    /// end the wait).
+    fn drain_to_eof(&mut self) {
+        loop {
+            // SAFETY: rbuf is a valid writable buffer of rbuf.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    self.rbuf.as_mut_ptr() as *mut libc::c_void,
+                    self.rbuf.len(),
+                    0,
+                )
+            };
+            if n > 0 {
+                continue;
+            }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) {
+                    continue;
+                }
+            }
+            break;
+        }
+        self.eof = true;
     }
 
     /// Process buffered bytes, then read once. Ok(true) = made progress.
@@ -480,6 +536,7 @@ impl Client {
             });
             return match r {
                 Ok(0) => {
+                    self.eof = true;
                     self.fail("libcephfsd closed the connection".into(), Errno::EIO);
                     Err(io::ErrorKind::UnexpectedEof.into())
                 }
@@ -527,6 +584,7 @@ impl Client {
             }
         };
         if n == 0 {
+            self.eof = true;
             self.fail("libcephfsd closed the connection".into(), Errno::EIO);
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

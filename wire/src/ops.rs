@@ -103,11 +103,13 @@ macro_rules! ops {
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
-pub const FEATURES: u64 = FEATURE_FIND_NAME | FEATURE_WALK_PLUS;
+pub const FEATURES: u64 = FEATURE_FIND_NAME | FEATURE_WALK_PLUS | FEATURE_READ_TO;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
 pub const FEATURE_WALK_PLUS: u64 = 2;
+/// The daemon answers [`ReadToReq`].
+pub const FEATURE_READ_TO: u64 = 4;
 
 // ---------------------------------------------------------------- session
 
@@ -460,6 +462,33 @@ pub struct ReadReq {
     pub len: u32,
 }
 
+/// [`ReadReq`] whose bytes the daemon writes straight into the requesting process's
+/// memory at `addr` (`process_vm_writev`: one copy, no socket in between). The process
+/// is the one that opened the connection (the daemon knows it from the socket); `addr`
+/// must be writable there for `len` bytes until the reply arrives.
+///
+/// The daemon's promise, which makes giving that memory back safe: it never writes
+/// there after it has sent the reply, nor after the connection has reached end of file
+/// for the client (every write is finished before the daemon closes a session). So a
+/// client that wants the memory back before the reply waits for the reply or the EOF.
+///
+/// When the daemon cannot write into the process (it lacks the privilege, e.g. in a
+/// container without CAP_SYS_PTRACE), the bytes come back as the reply's bulk data, as
+/// for [`ReadReq`], with `placed == 0`. A bad `addr` is EFAULT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadToReq {
+    pub fh: Fh,
+    pub offset: u64,
+    pub len: u32,
+    pub addr: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadToRep {
+    /// Bytes written at `addr` (0 when they came as bulk data instead, or at EOF).
+    pub placed: u32,
+}
+
 /// Write the request's bulk data at `offset`. Requests on one Fh run in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteReq {
@@ -740,6 +769,8 @@ ops! {
     Read = 23 => ReadReq -> ();
     /// Request bulk data: the bytes to write.
     Write = 24 => WriteReq -> WriteRep;
+    /// Behind [`FEATURE_READ_TO`]. Reply bulk data only when `placed == 0`.
+    ReadTo = 31 => ReadToReq -> ReadToRep;
     Fsync = 25 => FsyncReq -> ();
     Fallocate = 26 => FallocateReq -> ();
     Lseek = 27 => LseekReq -> LseekRep;

@@ -151,6 +151,12 @@ fn sample_requests() -> Vec<AnyRequest> {
             offset: u64::MAX,
             len: 1 << 20,
         }),
+        AnyRequest::ReadTo(ReadToReq {
+            fh: Fh::new(3, 8),
+            offset: 1 << 40,
+            len: 1 << 20,
+            addr: 0x7f00_1234_5000,
+        }),
         AnyRequest::Write(WriteReq { fh, offset: 77 }),
         AnyRequest::Fsync(FsyncReq { fh, datasync: true }),
         AnyRequest::Fallocate(FallocateReq {
@@ -270,6 +276,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         OpenIno,
         Close,
         Read,
+        ReadTo,
         Write,
         Fsync,
         Fallocate,
@@ -456,6 +463,8 @@ fn replies_round_trip() {
         &[],
     );
     reply_rt::<ReadReq>((), &[1, 2, 3, 4]);
+    reply_rt::<ReadToReq>(ReadToRep { placed: 1 << 20 }, &[]);
+    reply_rt::<ReadToReq>(ReadToRep { placed: 0 }, &[5, 6]);
     reply_rt::<WriteReq>(WriteRep { written: 4 }, &[]);
     reply_rt::<LseekReq>(LseekRep { offset: 99 }, &[]);
     reply_rt::<GetLkReq>(Flock::default(), &[]);
@@ -1195,6 +1204,73 @@ fn client_call_into_and_release_sink() {
     );
     drop(c);
     assert!(gone.iter().all(|b| *b == 0), "released sink was written");
+}
+
+fn read_to_req(addr: u64) -> ReadToReq {
+    ReadToReq {
+        fh: Fh(1),
+        offset: 0,
+        len: 4,
+        addr,
+    }
+}
+
+#[test]
+fn settle_waits_for_the_reply_of_a_read_to() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let replied = Arc::new(AtomicBool::new(false));
+    let r2 = replied.clone();
+    let mut c = fake_daemon(move |s, dec| {
+        let f = read_frame(s, dec).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        r2.store(true, Ordering::SeqCst);
+        encode_reply(
+            f.header.id,
+            Op::ReadTo,
+            &ReadToRep { placed: 4 },
+            Vec::new(),
+        )
+        .unwrap()
+        .write_to(s)
+        .unwrap();
+        let _ = read_frame(s, dec);
+    });
+    let id = c.submit(0, &read_to_req(0x1000), &[]).unwrap();
+    c.settle(id);
+    assert!(
+        replied.load(Ordering::SeqCst),
+        "settle returned before the reply"
+    );
+    assert!(c.take(id).is_none(), "the settled reply is dropped");
+    assert_eq!(c.pending_count(), 0);
+    c.call(0, &NoopReq, &[]).unwrap_err(); // the fake answers nothing more: EIO at hang-up
+}
+
+#[test]
+fn a_failing_connection_with_a_read_to_pending_waits_for_the_daemon_to_close() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicBool::new(false));
+    let c2 = closed.clone();
+    let mut c = fake_daemon(move |s, dec| {
+        let _ = read_frame(s, dec).unwrap();
+        // A protocol violation; the client stops sending (EOF for us) but must wait for
+        // our close, as writes into its memory may still be under way.
+        s.write_all(&[0xff; 64]).unwrap();
+        assert!(read_frame(s, dec).is_none(), "client shut its side");
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        c2.store(true, Ordering::SeqCst);
+        // Dropping `s` closes the connection.
+    });
+    let id = c.submit(0, &read_to_req(0x1000), &[]).unwrap();
+    let r = c.wait(id).unwrap();
+    assert_eq!(r.errno(), Some(Errno::EPROTO));
+    assert!(
+        closed.load(Ordering::SeqCst),
+        "completed before the daemon closed"
+    );
+    assert!(c.is_dead());
 }
 
 fn read_frame_fast(s: &mut UnixStream, dec: &mut FrameDecoder) -> Option<Frame> {

@@ -35,6 +35,7 @@ macro_rules! errnos {
 // Linux values (asm-generic/errno-base.h, errno.h).
 errnos! {
     EPERM = 1, "Operation not permitted";
+    ESRCH = 3, "No such process";
     ENOENT = 2, "No such file or directory";
     EINTR = 4, "Interrupted system call";
     EIO = 5, "Input/output error";

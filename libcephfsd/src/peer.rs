@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Writing read data straight into the client process's memory (`process_vm_writev`,
+//! "cross memory attach"), for [`ceph_rs_wire::ReadToReq`].
+//!
+//! A read served through the socket costs two extra copies (into the socket, out of it)
+//! and the socket's buffer allocations; written into the client's buffer it costs one.
+//! What the client relies on (see `ReadToReq`): no write into its memory after its
+//! reply has been sent, nor after its connection has been closed. The first holds
+//! because the handler writes before it replies; the second because the session calls
+//! [`PeerMemory::close`] before it closes the socket, and `close` waits for any write
+//! in progress and stops every later one.
+//!
+//! Only the process that opened the connection (its pid from SO_PEERCRED) is ever
+//! written, and only while it lives: the session holds a pidfd of it and checks it before
+//! each write, so a pid that has been reused by another process is never written. A
+//! client can only ask for writes into its own memory, with its own read's bytes.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+use ceph_rs_wire::Errno;
+
+/// The client process of one session, as a target for writes.
+pub struct PeerMemory {
+    pid: libc::pid_t,
+    /// Readable once the process has exited (None: no pidfd, so no writes).
+    pidfd: Option<OwnedFd>,
+    /// False once the session is closing: no write starts after that.
+    open: RwLock<bool>,
+    /// False once a write was refused for lack of privilege (then every read's bytes go
+    /// through the socket, without trying again).
+    allowed: AtomicBool,
+}
+
+impl PeerMemory {
+    /// `pid` as the socket reported it (0 or less: unknown, never written).
+    pub fn new(pid: libc::pid_t) -> PeerMemory {
+        let pidfd = (pid > 0)
+            .then(|| {
+                // SAFETY: plain syscall; a non-negative result is a new fd we own.
+                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+            })
+            .flatten();
+        PeerMemory {
+            pid,
+            allowed: AtomicBool::new(pidfd.is_some()),
+            pidfd,
+            open: RwLock::new(true),
+        }
+    }
+
+    /// Whether writes may be tried (so far none was refused).
+    pub fn usable(&self) -> bool {
+        self.allowed.load(Ordering::Relaxed)
+    }
+
+    /// Write `data` at `addr` in the client. Ok(true): all of it is there. Ok(false): this
+    /// daemon may not write into the client (the caller sends the bytes instead).
+    /// EFAULT: the range is not writable there; ESRCH: the client is gone; EPIPE: the
+    /// session is closing.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<bool, Errno> {
+        if !self.usable() {
+            return Ok(false);
+        }
+        let open = self.open.read().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Err(Errno::EPIPE);
+        }
+        if data.is_empty() {
+            return Ok(true);
+        }
+        if !self.alive() {
+            return Err(Errno::ESRCH);
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let local = libc::iovec {
+                iov_base: data[done..].as_ptr() as *mut libc::c_void,
+                iov_len: data.len() - done,
+            };
+            let remote = libc::iovec {
+                iov_base: addr.wrapping_add(done as u64) as usize as *mut libc::c_void,
+                iov_len: data.len() - done,
+            };
+            // SAFETY: `local` describes our own readable bytes; the remote range is only
+            // checked and written by the kernel, in the client's address space.
+            let n = unsafe { libc::process_vm_writev(self.pid, &local, 1, &remote, 1, 0) };
+            if n > 0 {
+                done += n as usize;
+                continue;
+            }
+            let e = if n == 0 {
+                libc::EFAULT
+            } else {
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            };
+            return match e {
+                libc::EPERM | libc::EACCES | libc::ENOSYS if done == 0 => {
+                    self.allowed.store(false, Ordering::Relaxed);
+                    tracing::info!(
+                        peer_pid = self.pid,
+                        "cannot write into the client's memory ({}): reads go through \
+                         the socket",
+                        Errno(e)
+                    );
+                    Ok(false)
+                }
+                libc::EINTR => continue,
+                libc::ESRCH => Err(Errno::ESRCH),
+                _ => Err(Errno::EFAULT),
+            };
+        }
+        Ok(true)
+    }
+
+    /// Stop writing: waits for a write in progress; none starts after this.
+    pub fn close(&self) {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+
+    /// The client process still runs (its pidfd is not readable).
+    fn alive(&self) -> bool {
+        let Some(fd) = &self.pidfd else { return false };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        r == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_into_this_process_and_stops_after_close() {
+        let me = PeerMemory::new(std::process::id() as libc::pid_t);
+        if !me.usable() {
+            eprintln!("pidfd_open unavailable: nothing to test");
+            return;
+        }
+        let mut buf = vec![0u8; 3 << 20];
+        let data: Vec<u8> = (0..buf.len()).map(|i| (i * 31 % 251) as u8).collect();
+        assert_eq!(me.write(buf.as_mut_ptr() as u64, &data), Ok(true));
+        assert_eq!(buf, data);
+        // An unmapped range is EFAULT, not a crash, and leaves the peer usable.
+        assert_eq!(me.write(8, &data[..10]), Err(Errno::EFAULT));
+        assert!(me.usable());
+        me.close();
+        let mut other = vec![0u8; 16];
+        assert_eq!(
+            me.write(other.as_mut_ptr() as u64, &data[..16]),
+            Err(Errno::EPIPE)
+        );
+        assert_eq!(other, vec![0u8; 16]);
+    }
+
+    #[test]
+    fn a_process_that_exited_is_never_written() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        let peer = PeerMemory::new(pid);
+        child.wait().unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            peer.write(buf.as_mut_ptr() as u64, b"abcd"),
+            Err(Errno::ESRCH)
+        );
+        assert_eq!(
+            PeerMemory::new(0).write(buf.as_mut_ptr() as u64, b"x"),
+            Ok(false)
+        );
+    }
+}
