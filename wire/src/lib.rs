@@ -70,6 +70,11 @@
 //!   ([`Client::as_raw_fd`], e.g. watched by tevent) is readable,
 //!   `client.poll_completed()?` (never blocks) returns the completed replies; or
 //!   `client.take(id)`. Decode one with `completion.decode::<ReadReq>()`.
+//! * reads without a copy: `submit_into` / `call_into` take the destination of a
+//!   reply's bulk data ([`DataSink`]; the decoder writes there straight from the
+//!   socket), and [`ReadToReq`] has the daemon write the bytes into this process's
+//!   memory itself; a buffer a ReadTo may still write into is given back only after
+//!   [`Client::settle`].
 //! * a daemon that hangs up completes every pending request with EIO (EPROTO on a
 //!   protocol violation); nothing hangs or panics. Writes use `sendmsg(MSG_NOSIGNAL)`
 //!   and block only while the socket buffer is full: the daemon always reads requests

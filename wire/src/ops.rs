@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Every operation of the protocol: the op table and all message structs.
 //!
-//! The table at the bottom ([`ops!`] invocation) is the single list of ops: one line per
+//! The table at the bottom (the `ops!` invocation) is the single list of ops: one line per
 //! op with its code, request type and reply type. It generates [`Op`], the [`Request`]
 //! impls and [`AnyRequest`] (the daemon's decoded request).
 //!
@@ -120,7 +120,7 @@ pub struct Hello {
     pub min_version: u32,
     pub max_version: u32,
     pub features: u64,
-    /// Free text for logs, e.g. "vfs_ceph_rs smbd[1234]".
+    /// Free text for logs, e.g. `"vfs_ceph_rs smbd[1234]"`.
     pub client: String,
 }
 
