@@ -179,4 +179,36 @@ mod tests {
             Ok(false)
         );
     }
+
+    #[test]
+    fn without_the_privilege_the_bytes_go_through_the_socket() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: cannot drop a privilege we do not have");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as libc::pid_t;
+        // A thread that is not root and has no capabilities (setresuid as a raw syscall
+        // changes only the calling thread), writing into a root process.
+        let r = std::thread::spawn(move || {
+            // SAFETY: plain syscall on this thread only.
+            let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+            assert_eq!(rc, 0);
+            let peer = PeerMemory::new(pid);
+            let first = peer.write(0x1000, b"abcd");
+            (first, peer.usable(), peer.write(0x1000, b"abcd"))
+        })
+        .join()
+        .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            r,
+            (Ok(false), false, Ok(false)),
+            "refused once, then not tried"
+        );
+    }
 }
