@@ -753,9 +753,23 @@ fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
     Ok(file.read(r.offset, r.len as usize)?)
 }
 
+/// ReadTo requests of this size and more are placed in two halves at once, one on
+/// another pool thread (two cores copying), when nothing else of the session is in
+/// flight: with one request in flight everything else (smbd, its client) waits for it.
+pub const SPLIT_READ_MIN: u32 = 512 * 1024;
+
 /// A read whose bytes go straight into the client's buffer at `addr` (see
 /// [`crate::peer`]); through the socket when that is not allowed.
-fn read_to(s: &Session, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
+fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
+    if r.len >= SPLIT_READ_MIN
+        && r.len <= MAX_DATA
+        && s.peer.usable()
+        && s.in_flight.load(std::sync::atomic::Ordering::Relaxed) <= 1
+    {
+        if let Some(placed) = read_to_split(s, &r)? {
+            return Ok((ReadToRep { placed }, Vec::new()));
+        }
+    }
     let data = read(
         s,
         ReadReq {
@@ -780,6 +794,82 @@ fn read_to(s: &Session, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
                 r.addr
             ),
         )),
+    }
+}
+
+/// One part of a split ReadTo: read `len` bytes at `offset` and place them at `addr`.
+/// Ok(None): the daemon may not write into the client.
+fn place(s: &Session, file: &File, offset: u64, len: u32, addr: u64) -> Result<Option<u32>, Errno> {
+    let data = file.read(offset, len as usize)?;
+    Ok(s.peer.write(addr, &data)?.then_some(data.len() as u32))
+}
+
+/// The second half of a split read: run by a pool thread, or by the request's own
+/// thread if no pool thread has started it by the time the first half is done (so a
+/// full pool never leaves a request waiting for a job queued behind it).
+enum Half {
+    Queued,
+    Running,
+    Done(Result<Option<u32>, Errno>),
+    Taken,
+}
+
+/// [`read_to`] in two halves placed concurrently. Ok(None): not placed (no privilege);
+/// the caller reads again through the socket. Returns only when both halves are done,
+/// so nothing is written into the client after the reply.
+fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return Ok(None);
+    };
+    let (_, file) = s.file(r.fh)?;
+    let first = r.len / 2;
+    let second = r.len - first;
+    let half = Arc::new((Mutex::new(Half::Queued), std::sync::Condvar::new()));
+    let run_second = {
+        let (s, file, half) = (s.clone(), file.clone(), half.clone());
+        let (offset, addr) = (r.offset + first as u64, r.addr.wrapping_add(first as u64));
+        move || {
+            {
+                let mut h = lock(&half.0);
+                if !matches!(*h, Half::Queued) {
+                    return;
+                }
+                *h = Half::Running;
+            }
+            let res = place(&s, &file, offset, second, addr);
+            *lock(&half.0) = Half::Done(res);
+            half.1.notify_all();
+        }
+    };
+    rt.spawn_blocking(run_second.clone());
+    let res1 = place(s, &file, r.offset, first, r.addr);
+    // The second half: done, under way (wait for it) or still queued (run it here).
+    run_second();
+    let res2 = {
+        let mut h = lock(&half.0);
+        loop {
+            match std::mem::replace(&mut *h, Half::Taken) {
+                Half::Done(res) => break res,
+                other => {
+                    *h = other;
+                    h = half.1.wait(h).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    };
+    let fail_at = |e: Errno| {
+        fail(
+            e,
+            format!(
+                "read of {} bytes at {} into {:#x} in the client: {e}",
+                r.len, r.offset, r.addr
+            ),
+        )
+    };
+    match (res1, res2) {
+        (Err(e), _) | (_, Err(e)) => Err(fail_at(e)),
+        (Ok(Some(n1)), Ok(Some(n2))) => Ok(Some(if n1 < first { n1 } else { n1 + n2 })),
+        _ => Ok(None),
     }
 }
 

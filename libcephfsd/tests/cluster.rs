@@ -2409,6 +2409,38 @@ fn walk_plus_resolves_a_path_and_refuses_symlinks() {
 
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn a_split_read_finishes_with_one_pool_thread() {
+    // The second half of a split ReadTo waits for a pool thread that the request itself
+    // holds: the request runs it itself instead of waiting forever.
+    let d = Daemon::start("readto1", &["--threads", "1"]);
+    let mut s = Share::new(&d, "readto1");
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..2u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    for _ in 0..20 {
+        let mut buf = vec![0u8; data.len()];
+        let (rep, extra) =
+            s.c.call(
+                0,
+                &ReadToReq {
+                    fh: f.fh,
+                    offset: 0,
+                    len: buf.len() as u32,
+                    addr: buf.as_mut_ptr() as u64,
+                },
+                &[],
+            )
+            .unwrap();
+        assert!(extra.is_empty());
+        assert_eq!(rep.placed as usize, data.len());
+        assert_eq!(buf, data);
+    }
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     let d = Daemon::start("readto", &[]);
     let mut s = Share::new(&d, "readto");
@@ -2444,6 +2476,44 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     let (rep, _) = read_to(&mut s, 1 << 20, 4096, part.as_mut_ptr() as u64).unwrap();
     assert_eq!(rep.placed, 4096);
     assert_eq!(part, &data[1 << 20..(1 << 20) + 4096]);
+
+    // Reads of SPLIT_READ_MIN and more are placed in two halves at once: end of file in
+    // the first half (nothing of the second placed), and a second half the client
+    // cannot take (EFAULT, though the first half is there).
+    let mut tail = vec![0u8; 1 << 20];
+    let at = data.len() as u64 - 100_000;
+    let (rep, _) = read_to(&mut s, at, 1 << 20, tail.as_mut_ptr() as u64).unwrap();
+    assert_eq!(rep.placed, 100_000);
+    assert_eq!(&tail[..100_000], &data[at as usize..]);
+    assert!(tail[100_000..].iter().all(|b| *b == 0));
+    // SAFETY: a fresh anonymous mapping of 1 MiB, its second half made read-only,
+    // unmapped below.
+    let half_ro = unsafe {
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            1 << 20,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(m, libc::MAP_FAILED);
+        assert_eq!(libc::mprotect(m.add(1 << 19), 1 << 19, libc::PROT_READ), 0);
+        m
+    };
+    assert_eq!(
+        read_to(&mut s, 0, 1 << 20, half_ro as u64).unwrap_err(),
+        Errno::EFAULT
+    );
+    // SAFETY: mapped above, all of it readable.
+    let placed = unsafe { std::slice::from_raw_parts(half_ro as *const u8, 1 << 20) };
+    assert_eq!(&placed[..1 << 19], &data[..1 << 19], "first half placed");
+    assert!(
+        placed[1 << 19..].iter().all(|b| *b == 0),
+        "read-only half untouched"
+    );
+    // SAFETY: mapped above.
+    unsafe { libc::munmap(half_ro, 1 << 20) };
 
     // An address that is not writable here is EFAULT, never a write elsewhere: unmapped,
     // and a read-only page.
