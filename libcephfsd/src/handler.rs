@@ -836,7 +836,11 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
                 }
                 *h = Half::Running;
             }
-            let res = place(&s, &file, offset, second, addr);
+            // A panic must not leave the request waiting for a half that never ends.
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                place(&s, &file, offset, second, addr)
+            }))
+            .unwrap_or(Err(Errno::EIO));
             *lock(&half.0) = Half::Done(res);
             half.1.notify_all();
         }
