@@ -66,6 +66,7 @@ pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
         A::Read(r) => f(&r.fh),
         A::ReadTo(r) => f(&r.fh),
         A::Write(r) => f(&r.fh),
+        A::WriteFrom(r) => f(&r.fh),
         A::Fsync(r) => f(&r.fh),
         A::Fallocate(r) => f(&r.fh),
         A::Lseek(r) => f(&r.fh),
@@ -96,6 +97,7 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
         A::Read(r) => r.len as usize <= INLINE_IO_MAX,
         A::ReadTo(r) => r.len as usize <= INLINE_IO_MAX,
         A::Write(_) => data_len <= INLINE_IO_MAX,
+        A::WriteFrom(r) => r.len as usize <= INLINE_IO_MAX,
         A::Fsync(_)
         | A::Fallocate(_)
         | A::SetLk(_)
@@ -142,6 +144,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
             ok_data(rep, data)
         }
         A::Write(r) => ok(write(s, p, r, &data)?),
+        A::WriteFrom(r) => ok(write_from(s, p, r)?),
         A::Fsync(r) => ok(fsync(s, r)?),
         A::Fallocate(r) => ok(fallocate(s, r)?),
         A::Lseek(r) => ok(lseek(s, r)?),
@@ -753,6 +756,26 @@ fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
     Ok(file.read(r.offset, r.len as usize)?)
 }
 
+/// Bulk buffers a pool thread keeps for its next ReadTo / WriteFrom: up to this size.
+/// A fresh megabyte costs 256 page faults and as many zeroed pages, every request; kept
+/// per thread (pool threads end when idle) it costs up to this much per busy thread.
+pub const SCRATCH_KEEP_MAX: usize = 8 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's reusable bulk buffer (empty; a nested call gets a new one).
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    let mut buf = SCRATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let r = f(&mut buf);
+    if buf.capacity() <= SCRATCH_KEEP_MAX {
+        buf.clear();
+        SCRATCH.with(|b| *b.borrow_mut() = buf);
+    }
+    r
+}
+
 /// ReadTo requests of this size and more are placed in two halves at once, one on
 /// another pool thread (two cores copying), when nothing else of the session is in
 /// flight: with one request in flight everything else (smbd, its client) waits for it.
@@ -770,38 +793,42 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
             return Ok((ReadToRep { placed }, Vec::new()));
         }
     }
-    let data = read(
-        s,
-        ReadReq {
-            fh: r.fh,
-            offset: r.offset,
-            len: r.len,
-        },
-    )?;
-    match s.peer.write(r.addr, &data) {
-        Ok(true) => Ok((
-            ReadToRep {
-                placed: data.len() as u32,
-            },
-            Vec::new(),
-        )),
-        Ok(false) => Ok((ReadToRep { placed: 0 }, data)),
-        Err(e) => Err(fail(
-            e,
-            format!(
-                "cannot place {} bytes at {:#x} in the client: {e}",
-                data.len(),
-                r.addr
-            ),
-        )),
+    let (_, file) = s.file(r.fh)?;
+    if r.len > MAX_DATA {
+        return Err(fail(
+            Errno::EINVAL,
+            format!("read of {} bytes exceeds {MAX_DATA}", r.len),
+        ));
     }
+    with_scratch(|data| {
+        file.read_into(r.offset, r.len as usize, data)?;
+        match s.peer.write(r.addr, data) {
+            Ok(true) => Ok((
+                ReadToRep {
+                    placed: data.len() as u32,
+                },
+                Vec::new(),
+            )),
+            Ok(false) => Ok((ReadToRep { placed: 0 }, std::mem::take(data))),
+            Err(e) => Err(fail(
+                e,
+                format!(
+                    "cannot place {} bytes at {:#x} in the client: {e}",
+                    data.len(),
+                    r.addr
+                ),
+            )),
+        }
+    })
 }
 
 /// One part of a split ReadTo: read `len` bytes at `offset` and place them at `addr`.
 /// Ok(None): the daemon may not write into the client.
 fn place(s: &Session, file: &File, offset: u64, len: u32, addr: u64) -> Result<Option<u32>, Errno> {
-    let data = file.read(offset, len as usize)?;
-    Ok(s.peer.write(addr, &data)?.then_some(data.len() as u32))
+    with_scratch(|data| {
+        file.read_into(offset, len as usize, data)?;
+        Ok(s.peer.write(addr, data)?.then_some(data.len() as u32))
+    })
 }
 
 /// The second half of a split read: run by a pool thread, or by the request's own
@@ -897,6 +924,47 @@ fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {
     }
     Ok(WriteRep {
         written: done as u64,
+    })
+}
+
+/// A write whose bytes the daemon reads out of the client's buffer at `addr` (see
+/// [`crate::peer`]); `taken: false` when that is not allowed (the client then sends them).
+fn write_from(s: &Session, p: &UserPerm, r: WriteFromReq) -> R<WriteFromRep> {
+    let _ = s.file(r.fh)?;
+    if r.len > MAX_DATA {
+        return Err(fail(
+            Errno::EINVAL,
+            format!("write of {} bytes exceeds {MAX_DATA}", r.len),
+        ));
+    }
+    with_scratch(|data| {
+        match s.peer.read_into(r.addr, r.len as usize, data) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(WriteFromRep {
+                    taken: false,
+                    written: 0,
+                })
+            }
+            Err(e) => {
+                return Err(fail(
+                    e,
+                    format!(
+                        "cannot take {} bytes at {:#x} from the client: {e}",
+                        r.len, r.addr
+                    ),
+                ))
+            }
+        }
+        let w = WriteReq {
+            fh: r.fh,
+            offset: r.offset,
+        };
+        let rep = write(s, p, w, data)?;
+        Ok(WriteFromRep {
+            taken: true,
+            written: rep.written,
+        })
     })
 }
 

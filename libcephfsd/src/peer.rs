@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Writing read data straight into the client process's memory (`process_vm_writev`,
-//! "cross memory attach"), for [`ceph_rs_wire::ReadToReq`].
+//! Reaching into the client process's memory ("cross memory attach"): writing a read's
+//! bytes into its buffer (`process_vm_writev`, for [`ceph_rs_wire::ReadToReq`]) and
+//! reading a write's bytes out of its buffer (`process_vm_readv`, for
+//! [`ceph_rs_wire::WriteFromReq`]).
 //!
-//! A read served through the socket costs two extra copies (into the socket, out of it)
-//! and the socket's buffer allocations; written into the client's buffer it costs one.
-//! What the client relies on (see `ReadToReq`): no write into its memory after its
+//! Bytes through the socket cost two extra copies (into the socket, out of it) and the
+//! socket's buffer allocations; moved between the two processes directly they cost one.
+//! What the client relies on (see `ReadToReq`): no access to its memory after its
 //! reply has been sent, nor after its connection has been closed. The first holds
-//! because the handler writes before it replies; the second because the session calls
-//! [`PeerMemory::close`] before it closes the socket, and `close` waits for any write
+//! because the handler finishes before it replies; the second because the session calls
+//! [`PeerMemory::close`] before it closes the socket, and `close` waits for any access
 //! in progress and stops every later one.
 //!
 //! Only the process that opened the connection (its pid from SO_PEERCRED) is ever
-//! written, and only while it lives: the session holds a pidfd of it and checks it before
-//! each write, so a pid that has been reused by another process is never written. A
-//! client can only ask for writes into its own memory, with its own read's bytes.
+//! accessed, and only while it lives: the session holds a pidfd of it and checks it
+//! before each access, so a pid that has been reused by another process is never
+//! touched. A client can only ask for writes into its own memory, with its own read's
+//! bytes, and for its own memory to be written to a file it has open for writing.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +64,52 @@ impl PeerMemory {
     /// EFAULT: the range is not writable there; ESRCH: the client is gone; EPIPE: the
     /// session is closing.
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<bool, Errno> {
+        self.transfer(addr, data.len(), |done, local, remote| {
+            let local = libc::iovec {
+                iov_base: data[done..].as_ptr() as *mut libc::c_void,
+                iov_len: local,
+            };
+            // SAFETY: `local` describes our own readable bytes; the remote range is only
+            // checked and written by the kernel, in the client's address space.
+            unsafe { libc::process_vm_writev(self.pid, &local, 1, &remote, 1, 0) }
+        })
+    }
+
+    /// Read `len` bytes at `addr` in the client into `buf` (replacing its contents).
+    /// Ok(true): all of them are there. Ok(false): this daemon may not read the client
+    /// (it sends the bytes itself instead). Errors as for [`PeerMemory::write`] (EFAULT:
+    /// the range is not readable there).
+    pub fn read_into(&self, addr: u64, len: usize, buf: &mut Vec<u8>) -> Result<bool, Errno> {
+        buf.clear();
+        buf.reserve(len);
+        let ptr = buf.as_mut_ptr();
+        let all = self.transfer(addr, len, |done, local, remote| {
+            let local = libc::iovec {
+                // SAFETY: `done + local <= len <= capacity`, inside the allocation.
+                iov_base: unsafe { ptr.add(done) } as *mut libc::c_void,
+                iov_len: local,
+            };
+            // SAFETY: `local` is our own writable (uninitialised) capacity; the remote
+            // range is only checked and read by the kernel, in the client's address space.
+            unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) }
+        })?;
+        if all {
+            // SAFETY: `transfer` returns Ok(true) only once the kernel filled all `len`
+            // bytes.
+            unsafe { buf.set_len(len) };
+        }
+        Ok(all)
+    }
+
+    /// Move `len` bytes between the client's memory at `addr` and ours: `xfer(done,
+    /// n, remote iovec)` moves up to `n` bytes from offset `done` with one
+    /// process_vm_* call and returns its result.
+    fn transfer(
+        &self,
+        addr: u64,
+        len: usize,
+        mut xfer: impl FnMut(usize, usize, libc::iovec) -> isize,
+    ) -> Result<bool, Errno> {
         if !self.usable() {
             return Ok(false);
         }
@@ -68,25 +117,19 @@ impl PeerMemory {
         if !*open {
             return Err(Errno::EPIPE);
         }
-        if data.is_empty() {
+        if len == 0 {
             return Ok(true);
         }
         if !self.alive() {
             return Err(Errno::ESRCH);
         }
         let mut done = 0usize;
-        while done < data.len() {
-            let local = libc::iovec {
-                iov_base: data[done..].as_ptr() as *mut libc::c_void,
-                iov_len: data.len() - done,
-            };
+        while done < len {
             let remote = libc::iovec {
                 iov_base: addr.wrapping_add(done as u64) as usize as *mut libc::c_void,
-                iov_len: data.len() - done,
+                iov_len: len - done,
             };
-            // SAFETY: `local` describes our own readable bytes; the remote range is only
-            // checked and written by the kernel, in the client's address space.
-            let n = unsafe { libc::process_vm_writev(self.pid, &local, 1, &remote, 1, 0) };
+            let n = xfer(done, len - done, remote);
             if n > 0 {
                 done += n as usize;
                 continue;
@@ -103,8 +146,8 @@ impl PeerMemory {
                     self.allowed.store(false, Ordering::Relaxed);
                     tracing::info!(
                         peer_pid = self.pid,
-                        "cannot write into the client's memory ({}): reads go through \
-                         the socket",
+                        "cannot access the client's memory ({}): its reads and writes go \
+                         through the socket",
                         Errno(e)
                     );
                     Ok(false)
@@ -117,7 +160,7 @@ impl PeerMemory {
         Ok(true)
     }
 
-    /// Stop writing: waits for a write in progress; none starts after this.
+    /// Stop: waits for a read or write in progress; none starts after this.
     pub fn close(&self) {
         *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
     }
@@ -164,6 +207,52 @@ mod tests {
     }
 
     #[test]
+    fn reads_this_process_and_stops_after_close() {
+        let me = PeerMemory::new(std::process::id() as libc::pid_t);
+        if !me.usable() {
+            eprintln!("pidfd_open unavailable: nothing to test");
+            return;
+        }
+        let data: Vec<u8> = (0..3usize << 20).map(|i| (i * 17 % 253) as u8).collect();
+        let mut got = vec![7u8; 10];
+        assert_eq!(
+            me.read_into(data.as_ptr() as u64, data.len(), &mut got),
+            Ok(true)
+        );
+        assert_eq!(got, data);
+        assert_eq!(me.read_into(data.as_ptr() as u64, 0, &mut got), Ok(true));
+        assert!(got.is_empty());
+        // An unmapped range, or one that runs off the end of a mapping, is EFAULT.
+        assert_eq!(me.read_into(8, 10, &mut got), Err(Errno::EFAULT));
+        // SAFETY: one fresh anonymous page, unmapped below.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        // SAFETY: the second page of our mapping.
+        assert_eq!(unsafe { libc::munmap(page.add(4096), 4096) }, 0);
+        assert_eq!(
+            me.read_into(page as u64 + 4000, 200, &mut got),
+            Err(Errno::EFAULT)
+        );
+        // SAFETY: mapped above.
+        unsafe { libc::munmap(page, 4096) };
+        assert!(me.usable());
+        me.close();
+        assert_eq!(
+            me.read_into(data.as_ptr() as u64, 16, &mut got),
+            Err(Errno::EPIPE)
+        );
+    }
+
+    #[test]
     fn a_process_that_exited_is_never_written() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as libc::pid_t;
@@ -199,7 +288,17 @@ mod tests {
             assert_eq!(rc, 0);
             let peer = PeerMemory::new(pid);
             let first = peer.write(0x1000, b"abcd");
-            (first, peer.usable(), peer.write(0x1000, b"abcd"))
+            let reader = PeerMemory::new(pid);
+            let mut buf = Vec::new();
+            let first_read = reader.read_into(0x1000, 4, &mut buf);
+            (
+                (first, peer.usable(), peer.write(0x1000, b"abcd")),
+                (
+                    first_read,
+                    reader.usable(),
+                    reader.read_into(0x1000, 4, &mut buf),
+                ),
+            )
         })
         .join()
         .unwrap();
@@ -207,7 +306,7 @@ mod tests {
         let _ = child.wait();
         assert_eq!(
             r,
-            (Ok(false), false, Ok(false)),
+            ((Ok(false), false, Ok(false)), (Ok(false), false, Ok(false))),
             "refused once, then not tried"
         );
     }

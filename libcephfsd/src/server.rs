@@ -442,7 +442,16 @@ async fn handle_frame(
         *lock(&s.client) = hi.client.chars().take(256).collect();
         let rep = HelloRep {
             version: PROTOCOL_VERSION,
-            features: hi.features & FEATURES,
+            // WriteFrom only where this daemon can read the client (it cannot send the
+            // bytes itself, unlike ReadTo): else every write would take two round trips
+            // until the first refusal.
+            features: hi.features
+                & FEATURES
+                & if s.peer.usable() {
+                    !0
+                } else {
+                    !ceph_rs_wire::FEATURE_WRITE_FROM
+                },
             session_id: s.id,
             daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),
         };

@@ -62,6 +62,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(tag: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_with(tag, extra, &[])
+    }
+
+    /// [`Daemon::start`] through `wrapper` (a command that runs the daemon, e.g. setpriv).
+    fn start_with(tag: &str, extra: &[&str], wrapper: &[&str]) -> Daemon {
         // Every test here needs the cluster: fail loudly when it is not set up.
         let _ = conf();
         let name = unique(tag);
@@ -78,7 +83,16 @@ impl Daemon {
             args.extend(["--mount-grace-secs".to_string(), "1".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(env!("CARGO_BIN_EXE_libcephfsd"))
+        let bin = env!("CARGO_BIN_EXE_libcephfsd");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -2550,6 +2564,157 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     assert_eq!(s.call(&bad).unwrap_err(), Errno::EBADF);
     let (rep, _) = read_to(&mut s, 0, 10, part.as_mut_ptr() as u64).unwrap();
     assert_eq!((rep.placed, &part[..10]), (10, &data[..10]));
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn write_from_takes_the_bytes_from_the_client_or_writes_nothing() {
+    let d = Daemon::start("writefrom", &[]);
+    let mut s = Share::new(&d, "writefrom");
+    assert_ne!(
+        s.c.hello().features & FEATURE_WRITE_FROM,
+        0,
+        "feature granted"
+    );
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 13 % 241) as u8).collect();
+    let write_from = |s: &mut Share, fh: Fh, offset: u64, len: usize, addr: u64| {
+        s.c.call(
+            0,
+            &WriteFromReq {
+                fh,
+                offset,
+                len: len as u32,
+                addr,
+            },
+            &[],
+        )
+        .map(|(rep, extra)| {
+            assert!(extra.is_empty());
+            rep
+        })
+    };
+
+    // The daemon takes the bytes from this process's buffer.
+    let rep = write_from(&mut s, f.fh, 0, data.len(), data.as_ptr() as u64).unwrap();
+    assert_eq!((rep.taken, rep.written), (true, data.len() as u64));
+    assert_eq!(s.read(f.fh, 0, data.len() as u32), data);
+    // At an offset, over what is there.
+    let patch = vec![0xa5u8; 100_000];
+    let rep = write_from(&mut s, f.fh, 1 << 20, patch.len(), patch.as_ptr() as u64).unwrap();
+    assert_eq!((rep.taken, rep.written), (true, patch.len() as u64));
+    let mut want = data.clone();
+    want[1 << 20..(1 << 20) + patch.len()].copy_from_slice(&patch);
+    assert_eq!(s.read(f.fh, 0, want.len() as u32), want);
+
+    // A range this process cannot read (unmapped; or its second half unmapped) is EFAULT
+    // and writes nothing, not even the readable part.
+    assert_eq!(
+        write_from(&mut s, f.fh, 0, 4096, 8).unwrap_err(),
+        Errno::EFAULT
+    );
+    // SAFETY: a fresh anonymous mapping of 1 MiB filled with 0x5a, its second half
+    // unmapped right away, the first half unmapped below.
+    let half = unsafe {
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            1 << 20,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(m, libc::MAP_FAILED);
+        std::ptr::write_bytes(m as *mut u8, 0x5a, 1 << 20);
+        assert_eq!(libc::munmap(m.add(1 << 19), 1 << 19), 0);
+        m
+    };
+    assert_eq!(
+        write_from(&mut s, f.fh, 0, 1 << 20, half as u64).unwrap_err(),
+        Errno::EFAULT
+    );
+    // SAFETY: mapped above.
+    unsafe { libc::munmap(half, 1 << 19) };
+    assert_eq!(s.read(f.fh, 0, want.len() as u32), want, "nothing written");
+
+    // Unknown handle: EBADF; a handle open read-only: EBADF, nothing written.
+    let bad = write_from(&mut s, Fh(f.ino.0), 0, 16, data.as_ptr() as u64);
+    assert_eq!(bad.unwrap_err(), Errno::EBADF);
+    let ro = s.ok(&OpenReq {
+        dir: s.dir,
+        name: "data".into(),
+        flags: O_RDONLY,
+        mode: 0,
+    });
+    let e = write_from(&mut s, ro.fh, 0, 16, patch.as_ptr() as u64).unwrap_err();
+    assert_eq!(e, Errno::EBADF);
+    s.ok(&CloseReq { fh: ro.fh });
+    // Past the protocol's limit: EINVAL before anything is read.
+    let huge = write_from(&mut s, f.fh, 0, MAX_DATA as usize + 1, data.as_ptr() as u64);
+    assert_eq!(huge.unwrap_err(), Errno::EINVAL);
+    assert_eq!(s.read(f.fh, 0, want.len() as u32), want, "nothing written");
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
+    // A daemon without CAP_SYS_PTRACE may not read a process that is not dumpable (as
+    // smbd's children are once they change their uid): WriteFrom says "not taken" and
+    // writes nothing, and ReadTo sends its bytes in the reply.
+    let d = Daemon::start_with(
+        "writefrom-unpriv",
+        &[],
+        &[
+            "setpriv",
+            "--inh-caps=-sys_ptrace",
+            "--bounding-set=-sys_ptrace",
+        ],
+    );
+    // SAFETY: plain prctl calls on this process, restored below.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) }, 0);
+    let mut s = Share::new(&d, "writefrom-unpriv");
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 3 % 239) as u8).collect();
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let req = WriteFromReq {
+            fh: f.fh,
+            offset: 0,
+            len: data.len() as u32,
+            addr: data.as_ptr() as u64,
+        };
+        results.push(s.c.call(0, &req, &[]).map(|r| r.0));
+    }
+    let size = s.ok(&FGetAttrReq { fh: f.fh }).size;
+    // The bytes through the socket, then read back through ReadTo: in the reply.
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    let mut buf = vec![0u8; data.len()];
+    let read_to = ReadToReq {
+        fh: f.fh,
+        offset: 0,
+        len: buf.len() as u32,
+        addr: buf.as_mut_ptr() as u64,
+    };
+    let (rep, bytes) = s.c.call(0, &read_to, &[]).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable) };
+    let refused = WriteFromRep {
+        taken: false,
+        written: 0,
+    };
+    assert_eq!(results, vec![Ok(refused), Ok(refused)]);
+    assert_eq!(size, 0, "a refused WriteFrom wrote nothing");
+    assert_eq!((rep.placed, bytes), (0, data.clone()));
+    assert!(buf.iter().all(|b| *b == 0), "nothing placed");
+    assert!(
+        d.log_text().contains("cannot access the client's memory"),
+        "log line for the refusal"
+    );
     s.ok(&CloseReq { fh: f.fh });
     s.cleanup();
 }

@@ -323,7 +323,7 @@ impl Client {
 
     /// Wait until request `id` can no longer touch this process's memory: its reply has
     /// arrived (it is dropped here) or the connection is closed. For giving back memory
-    /// a [`crate::ReadToReq`] may write into. Ignores the call timeout: the daemon's
+    /// a [`crate::ReadToReq`] may write into (or a [`crate::WriteFromReq`] read). Ignores the call timeout: the daemon's
     /// writes end, at the latest, when it closes the connection.
     pub fn settle(&mut self, id: u64) {
         self.release_sink(id);
@@ -442,13 +442,13 @@ impl Client {
     }
 
     /// Mark the connection dead and complete every pending request with `errno`. While
-    /// a ReadTo is pending the daemon may still write into this process: then first
-    /// stop sending and wait for the daemon to close (it finishes its writes before),
-    /// so that nobody frees a buffer it still writes into.
+    /// a ReadTo or WriteFrom is pending the daemon may still access this process's
+    /// memory: then first stop sending and wait for the daemon to close (it finishes
+    /// those accesses before), so that nobody frees a buffer it still uses.
     fn fail(&mut self, why: String, errno: Errno) {
         if self.dead.is_none() {
             self.dead = Some(why.clone());
-            if !self.eof && self.pending.values().any(|op| *op == Op::ReadTo) {
+            if !self.eof && self.pending.values().any(|op| op.uses_client_memory()) {
                 let _ = self.sock.shutdown(std::net::Shutdown::Write);
                 self.drain_to_eof();
             }

@@ -99,17 +99,29 @@ macro_rules! ops {
     };
 }
 
+impl Op {
+    /// Ops during which the daemon reads or writes the requesting process's memory
+    /// ([`ReadToReq`], [`WriteFromReq`]): their buffers are given back only after the
+    /// reply or the connection's end.
+    pub fn uses_client_memory(self) -> bool {
+        matches!(self, Op::ReadTo | Op::WriteFrom)
+    }
+}
+
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
-pub const FEATURES: u64 = FEATURE_FIND_NAME | FEATURE_WALK_PLUS | FEATURE_READ_TO;
+pub const FEATURES: u64 =
+    FEATURE_FIND_NAME | FEATURE_WALK_PLUS | FEATURE_READ_TO | FEATURE_WRITE_FROM;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
 pub const FEATURE_WALK_PLUS: u64 = 2;
 /// The daemon answers [`ReadToReq`].
 pub const FEATURE_READ_TO: u64 = 4;
+/// The daemon answers [`WriteFromReq`].
+pub const FEATURE_WRITE_FROM: u64 = 8;
 
 // ---------------------------------------------------------------- session
 
@@ -501,6 +513,33 @@ pub struct WriteRep {
     pub written: u64,
 }
 
+/// [`WriteReq`] whose bytes the daemon reads straight out of the requesting process's
+/// memory at `addr` (`process_vm_readv`: one copy, no socket in between), `len` bytes
+/// (at most [`crate::frame::MAX_DATA`]), which must stay readable and unchanged until
+/// the reply arrives. Ordered with the Fh's other writes as [`WriteReq`] is.
+///
+/// The daemon's promise is [`ReadToReq`]'s: it never reads there after it has sent the
+/// reply, nor after the connection has reached end of file for the client, so a client
+/// that wants the memory back before the reply waits for the reply or the EOF.
+///
+/// When the daemon may not read the process (it lacks the privilege), nothing is written
+/// and the reply says `taken == false`: the client sends the bytes as a [`WriteReq`]
+/// instead. A bad `addr` is EFAULT, with nothing written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFromReq {
+    pub fh: Fh,
+    pub offset: u64,
+    pub len: u32,
+    pub addr: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFromRep {
+    /// False: the daemon could not read the bytes; nothing was written.
+    pub taken: bool,
+    pub written: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsyncReq {
     pub fh: Fh,
@@ -771,6 +810,8 @@ ops! {
     Write = 24 => WriteReq -> WriteRep;
     /// Behind [`FEATURE_READ_TO`]. Reply bulk data only when `placed == 0`.
     ReadTo = 31 => ReadToReq -> ReadToRep;
+    /// Behind [`FEATURE_WRITE_FROM`]. No bulk data either way.
+    WriteFrom = 32 => WriteFromReq -> WriteFromRep;
     Fsync = 25 => FsyncReq -> ();
     Fallocate = 26 => FallocateReq -> ();
     Lseek = 27 => LseekReq -> LseekRep;

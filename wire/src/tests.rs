@@ -158,6 +158,12 @@ fn sample_requests() -> Vec<AnyRequest> {
             addr: 0x7f00_1234_5000,
         }),
         AnyRequest::Write(WriteReq { fh, offset: 77 }),
+        AnyRequest::WriteFrom(WriteFromReq {
+            fh,
+            offset: 1 << 33,
+            len: 1 << 20,
+            addr: 0x7f00_4321_0000,
+        }),
         AnyRequest::Fsync(FsyncReq { fh, datasync: true }),
         AnyRequest::Fallocate(FallocateReq {
             fh,
@@ -278,6 +284,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Read,
         ReadTo,
         Write,
+        WriteFrom,
         Fsync,
         Fallocate,
         Lseek,
@@ -466,6 +473,20 @@ fn replies_round_trip() {
     reply_rt::<ReadToReq>(ReadToRep { placed: 1 << 20 }, &[]);
     reply_rt::<ReadToReq>(ReadToRep { placed: 0 }, &[5, 6]);
     reply_rt::<WriteReq>(WriteRep { written: 4 }, &[]);
+    reply_rt::<WriteFromReq>(
+        WriteFromRep {
+            taken: true,
+            written: 1 << 20,
+        },
+        &[],
+    );
+    reply_rt::<WriteFromReq>(
+        WriteFromRep {
+            taken: false,
+            written: 0,
+        },
+        &[],
+    );
     reply_rt::<LseekReq>(LseekRep { offset: 99 }, &[]);
     reply_rt::<GetLkReq>(Flock::default(), &[]);
     reply_rt::<ReadDirReq>(
@@ -1247,8 +1268,9 @@ fn settle_waits_for_the_reply_of_a_read_to() {
     c.call(0, &NoopReq, &[]).unwrap_err(); // the fake answers nothing more: EIO at hang-up
 }
 
-#[test]
-fn a_failing_connection_with_a_read_to_pending_waits_for_the_daemon_to_close() {
+/// A connection that fails while a request that uses this process's memory is pending
+/// completes it only after the daemon has closed.
+fn failing_connection_waits_for_the_daemon_to_close<R: Request>(req: R) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let closed = Arc::new(AtomicBool::new(false));
@@ -1256,14 +1278,14 @@ fn a_failing_connection_with_a_read_to_pending_waits_for_the_daemon_to_close() {
     let mut c = fake_daemon(move |s, dec| {
         let _ = read_frame(s, dec).unwrap();
         // A protocol violation; the client stops sending (EOF for us) but must wait for
-        // our close, as writes into its memory may still be under way.
+        // our close, as accesses to its memory may still be under way.
         s.write_all(&[0xff; 64]).unwrap();
         assert!(read_frame(s, dec).is_none(), "client shut its side");
         std::thread::sleep(std::time::Duration::from_millis(150));
         c2.store(true, Ordering::SeqCst);
         // Dropping `s` closes the connection.
     });
-    let id = c.submit(0, &read_to_req(0x1000), &[]).unwrap();
+    let id = c.submit(0, &req, &[]).unwrap();
     let r = c.wait(id).unwrap();
     assert_eq!(r.errno(), Some(Errno::EPROTO));
     assert!(
@@ -1271,6 +1293,21 @@ fn a_failing_connection_with_a_read_to_pending_waits_for_the_daemon_to_close() {
         "completed before the daemon closed"
     );
     assert!(c.is_dead());
+}
+
+#[test]
+fn a_failing_connection_with_a_read_to_pending_waits_for_the_daemon_to_close() {
+    failing_connection_waits_for_the_daemon_to_close(read_to_req(0x1000));
+}
+
+#[test]
+fn a_failing_connection_with_a_write_from_pending_waits_for_the_daemon_to_close() {
+    failing_connection_waits_for_the_daemon_to_close(WriteFromReq {
+        fh: Fh(1),
+        offset: 0,
+        len: 4,
+        addr: 0x1000,
+    });
 }
 
 fn read_frame_fast(s: &mut UnixStream, dec: &mut FrameDecoder) -> Option<Frame> {

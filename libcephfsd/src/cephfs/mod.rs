@@ -693,8 +693,16 @@ impl File {
     /// Read up to `len` bytes at `offset` (fewer at end of file) into a new buffer that
     /// is never zeroed first: libcephfs writes the bytes it returns.
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_into(offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`File::read`] into `buf` (its contents replaced; its capacity reused).
+    pub fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
         let off = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
-        let mut buf = Vec::<u8>::with_capacity(len);
+        buf.clear();
+        buf.reserve(len);
         // SAFETY: the buffer has room for `len` bytes; libcephfs writes at most that.
         let n = check(unsafe {
             ffi::ceph_ll_read(
@@ -707,7 +715,7 @@ impl File {
         })?;
         // SAFETY: ceph_ll_read initialised the first n (<= len) bytes.
         unsafe { buf.set_len((n as usize).min(len)) };
-        Ok(buf)
+        Ok(())
     }
 
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize> {
