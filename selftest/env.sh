@@ -62,9 +62,10 @@ daemon_up() {
   local p
   if p=$(pid_of "$STATE/libcephfsd.pid" "$DAEMON_BIN"); then say "libcephfsd already running (pid $p)"; return; fi
   rm -f "$SOCK"
-  # CEPH_RS_DAEMON_ARGS: extra options (e.g. "--threads 16") for tuning runs
+  # CEPH_RS_DAEMON_ARGS: extra options (e.g. "--threads 16") for tuning runs;
+  # CEPH_RS_DAEMON_WRAP: a command that runs the daemon (tests: setpriv without a capability)
   # shellcheck disable=SC2086
-  setsid "$DAEMON_BIN" --socket "$SOCK" --allowed-uid 0 ${CEPH_RS_DAEMON_ARGS:-} </dev/null >>"$STATE/libcephfsd.log" 2>&1 &
+  setsid ${CEPH_RS_DAEMON_WRAP:-} "$DAEMON_BIN" --socket "$SOCK" --allowed-uid 0 ${CEPH_RS_DAEMON_ARGS:-} </dev/null >>"$STATE/libcephfsd.log" 2>&1 &
   p=$!; echo "$p" > "$STATE/libcephfsd.pid"
   local i; for i in $(seq 1 100); do [ -S "$SOCK" ] && break; alive "$p" || break; sleep 0.1; done
   [ -S "$SOCK" ] || die "libcephfsd failed to start; see $STATE/libcephfsd.log"

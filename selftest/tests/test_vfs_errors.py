@@ -87,3 +87,67 @@ def test_daemon_restart_fails_open_connections_cleanly_and_new_ones_work(unique)
     # A new connection works and sees the folder made before the restart.
     smbclient("cephrs", f"cd {unique}; mkdir after; ls")
     smbclient("cephrs", f"rmdir {unique}\\after; rmdir {unique}")
+
+
+def op_counts():
+    """The daemon's request count per op (its status table)."""
+    out = subprocess.run(["/var/cache/ceph_rs/target/release/libcephfsd", "status",
+                          "--socket", f"{STATE}/libcephfsd.sock"],
+                         capture_output=True, text=True, timeout=30).stdout
+    counts, table = {}, False
+    for line in out.splitlines():
+        if line.startswith("OP "):
+            table = True
+        elif table and line.split():
+            counts[line.split()[0]] = int(line.split()[1])
+    return counts
+
+
+def restart_daemon(wrap=""):
+    env = dict(os.environ, CEPH_RS_DAEMON_WRAP=wrap)
+    r = subprocess.run(["bash", f"{REPO}/selftest/env.sh", "restart-daemon"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def put_get(unique, tmp_path, names):
+    """Write each file through smbd, read it back, compare, delete."""
+    data = os.urandom(3 << 20)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    cmds = [f"put {src} {unique}-{n}" for n in names]
+    cmds += [f"get {unique}-{n} {tmp_path / n}" for n in names]
+    cmds += [f"del {unique}-{n}" for n in names]
+    smbclient("cephrs", "; ".join(cmds))
+    for n in names:
+        assert (tmp_path / n).read_bytes() == data, n
+
+
+def test_big_reads_and_writes_move_bytes_without_the_socket_and_fall_back_without_ptrace(
+        unique, tmp_path):
+    """Big reads and writes have the daemon move the bytes between smbd's buffers and
+    CephFS itself (ReadTo, WriteFrom). A daemon without CAP_SYS_PTRACE may not: its first
+    WriteFrom is refused, the module sends those bytes and every later write's in the
+    request, reads come back in the reply, and nothing is lost."""
+    before = op_counts()
+    put_get(unique, tmp_path, ["a"])
+    after = op_counts()
+    assert after.get("WriteFrom", 0) > before.get("WriteFrom", 0), after
+    assert after.get("ReadTo", 0) > before.get("ReadTo", 0), after
+    log = f"{STATE}/libcephfsd.log"
+    try:
+        log_at = os.path.getsize(log)
+        restart_daemon("setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
+        put_get(unique, tmp_path, ["b", "c"])
+        counts = op_counts()
+        # One connection: its first big write is refused (smbclient sends a 3 MiB file
+        # in one write), then the bytes of that one and of every later write go in frames.
+        assert counts.get("WriteFrom") == 1, counts
+        assert counts.get("Write", 0) >= 2, counts
+        with open(log, errors="replace") as f:
+            f.seek(log_at)
+            assert "cannot access the client's memory" in f.read()
+    finally:
+        restart_daemon()
+    put_get(unique, tmp_path, ["d"])
+    assert op_counts().get("WriteFrom", 0) >= 1

@@ -42,6 +42,11 @@ pub struct Daemon {
     ready: VecDeque<Completion>,
     /// Inode references to give back, sent in batches without waiting for the reply.
     forget: Vec<Ino>,
+    /// The identity of each WriteFrom in flight, to send its bytes as a Write if the
+    /// daemon cannot take them from this process.
+    write_from: HashMap<u64, Creds>,
+    /// The daemon refused a WriteFrom: later writes send their bytes.
+    no_write_from: bool,
     ev: *mut TeventCtx,
     fde: *mut sys::tevent_fd,
     imm: *mut sys::tevent_immediate,
@@ -84,6 +89,8 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         inflight: HashMap::new(),
         ready: VecDeque::new(),
         forget: Vec::new(),
+        write_from: HashMap::new(),
+        no_write_from: false,
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
         imm: std::ptr::null_mut(),
@@ -314,6 +321,46 @@ pub fn can_read_to(id: DaemonId) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether writes may ask the daemon to read their bytes out of this process's memory
+/// (WriteFrom): granted, not refused since, and this is the process that connected.
+pub fn can_write_from(id: DaemonId) -> bool {
+    with(id, |d| {
+        Ok(
+            d.client.hello().features & ceph_rs_wire::FEATURE_WRITE_FROM != 0
+                && !d.no_write_from
+                && d.pid == std::process::id(),
+        )
+    })
+    .unwrap_or(false)
+}
+
+/// A WriteFrom was sent as request `rid` with `creds`: keep them for [`write_from_refused`].
+pub fn note_write_from(id: DaemonId, rid: u64, creds: &Creds) {
+    let _ = with(id, |d| {
+        d.write_from.insert(rid, creds.clone());
+        Ok(())
+    });
+}
+
+/// The WriteFrom `rid` is over (answered or abandoned): forget its identity.
+pub fn write_from_done(id: DaemonId, rid: u64) {
+    let _ = with(id, |d| {
+        d.write_from.remove(&rid);
+        Ok(())
+    });
+}
+
+/// The daemon could not take the bytes of WriteFrom `rid` (it lacks the privilege): no
+/// more WriteFrom on this connection, and the identity to send those bytes as.
+pub fn write_from_refused(id: DaemonId, rid: u64) -> Option<Creds> {
+    with(id, |d| {
+        d.no_write_from = true;
+        Ok(d.write_from.remove(&rid))
+    })
+    .ok()
+    .flatten()
+}
+
 /// The daemon's message for the last failed call.
 pub fn last_error(id: DaemonId) -> String {
     with(id, |d| Ok(d.client.last_error().to_string())).unwrap_or_default()
@@ -367,11 +414,12 @@ pub fn submit<R: Request>(
 
 /// Forget an async request (its tevent request finished or was freed): a late reply
 /// is dropped, and its sink (if any) is never written again. `settle`: the daemon may
-/// write into the request's buffer itself (ReadTo), so wait until it no longer can (its
-/// reply or the connection's end) before the buffer is given back.
+/// use the request's buffer itself (ReadTo, WriteFrom), so wait until it no longer can
+/// (its reply or the connection's end) before the buffer is given back.
 pub fn abandon(id: DaemonId, rid: u64, settle: bool) {
     let _ = with(id, |d| {
         d.inflight.remove(&rid);
+        d.write_from.remove(&rid);
         if settle {
             d.client.settle(rid);
             // Replies read meanwhile go to the event loop.

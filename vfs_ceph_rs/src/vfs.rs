@@ -1236,6 +1236,8 @@ enum AioKind {
     /// A read the daemon writes into smbd's buffer itself (see `ReadToReq`).
     ReadTo,
     Write,
+    /// A write whose bytes the daemon reads out of smbd's buffer (see `WriteFromReq`).
+    WriteFrom,
     Fsync,
 }
 
@@ -1253,12 +1255,17 @@ struct AioState {
     err: c_int,
     start: std::time::Instant,
     duration_ns: u64,
+    /// Where a WriteFrom's bytes go if the daemon cannot take them itself.
+    ev: *mut TeventCtx,
+    fh: Fh,
+    offset: u64,
 }
 
 unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_state) {
     let st = samba::req_state::<AioState>(req);
     if st.rid != 0 {
-        daemon::abandon(st.daemon, st.rid, st.kind == AioKind::ReadTo);
+        let settle = matches!(st.kind, AioKind::ReadTo | AioKind::WriteFrom);
+        daemon::abandon(st.daemon, st.rid, settle);
         st.rid = 0;
     }
 }
@@ -1280,6 +1287,24 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
                 .and_then(|(rep, data)| read_result(st, sunk, &data, rep.placed as usize))
         }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
+        AioKind::WriteFrom => {
+            let rid = c.id;
+            match c.decode::<WriteFromReq>() {
+                Ok((r, _)) if r.taken => {
+                    daemon::write_from_done(st.daemon, rid);
+                    Ok(r.written as isize)
+                }
+                // The daemon may not read this process: send the bytes as a Write.
+                Ok(_) => match resend_as_write(req, st, rid) {
+                    Ok(()) => return,
+                    Err(e) => Err(e),
+                },
+                Err(e) => {
+                    daemon::write_from_done(st.daemon, rid);
+                    Err(e)
+                }
+            }
+        }
         AioKind::Fsync => c.decode::<FsyncReq>().map(|_| 0),
     };
     match res {
@@ -1292,6 +1317,20 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
             samba::req_error(req, e.0);
         }
     }
+}
+
+/// A WriteFrom the daemon could not take (request `rid`): the same write, its bytes in
+/// the frame, completing the same tevent request.
+unsafe fn resend_as_write(req: *mut TeventReq, st: &mut AioState, rid: u64) -> R<()> {
+    let creds = daemon::write_from_refused(st.daemon, rid).ok_or(Errno::EIO)?;
+    let w = WriteReq {
+        fh: st.fh,
+        offset: st.offset,
+    };
+    let data = samba::bytes(st.buf as *const c_void, st.len);
+    st.rid = daemon::submit(st.daemon, st.ev, req, &creds, &w, data, None)?;
+    st.kind = AioKind::Write;
+    Ok(())
 }
 
 /// Bytes a read brought into smbd's buffer: `placed` by the daemon itself, then what came
@@ -1322,6 +1361,7 @@ unsafe fn aio_send<Q: Request>(
     kind: AioKind,
     buf: *mut u8,
     len: usize,
+    offset: u64,
     make: impl FnOnce(Fh) -> Q,
     data: &[u8],
 ) -> *mut TeventReq {
@@ -1338,6 +1378,9 @@ unsafe fn aio_send<Q: Request>(
             err: 0,
             start: std::time::Instant::now(),
             duration_ns: 0,
+            ev,
+            fh: Fh(0),
+            offset,
         },
     ) else {
         return std::ptr::null_mut();
@@ -1347,7 +1390,13 @@ unsafe fn aio_send<Q: Request>(
     let sink = matches!(kind, AioKind::Read | AioKind::ReadTo).then(|| DataSink::new(buf, len));
     let r = (|| -> R<u64> {
         let (d, fh) = io_fh(h, fsp)?;
-        daemon::submit(d, ev, req, &creds(h), &make(fh), data, sink)
+        samba::req_state::<AioState>(req).fh = fh;
+        let c = creds(h);
+        let rid = daemon::submit(d, ev, req, &c, &make(fh), data, sink)?;
+        if kind == AioKind::WriteFrom {
+            daemon::note_write_from(d, rid, &c);
+        }
+        Ok(rid)
     })();
     match r {
         Ok(rid) => {
@@ -1405,19 +1454,35 @@ unsafe extern "C" fn pread_send(
             len: n as u32,
             addr: buf as u64,
         };
-        return aio_send(h, mem_ctx as _, ev, fsp, AioKind::ReadTo, buf, n, make, &[]);
+        let kind = AioKind::ReadTo;
+        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, make, &[]);
     }
     let make = |fh| ReadReq {
         fh,
         offset,
         len: n as u32,
     };
-    aio_send(h, mem_ctx as _, ev, fsp, AioKind::Read, buf, n, make, &[])
+    aio_send(
+        h,
+        mem_ctx as _,
+        ev,
+        fsp,
+        AioKind::Read,
+        buf,
+        n,
+        offset,
+        make,
+        &[],
+    )
 }
 
 unsafe extern "C" fn pread_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> isize {
     aio_recv(req, st)
 }
+
+/// Writes at least this large ask the daemon to read their bytes out of smbd's buffer
+/// (WriteFrom), when it can; smaller ones go in the request frame (one syscall less).
+const WRITE_FROM_MIN: usize = 64 * 1024;
 
 unsafe extern "C" fn pwrite_send(
     h: *mut Handle,
@@ -1429,19 +1494,33 @@ unsafe extern "C" fn pwrite_send(
     offset: libc::off_t,
 ) -> *mut TeventReq {
     let n = n.min(MAX_DATA as usize);
+    let offset = offset.max(0) as u64;
+    let d = ext(h, fsp).map(|f| f.daemon);
+    if n >= WRITE_FROM_MIN && d.is_ok_and(daemon::can_write_from) {
+        // The buffer is only read, by the daemon, until the reply (or a settle).
+        let buf = data as *mut u8;
+        let make = |fh| WriteFromReq {
+            fh,
+            offset,
+            len: n as u32,
+            addr: buf as u64,
+        };
+        let kind = AioKind::WriteFrom;
+        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, make, &[]);
+    }
+    let make = |fh| WriteReq { fh, offset };
     let buf = samba::bytes(data, n);
+    let kind = AioKind::Write;
     aio_send(
         h,
         mem_ctx as _,
         ev,
         fsp,
-        AioKind::Write,
+        kind,
         std::ptr::null_mut(),
         n,
-        |fh| WriteReq {
-            fh,
-            offset: offset.max(0) as u64,
-        },
+        offset,
+        make,
         buf,
     )
 }
@@ -1463,6 +1542,7 @@ unsafe extern "C" fn fsync_send(
         fsp,
         AioKind::Fsync,
         std::ptr::null_mut(),
+        0,
         0,
         |fh| FsyncReq {
             fh,
