@@ -252,6 +252,7 @@ def main():
         ap.error(f"shares must be among {B.SHARES}")
     info = B.sysinfo()
     t0 = time.time()
+    cpu0 = B.cpu_ticks()
     initial, plan = build_plan(a)
     content = B.Content(max(a.max_size, 65536))
     runid = uuid.uuid4().hex[:8]
@@ -277,6 +278,7 @@ def main():
         for r in runs.values():
             r.cleanup()
     results = {s: r.stats() for s, r in runs.items()}
+    info["cpu_use"] = B.cpu_use(cpu0, B.cpu_ticks())
     body, table = report(results, a, info, time.time() - t0)
     print()
     print(table)
@@ -284,6 +286,7 @@ def main():
            "ratios_cephrs_cephnew": {op: {q: ratio(results["cephrs"]["ops"][op][q], results["cephnew"]["ops"][op][q])
                                           for q in ("p50_ms", "p99_ms")} for op in OPS}
            if "cephrs" in results and "cephnew" in results else None}
+    res["cpu_use"] = info["cpu_use"]
     line = json.dumps(res, sort_keys=True)
     print(line)
     if a.json_out:

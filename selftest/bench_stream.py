@@ -205,6 +205,7 @@ def main():
             return 1
     info = B.sysinfo()
     t0 = time.time()
+    cpu0 = B.cpu_ticks()
     content = B.Content(a.chunk)
     runid = uuid.uuid4().hex[:8]
     runs = {s: ShareRun(s, a, content, f"bench-stream-{runid}-{s}") for s in shares}
@@ -223,11 +224,12 @@ def main():
         for r in runs.values():
             r.cleanup()
     results = {s: r.stats() for s, r in runs.items()}
+    info["cpu_use"] = B.cpu_use(cpu0, B.cpu_ticks())
     body, table, rows = report(results, a, depths, info, time.time() - t0)
     print()
     print(table)
     line = json.dumps({"tool": "bench_stream", "date": info["date"], "results": results,
-                       "ratios_cephrs_cephnew": rows}, sort_keys=True)
+                       "cpu_use": info["cpu_use"], "ratios_cephrs_cephnew": rows}, sort_keys=True)
     print(line)
     if a.json_out:
         with open(a.json_out, "w") as f:

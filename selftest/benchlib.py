@@ -697,8 +697,29 @@ def _pkg_version(name):
         return ""
 
 
+def cpu_ticks():
+    """All CPUs' time so far from /proc/stat, in ticks: busy, idle and stolen (time a
+    virtual machine's CPUs were runnable but the hypervisor ran something else)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal}
+
+
+def cpu_use(before, after):
+    """Shares of CPU time between two cpu_ticks() readings, in percent."""
+    d = {k: after[k] - before[k] for k in before}
+    total = sum(d.values()) or 1
+    return {"busy_pct": round(100 * d["busy"] / total, 1),
+            "steal_pct": round(100 * d["steal"] / total, 1)}
+
+
 def sysinfo_md(info):
+    use = info.get("cpu_use")
+    during = (f"- CPU during the run: {use['busy_pct']}% busy, {use['steal_pct']}% stolen by the "
+              f"hypervisor (a noisy neighbour: the same build measures slower)\n") if use else ""
     return (f"- date: {info['date']}, host {info['host']}, load average at start {info['load_avg']}\n"
+            + during +
             f"- machine: {info['cpu']}, {info['mem_total_gib']} GiB RAM, kernel {info['kernel']}\n"
             f"- versions: Samba {info['samba']}; {info['ceph']}; ceph_rs {info['ceph_rs']}, "
             f"libcephfsd {info['libcephfsd']}; Python {info['python']}, smbprotocol {info['smbprotocol']}\n")
