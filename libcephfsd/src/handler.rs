@@ -13,7 +13,7 @@ use ceph_rs_wire::*;
 use serde::Serialize;
 
 use crate::cephfs::{self, ffi, File, Inode, Statx, UserPerm};
-use crate::session::{lock, DirState, Object, OrderKey, Session, SessionMount};
+use crate::session::{lock, DirState, Object, Order, OrderKey, Session, SessionMount};
 
 /// A failed request: errno plus an optional message for the client's logs.
 #[derive(Debug)]
@@ -56,23 +56,41 @@ fn ok_data<T: Serialize>(rep: T, data: Vec<u8>) -> R<Output> {
     Ok((encode_body(&rep)?, data))
 }
 
-/// Requests on one open file / directory run in arrival order.
-pub fn order_key(req: &AnyRequest) -> Option<OrderKey> {
+/// How a request is ordered with the others on its open file or directory (see
+/// [`Order`]): writes of a file run alongside each other, as smbd's concurrent pwrite
+/// calls do with ceph_new (SMB promises no order among requests in flight), so one that
+/// waits for libcephfs's write-back throttle does not hold up the next; everything else
+/// on a handle, reads included, waits for what arrived before it, and what arrives after
+/// waits for it (a flush sees every write before it, a close comes last). Reads stay in
+/// line because cached reads only copy: four 1 MiB reads of one file at once were slower
+/// here than one after another on one thread (bench_stream, 4 in flight: 0.77 vs 0.80 of
+/// ceph_new), while overlapping writes went from 0.82 to 0.92.
+pub fn order(req: &AnyRequest) -> Option<Order> {
     use AnyRequest as A;
-    let f = |fh: &Fh| Some(OrderKey::File(fh.0));
-    let d = |dh: &Dh| Some(OrderKey::Dir(dh.0));
+    let f = |fh: &Fh, shared| {
+        Some(Order {
+            key: OrderKey::File(fh.0),
+            shared,
+        })
+    };
+    let d = |dh: &Dh| {
+        Some(Order {
+            key: OrderKey::Dir(dh.0),
+            shared: false,
+        })
+    };
     match req {
-        A::Close(r) => f(&r.fh),
-        A::Read(r) => f(&r.fh),
-        A::ReadTo(r) => f(&r.fh),
-        A::Write(r) => f(&r.fh),
-        A::WriteFrom(r) => f(&r.fh),
-        A::Fsync(r) => f(&r.fh),
-        A::Fallocate(r) => f(&r.fh),
-        A::Lseek(r) => f(&r.fh),
-        A::GetLk(r) => f(&r.fh),
-        A::SetLk(r) => f(&r.fh),
-        A::FGetAttr(r) => f(&r.fh),
+        A::Read(r) => f(&r.fh, false),
+        A::ReadTo(r) => f(&r.fh, false),
+        A::Write(r) => f(&r.fh, true),
+        A::WriteFrom(r) => f(&r.fh, true),
+        A::Close(r) => f(&r.fh, false),
+        A::Fsync(r) => f(&r.fh, false),
+        A::Fallocate(r) => f(&r.fh, false),
+        A::Lseek(r) => f(&r.fh, false),
+        A::GetLk(r) => f(&r.fh, false),
+        A::SetLk(r) => f(&r.fh, false),
+        A::FGetAttr(r) => f(&r.fh, false),
         A::ReadDir(r) => d(&r.dh),
         A::ReadDirPlus(r) => d(&r.dh),
         A::RewindDir(r) => d(&r.dh),
@@ -90,7 +108,7 @@ pub const INLINE_IO_MAX: usize = 64 * 1024;
 /// round trips of opens, changes and closes) and small reads and writes. Never large data
 /// I/O (smbd pipelines it), fsync, a lock wait, a directory listing or a mount, which
 /// can take long or forever. `data_len`: the request's bulk data. An op with an
-/// [`order_key`] runs inline only when nothing is queued on its handle.
+/// [`order`] runs inline only when nothing is queued on its handle.
 pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
     use AnyRequest as A;
     match req {
@@ -906,8 +924,10 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
 
 fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {
     let (_, file) = s.file(r.fh)?;
-    // ceph_ll_write honours the offset even with O_APPEND: append here. Writes on one
-    // Fh are ordered, so this is exact for this handle's own appends.
+    // ceph_ll_write honours the offset even with O_APPEND: append here, one write of this
+    // handle at a time (its writes may otherwise run concurrently), so this is exact for
+    // this handle's own appends.
+    let _append = file.append_guard();
     let offset = if file.append() {
         file.inode().getattr(p)?.stx_size
     } else {

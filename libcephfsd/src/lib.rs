@@ -4,7 +4,7 @@
 //! Layers (an op goes top to bottom):
 //! * [`server`]: unix socket listener, peer authentication (SO_PEERCRED), per-session
 //!   reader/writer tasks, dispatch onto the bounded blocking pool, shutdown.
-//! * [`session`]: per-session state: handle table, credentials, per-Fh ordering.
+//! * [`session`]: per-session state: handle table, credentials, per-handle ordering.
 //! * [`handler`]: one function per op (validate, translate, call cephfs, reply).
 //! * [`mounts`]: shared, refcounted mounts with a grace period.
 //! * [`handles`]: slot+generation handle table.

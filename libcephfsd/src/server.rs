@@ -7,7 +7,8 @@
 //!   drops THAT session (with a log line). Hello must come first.
 //! * each request is handed to `Session::schedule`: independent requests run
 //!   concurrently on tokio's blocking pool, which is bounded by `--threads`
-//!   (`max_blocking_threads`); requests on one Fh/Dh run in arrival order.
+//!   (`max_blocking_threads`); on one Fh/Dh they are ordered as `session::Order` says
+//!   (writes of a file side by side, anything else in arrival order).
 //! * requests smbd waits for one at a time (`handler::runs_inline`) run right on the
 //!   reader task instead, at most `MAX_INLINE` at once in the whole daemon, so a
 //!   libcephfs call stuck on the MDS never holds every runtime worker.
@@ -487,8 +488,8 @@ async fn handle_frame(
             let id = h.id;
             let cred = h.aux as u32;
             let data = frame.data;
-            let key = handler::order_key(&req);
-            if handler::runs_inline(&req, data.len()) && key.is_none_or(|k| !s.is_queued(k)) {
+            let order = handler::order(&req);
+            if handler::runs_inline(&req, data.len()) && order.is_none_or(|o| !s.is_queued(o.key)) {
                 // Run it right on this task: no hop through the worker pool and no
                 // thread wakeup. Only MAX_INLINE at once daemon-wide; past that it takes
                 // the pool like everything else.
@@ -511,7 +512,7 @@ async fn handle_frame(
             let session = s.clone();
             let in_flight = InFlight::new(s);
             s.schedule(
-                key,
+                order,
                 Box::new(move || {
                     run_request(&session, id, op, cred, req, data);
                     drop(in_flight);

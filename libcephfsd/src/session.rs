@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Per-connection state: the handle table, credentials, per-Fh ordering and the
+//! Per-connection state: the handle table, credentials, per-handle ordering and the
 //! outgoing queue. The socket loops live in `server.rs`; the ops in `handler.rs`.
 
 use std::collections::{HashMap, VecDeque};
@@ -60,11 +60,53 @@ impl Object {
     }
 }
 
-/// Ordering key: requests with the same key run one after another, in arrival order.
+/// Ordering key: the open file or directory a request works on (see [`Order`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderKey {
     File(u64),
     Dir(u64),
+}
+
+/// How a request is ordered with the others on its handle, in arrival order: a shared
+/// one (a write of an open file) runs alongside other shared ones, as concurrent pwrite
+/// calls do; an exclusive one (everything else) starts once all that arrived before it
+/// are done, and nothing that arrives after it starts before it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order {
+    pub key: OrderKey,
+    pub shared: bool,
+}
+
+/// The requests of one handle: waiting (in arrival order) and running.
+#[derive(Default)]
+struct HandleQueue {
+    waiting: VecDeque<(bool, Job)>,
+    running_shared: usize,
+    running_exclusive: bool,
+}
+
+impl HandleQueue {
+    /// Take the jobs that may start now (see [`Order`]), marked running.
+    fn startable(&mut self) -> Vec<(bool, Job)> {
+        let mut out = Vec::new();
+        while let Some((shared, _)) = self.waiting.front() {
+            if self.running_exclusive || (!*shared && self.running_shared > 0) {
+                break;
+            }
+            let (shared, job) = self.waiting.pop_front().expect("front");
+            if shared {
+                self.running_shared += 1;
+            } else {
+                self.running_exclusive = true;
+            }
+            out.push((shared, job));
+        }
+        out
+    }
+
+    fn idle(&self) -> bool {
+        self.waiting.is_empty() && self.running_shared == 0 && !self.running_exclusive
+    }
 }
 
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -92,7 +134,7 @@ pub struct Session {
     /// Credentials for cred id 0: the daemon's own root identity.
     root_perm: Arc<UserPerm>,
     out: Arc<Outbox>,
-    order: Mutex<HashMap<OrderKey, VecDeque<Job>>>,
+    order: Mutex<HashMap<OrderKey, HandleQueue>>,
     /// The client process's memory, for ReadTo.
     pub peer: PeerMemory,
 }
@@ -286,36 +328,51 @@ impl Session {
         lock(&self.order).contains_key(&key)
     }
 
-    /// Run `job` on the blocking pool. Jobs with the same key run one after another in
-    /// the order they were scheduled; others run concurrently.
-    pub fn schedule(self: &Arc<Self>, key: Option<OrderKey>, job: Job) {
-        let Some(key) = key else {
+    /// Run `job` on the blocking pool, ordered with the jobs of the same handle as
+    /// [`Order`] says; jobs without an order run concurrently with everything.
+    pub fn schedule(self: &Arc<Self>, order: Option<Order>, job: Job) {
+        let Some(o) = order else {
             tokio::task::spawn_blocking(job);
             return;
         };
-        {
+        let start = {
             let mut q = lock(&self.order);
-            if let Some(queue) = q.get_mut(&key) {
-                // A runner for this key is active: it will pick this job up.
-                queue.push_back(job);
-                return;
-            }
-            q.insert(key, VecDeque::new());
+            let hq = q.entry(o.key).or_default();
+            hq.waiting.push_back((o.shared, job));
+            hq.startable()
+        };
+        for (shared, job) in start {
+            let s = self.clone();
+            tokio::task::spawn_blocking(move || s.run_ordered(o.key, shared, job));
         }
-        let s = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut next = Some(job);
-            while let Some(job) = next.take() {
-                job();
-                let mut q = lock(&s.order);
-                match q.get_mut(&key).and_then(|queue| queue.pop_front()) {
-                    Some(j) => next = Some(j),
-                    None => {
-                        q.remove(&key);
-                    }
+    }
+
+    /// Run a job of `key` and then, on this thread, the next one that its end lets
+    /// start (others on new pool threads).
+    fn run_ordered(self: Arc<Self>, key: OrderKey, shared: bool, job: Job) {
+        let mut next = Some((shared, job));
+        while let Some((shared, job)) = next.take() {
+            job();
+            let mut start = {
+                let mut q = lock(&self.order);
+                let Some(hq) = q.get_mut(&key) else { return };
+                if shared {
+                    hq.running_shared -= 1;
+                } else {
+                    hq.running_exclusive = false;
                 }
+                let start = hq.startable();
+                if hq.idle() {
+                    q.remove(&key);
+                }
+                start
+            };
+            next = start.pop();
+            for (shared, job) in start {
+                let s = self.clone();
+                tokio::task::spawn_blocking(move || s.run_ordered(key, shared, job));
             }
-        });
+        }
     }
 }
 
@@ -338,5 +395,52 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(q: &mut HandleQueue, shared: bool) {
+        q.waiting.push_back((shared, Box::new(|| {})));
+    }
+
+    /// Which of the jobs started: their kinds, marked running.
+    fn start(q: &mut HandleQueue) -> Vec<bool> {
+        q.startable().into_iter().map(|(s, _)| s).collect()
+    }
+
+    fn finish(q: &mut HandleQueue, shared: bool) -> Vec<bool> {
+        if shared {
+            q.running_shared -= 1;
+        } else {
+            q.running_exclusive = false;
+        }
+        start(q)
+    }
+
+    #[test]
+    fn shared_jobs_overlap_and_exclusive_ones_wait_both_ways() {
+        let mut q = HandleQueue::default();
+        // write, write, flush, write, write, close
+        for shared in [true, true, false, true, true, false] {
+            add(&mut q, shared);
+        }
+        assert_eq!(start(&mut q), [true, true], "writes side by side");
+        assert_eq!(finish(&mut q, true), Vec::<bool>::new(), "the flush waits");
+        assert_eq!(finish(&mut q, true), [false], "the flush, after both");
+        // Arrivals behind a running exclusive job wait for it, shared ones too.
+        add(&mut q, true);
+        assert_eq!(start(&mut q), Vec::<bool>::new());
+        // Then the two writes start; the one that arrived after the close does not pass
+        // it.
+        assert_eq!(finish(&mut q, false), [true, true]);
+        assert_eq!(finish(&mut q, true), Vec::<bool>::new());
+        assert_eq!(finish(&mut q, true), [false], "the close, after both");
+        assert_eq!(finish(&mut q, false), [true]);
+        assert!(!q.idle());
+        assert_eq!(finish(&mut q, true), Vec::<bool>::new());
+        assert!(q.idle());
     }
 }

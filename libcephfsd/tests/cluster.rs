@@ -2104,32 +2104,49 @@ fn handshake_rules() {
 
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
-fn pipelined_requests_on_one_fh_run_in_order() {
+fn pipelined_requests_on_one_fh_are_ordered_around_everything_but_io() {
     let d = Daemon::start("order", &["--threads", "8"]);
     let mut s = Share::new(&d, "order");
     let f = s.create(s.dir, "ordered", 0o644);
-    // 300 overlapping writes at offset 0, pipelined; the last must win, and appends
-    // at increasing offsets must land in order.
+    // Writes of one Fh may run side by side; every other request on it waits for those
+    // that came before and is waited for by those that come after. 100
+    // pipelined writes at distinct offsets, then an FGetAttr: it sees all of them. (The
+    // pieces are larger than what runs inline on the session's reader, which would
+    // order them by itself: these go to the pool.)
+    let piece = |i: u32| format!("write-{i:05}-").repeat(7000);
+    let plen = piece(0).len() as u64;
     let mut ids = Vec::new();
-    for i in 0..300u32 {
-        let data = format!("write-{i:05}-").repeat(50);
-        ids.push(
-            s.c.submit(
-                0,
-                &WriteReq {
-                    fh: f.fh,
-                    offset: 0,
-                },
-                data.as_bytes(),
-            )
-            .unwrap(),
-        );
+    for i in 0..100u32 {
+        let w = WriteReq {
+            fh: f.fh,
+            offset: i as u64 * plen,
+        };
+        ids.push(s.c.submit(0, &w, piece(i).as_bytes()).unwrap());
     }
+    let stat_id = s.c.submit(0, &FGetAttrReq { fh: f.fh }, &[]).unwrap();
     // Interleave independent requests (they may complete out of order).
     let mut others = Vec::new();
     for _ in 0..100 {
         others.push(s.c.submit(0, &GetAttrReq { ino: s.dir }, &[]).unwrap());
     }
+    // A write, a flush, then a read: the read comes after the flush, which comes after
+    // the write.
+    let last = WriteReq {
+        fh: f.fh,
+        offset: 0,
+    };
+    ids.push(s.c.submit(0, &last, b"last-write!!").unwrap());
+    ids.push(
+        s.c.submit(
+            0,
+            &FsyncReq {
+                fh: f.fh,
+                datasync: false,
+            },
+            &[],
+        )
+        .unwrap(),
+    );
     let read_id =
         s.c.submit(
             0,
@@ -2141,15 +2158,47 @@ fn pipelined_requests_on_one_fh_run_in_order() {
             &[],
         )
         .unwrap();
-    for id in ids.into_iter().chain(others) {
+    // Writes and then a close, all pipelined: no write runs after the close (EBADF).
+    let g = s.create(s.dir, "closed-after", 0o644);
+    let mut closing = Vec::new();
+    for i in 0..50u32 {
+        let w = WriteReq {
+            fh: g.fh,
+            offset: i as u64 * plen,
+        };
+        closing.push(s.c.submit(0, &w, piece(i).as_bytes()).unwrap());
+    }
+    let close_id = s.c.submit(0, &CloseReq { fh: g.fh }, &[]).unwrap();
+    for id in ids.into_iter().chain(others).chain(closing) {
         let r = s.c.wait(id).unwrap();
         assert!(r.errno().is_none(), "{:?}", r.result);
     }
+    let st =
+        s.c.wait(stat_id)
+            .unwrap()
+            .decode::<FGetAttrReq>()
+            .unwrap()
+            .0;
+    assert_eq!(
+        st.size,
+        100 * plen,
+        "the FGetAttr ran after every write before it"
+    );
     let (_, data) = s.c.wait(read_id).unwrap().decode::<ReadReq>().unwrap();
     assert_eq!(
-        data, b"write-00299-",
-        "the read queued after the writes sees the last write"
+        data, b"last-write!!",
+        "the read after the flush sees the write before it"
     );
+    assert!(s.c.wait(close_id).unwrap().errno().is_none());
+    let g2 = s.ok(&OpenReq {
+        dir: s.dir,
+        name: "closed-after".into(),
+        flags: O_RDONLY,
+        mode: 0,
+    });
+    let all: Vec<u8> = (0..50).flat_map(|i| piece(i).into_bytes()).collect();
+    assert_eq!(s.read(g2.fh, 0, all.len() as u32 + 10), all);
+    s.ok(&CloseReq { fh: g2.fh });
     // Async poll API: submit, then poll until all arrive.
     let mut pending: std::collections::HashSet<u64> = (0..20)
         .map(|_| s.c.submit(0, &GetAttrReq { ino: f.ino }, &[]).unwrap())

@@ -56,8 +56,11 @@
 //! closed, dirs released, mount refcount dropped).
 //!
 //! Requests may be pipelined: the daemon runs independent requests concurrently and
-//! replies out of order (match replies by `id`), but requests on the same Fh (or Dh)
-//! run in arrival order.
+//! replies out of order (match replies by `id`). On one Fh, writes may run alongside
+//! each other (as concurrent pwrite calls do; SMB promises no order among requests in
+//! flight), and every other request, reads included, waits for those that arrived
+//! before it, and those that arrive after it wait for it (a Fsync sees every write sent
+//! before it). Requests on one Dh run in arrival order.
 //!
 //! ## The blocking client
 //!

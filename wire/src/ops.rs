@@ -501,7 +501,8 @@ pub struct ReadToRep {
     pub placed: u32,
 }
 
-/// Write the request's bulk data at `offset`. Requests on one Fh run in arrival order.
+/// Write the request's bulk data at `offset`. It may run alongside the Fh's other
+/// writes; the Fh's other requests are ordered with it (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteReq {
     pub fh: Fh,
@@ -516,7 +517,7 @@ pub struct WriteRep {
 /// [`WriteReq`] whose bytes the daemon reads straight out of the requesting process's
 /// memory at `addr` (`process_vm_readv`: one copy, no socket in between), `len` bytes
 /// (at most [`crate::frame::MAX_DATA`]), which must stay readable and unchanged until
-/// the reply arrives. Ordered with the Fh's other writes as [`WriteReq`] is.
+/// the reply arrives. Ordered as [`WriteReq`] is.
 ///
 /// The daemon's promise is [`ReadToReq`]'s: it never reads there after it has sent the
 /// reply, nor after the connection has reached end of file for the client, so a client

@@ -377,6 +377,7 @@ impl Inode {
                     fh,
                     inode,
                     append: flags & libc::O_APPEND != 0,
+                    append_lock: std::sync::Mutex::new(()),
                 },
                 stx,
             )),
@@ -649,10 +650,14 @@ pub struct File {
     fh: NonNull<ffi::Fh>,
     inode: Arc<Inode>,
     append: bool,
+    /// Held across an O_APPEND write's size lookup and write (writes of one Fh may run
+    /// concurrently).
+    append_lock: std::sync::Mutex<()>,
 }
 
-// SAFETY: Fh calls are made under the client lock; the daemon orders operations on one
-// File itself (per-Fh queue).
+// SAFETY: libcephfs makes every Fh call under its client lock, so reads and writes of
+// one Fh may run on several threads at once (as ceph_new's pthreadpool makes them); the
+// Fh is closed once, in Drop, after every user (Arc) is gone.
 unsafe impl Send for File {}
 unsafe impl Sync for File {}
 
@@ -674,12 +679,20 @@ impl File {
             fh,
             inode,
             append,
+            append_lock: std::sync::Mutex::new(()),
         })
     }
 
     /// Opened with O_APPEND.
     pub fn append(&self) -> bool {
         self.append
+    }
+
+    /// For an O_APPEND file, a guard that makes its size lookup and write one step
+    /// among its concurrent writes (None for other files).
+    pub fn append_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.append
+            .then(|| self.append_lock.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn raw(&self) -> *mut ffi::Fh {
