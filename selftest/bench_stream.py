@@ -179,7 +179,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shares", default="cephrs,cephnew,plain")
     ap.add_argument("--files", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--file-size", type=B.parse_size, default=16 * B.MiB)
     ap.add_argument("--chunk", type=B.parse_size, default=B.MiB)
     ap.add_argument("--depths", default="1,4", help="requests in flight, comma-separated (1,4)")
