@@ -763,14 +763,20 @@ fn close(s: &Session, r: CloseReq) -> R<()> {
     Ok(())
 }
 
-fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
-    let (_, file) = s.file(r.fh)?;
-    if r.len > MAX_DATA {
+/// A read or write of `len` bytes is within the protocol's bulk data limit (EINVAL).
+fn bulk_len(what: &str, len: u32) -> R<()> {
+    if len > MAX_DATA {
         return Err(fail(
             Errno::EINVAL,
-            format!("read of {} bytes exceeds {MAX_DATA}", r.len),
+            format!("{what} of {len} bytes exceeds {MAX_DATA}"),
         ));
     }
+    Ok(())
+}
+
+fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
+    let (_, file) = s.file(r.fh)?;
+    bulk_len("read", r.len)?;
     Ok(file.read(r.offset, r.len as usize)?)
 }
 
@@ -812,12 +818,7 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
         }
     }
     let (_, file) = s.file(r.fh)?;
-    if r.len > MAX_DATA {
-        return Err(fail(
-            Errno::EINVAL,
-            format!("read of {} bytes exceeds {MAX_DATA}", r.len),
-        ));
-    }
+    bulk_len("read", r.len)?;
     with_scratch(|data| {
         file.read_into(r.offset, r.len as usize, data)?;
         match s.peer.write(r.addr, data) {
@@ -951,12 +952,7 @@ fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {
 /// [`crate::peer`]); `taken: false` when that is not allowed (the client then sends them).
 fn write_from(s: &Session, p: &UserPerm, r: WriteFromReq) -> R<WriteFromRep> {
     let _ = s.file(r.fh)?;
-    if r.len > MAX_DATA {
-        return Err(fail(
-            Errno::EINVAL,
-            format!("write of {} bytes exceeds {MAX_DATA}", r.len),
-        ));
-    }
+    bulk_len("write", r.len)?;
     with_scratch(|data| {
         match s.peer.read_into(r.addr, r.len as usize, data) {
             Ok(true) => {}

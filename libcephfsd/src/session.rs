@@ -342,9 +342,14 @@ impl Session {
             hq.startable()
         };
         for (shared, job) in start {
-            let s = self.clone();
-            tokio::task::spawn_blocking(move || s.run_ordered(o.key, shared, job));
+            self.spawn_ordered(o.key, shared, job);
         }
+    }
+
+    /// Start a job of `key` that [`HandleQueue::startable`] released, on a pool thread.
+    fn spawn_ordered(self: &Arc<Self>, key: OrderKey, shared: bool, job: Job) {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.run_ordered(key, shared, job));
     }
 
     /// Run a job of `key` and then, on this thread, the next one that its end lets
@@ -369,8 +374,7 @@ impl Session {
             };
             next = start.pop();
             for (shared, job) in start {
-                let s = self.clone();
-                tokio::task::spawn_blocking(move || s.run_ordered(key, shared, job));
+                self.spawn_ordered(key, shared, job);
             }
         }
     }

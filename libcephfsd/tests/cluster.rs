@@ -2502,6 +2502,24 @@ fn a_split_read_finishes_with_one_pool_thread() {
     s.cleanup();
 }
 
+/// A fresh private anonymous mapping of `len` bytes with protection `prot` (zeroed);
+/// the caller unmaps it.
+fn anon_mapping(len: usize, prot: i32) -> *mut libc::c_void {
+    // SAFETY: a new mapping at an address the kernel chooses; nothing else refers to it.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(m, libc::MAP_FAILED);
+    m
+}
+
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
@@ -2549,21 +2567,12 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     assert_eq!(rep.placed, 100_000);
     assert_eq!(&tail[..100_000], &data[at as usize..]);
     assert!(tail[100_000..].iter().all(|b| *b == 0));
-    // SAFETY: a fresh anonymous mapping of 1 MiB, its second half made read-only,
-    // unmapped below.
-    let half_ro = unsafe {
-        let m = libc::mmap(
-            std::ptr::null_mut(),
-            1 << 20,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(m, libc::MAP_FAILED);
-        assert_eq!(libc::mprotect(m.add(1 << 19), 1 << 19, libc::PROT_READ), 0);
-        m
-    };
+    let half_ro = anon_mapping(1 << 20, libc::PROT_READ | libc::PROT_WRITE);
+    // SAFETY: the second half of our fresh mapping (unmapped below).
+    assert_eq!(
+        unsafe { libc::mprotect(half_ro.add(1 << 19), 1 << 19, libc::PROT_READ) },
+        0
+    );
     assert_eq!(
         read_to(&mut s, 0, 1 << 20, half_ro as u64).unwrap_err(),
         Errno::EFAULT
@@ -2581,18 +2590,7 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     // An address that is not writable here is EFAULT, never a write elsewhere: unmapped,
     // and a read-only page.
     assert_eq!(read_to(&mut s, 0, 4096, 8).unwrap_err(), Errno::EFAULT);
-    // SAFETY: a fresh anonymous read-only mapping of one page, unmapped below.
-    let ro = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(ro, libc::MAP_FAILED);
+    let ro = anon_mapping(4096, libc::PROT_READ);
     assert_eq!(
         read_to(&mut s, 0, 4096, ro as u64).unwrap_err(),
         Errno::EFAULT
@@ -2664,22 +2662,13 @@ fn write_from_takes_the_bytes_from_the_client_or_writes_nothing() {
         write_from(&mut s, f.fh, 0, 4096, 8).unwrap_err(),
         Errno::EFAULT
     );
-    // SAFETY: a fresh anonymous mapping of 1 MiB filled with 0x5a, its second half
-    // unmapped right away, the first half unmapped below.
-    let half = unsafe {
-        let m = libc::mmap(
-            std::ptr::null_mut(),
-            1 << 20,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(m, libc::MAP_FAILED);
-        std::ptr::write_bytes(m as *mut u8, 0x5a, 1 << 20);
-        assert_eq!(libc::munmap(m.add(1 << 19), 1 << 19), 0);
-        m
-    };
+    let half = anon_mapping(1 << 20, libc::PROT_READ | libc::PROT_WRITE);
+    // SAFETY: our fresh mapping: filled with 0x5a, its second half unmapped right away,
+    // the first half unmapped below.
+    unsafe {
+        std::ptr::write_bytes(half as *mut u8, 0x5a, 1 << 20);
+        assert_eq!(libc::munmap(half.add(1 << 19), 1 << 19), 0);
+    }
     assert_eq!(
         write_from(&mut s, f.fh, 0, 1 << 20, half as u64).unwrap_err(),
         Errno::EFAULT

@@ -310,26 +310,24 @@ pub fn has_feature(id: DaemonId, f: u64) -> bool {
     with(id, |d| Ok(d.client.hello().features & f != 0)).unwrap_or(false)
 }
 
+impl Daemon {
+    /// The daemon granted feature `f`, an op that reaches into the memory of the process
+    /// that connected, and this is that process.
+    fn may_reach(&self, f: u64) -> bool {
+        self.client.hello().features & f != 0 && self.pid == std::process::id()
+    }
+}
+
 /// Whether reads may ask the daemon to write into this process's memory (ReadTo).
 pub fn can_read_to(id: DaemonId) -> bool {
-    with(id, |d| {
-        Ok(
-            d.client.hello().features & ceph_rs_wire::FEATURE_READ_TO != 0
-                && d.pid == std::process::id(),
-        )
-    })
-    .unwrap_or(false)
+    with(id, |d| Ok(d.may_reach(ceph_rs_wire::FEATURE_READ_TO))).unwrap_or(false)
 }
 
 /// Whether writes may ask the daemon to read their bytes out of this process's memory
 /// (WriteFrom): granted, not refused since, and this is the process that connected.
 pub fn can_write_from(id: DaemonId) -> bool {
     with(id, |d| {
-        Ok(
-            d.client.hello().features & ceph_rs_wire::FEATURE_WRITE_FROM != 0
-                && !d.no_write_from
-                && d.pid == std::process::id(),
-        )
+        Ok(!d.no_write_from && d.may_reach(ceph_rs_wire::FEATURE_WRITE_FROM))
     })
     .unwrap_or(false)
 }
