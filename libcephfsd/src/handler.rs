@@ -82,6 +82,7 @@ pub fn order(req: &AnyRequest) -> Option<Order> {
     match req {
         A::Read(r) => f(&r.fh, false),
         A::ReadTo(r) => f(&r.fh, false),
+        A::SendTo(r) => f(&r.fh, false),
         A::Write(r) => f(&r.fh, true),
         A::WriteFrom(r) => f(&r.fh, true),
         A::Close(r) => f(&r.fh, false),
@@ -122,6 +123,7 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
         | A::GetLk(_)
         | A::ReadDir(_)
         | A::ReadDirPlus(_)
+        | A::SendTo(_)
         | A::Mount(_)
         | A::Unmount(_)
         | A::Status(_) => false,
@@ -161,6 +163,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
             let (rep, data) = read_to(s, r)?;
             ok_data(rep, data)
         }
+        A::SendTo(r) => ok(send_to(s, r, &data)?),
         A::Write(r) => ok(write(s, p, r, &data)?),
         A::WriteFrom(r) => ok(write_from(s, p, r)?),
         A::Fsync(r) => ok(fsync(s, r)?),
@@ -921,6 +924,60 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
         (Ok(Some(n1)), Ok(Some(n2))) => Ok(Some(if n1 < first { n1 } else { n1 + n2 })),
         _ => Ok(None),
     }
+}
+
+/// smbd's sendfile: the header, then the file's bytes, straight onto the client's TCP
+/// socket (see [`SendToReq`]).
+fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
+    let (_, file) = s.file(r.fh)?;
+    bulk_len("read", r.len)?;
+    if header.len() > 4096 {
+        return Err(fail(
+            Errno::EINVAL,
+            format!("a {}-byte header to send", header.len()),
+        ));
+    }
+    let sock = match s.peer.socket(r.sock) {
+        Ok(Some(sock)) => sock,
+        Ok(None) => {
+            return Ok(SendToRep {
+                taken: false,
+                sent: 0,
+            })
+        }
+        Err(e) => {
+            return Err(fail(
+                e,
+                format!("cannot take the client's fd {}: {e}", r.sock),
+            ))
+        }
+    };
+    with_scratch(|data| {
+        file.read_into(r.offset, r.len as usize, data)?;
+        if data.is_empty() {
+            return Ok(SendToRep {
+                taken: true,
+                sent: 0,
+            });
+        }
+        match crate::peer::send_all(&sock, &[header, data]) {
+            Ok(()) => Ok(SendToRep {
+                taken: true,
+                sent: (header.len() + data.len()) as u64,
+            }),
+            Err((sent, e)) => {
+                crate::peer::shut_down(&sock);
+                Err(fail(
+                    Errno::EPIPE,
+                    format!(
+                        "sending {} bytes on the client's socket failed after {sent}: {e}; \
+                         shut it down",
+                        header.len() + data.len()
+                    ),
+                ))
+            }
+        }
+    })
 }
 
 fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {

@@ -2,7 +2,9 @@
 //! Reaching into the client process's memory ("cross memory attach"): writing a read's
 //! bytes into its buffer (`process_vm_writev`, for [`ceph_rs_wire::ReadToReq`]) and
 //! reading a write's bytes out of its buffer (`process_vm_readv`, for
-//! [`ceph_rs_wire::WriteFromReq`]).
+//! [`ceph_rs_wire::WriteFromReq`]); and taking one of its TCP sockets (`pidfd_getfd`,
+//! the same privilege) to send a read's bytes to smbd's client directly
+//! ([`ceph_rs_wire::SendToReq`]).
 //!
 //! Bytes through the socket cost two extra copies (into the socket, out of it) and the
 //! socket's buffer allocations; moved between the two processes directly they cost one.
@@ -160,6 +162,64 @@ impl PeerMemory {
         Ok(true)
     }
 
+    /// The client's open file `fd`, if it is a TCP socket, as our own reference to it
+    /// (`pidfd_getfd`, which asks for the same privilege as reaching into the client's
+    /// memory). Ok(None): this daemon may not take the client's fds, or `fd` is not a TCP
+    /// socket (never the session's own unix socket, nor a file). EBADF: no such fd there;
+    /// ESRCH: the client is gone; EPIPE: the session is closing.
+    pub fn socket(&self, fd: i32) -> Result<Option<OwnedFd>, Errno> {
+        if !self.usable() {
+            return Ok(None);
+        }
+        if !*self.open.read().unwrap_or_else(|e| e.into_inner()) {
+            return Err(Errno::EPIPE);
+        }
+        let (Some(pidfd), true) = (&self.pidfd, self.alive()) else {
+            return Err(Errno::ESRCH);
+        };
+        // SAFETY: plain syscall; a non-negative result is a new fd we own.
+        let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        if got < 0 {
+            let e = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return match e {
+                libc::EPERM | libc::EACCES | libc::ENOSYS => {
+                    self.allowed.store(false, Ordering::Relaxed);
+                    tracing::info!(
+                        peer_pid = self.pid,
+                        "cannot take the client's socket ({}): its reads go through its \
+                         memory or the socket",
+                        Errno(e)
+                    );
+                    Ok(None)
+                }
+                libc::ESRCH => Err(Errno::ESRCH),
+                _ => Err(Errno::EBADF),
+            };
+        }
+        // SAFETY: `got` is a new fd that nothing else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(got as i32) };
+        let opt = |name| {
+            let mut v: libc::c_int = 0;
+            let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `v`/`l` describe one int, as SO_DOMAIN/SO_TYPE return.
+            let r = unsafe {
+                libc::getsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    name,
+                    &mut v as *mut libc::c_int as *mut libc::c_void,
+                    &mut l,
+                )
+            };
+            (r == 0).then_some(v)
+        };
+        let tcp = matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
+            && opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM);
+        Ok(tcp.then_some(sock))
+    }
+
     /// Stop: waits for a read or write in progress; none starts after this.
     pub fn close(&self) {
         *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
@@ -177,6 +237,72 @@ impl PeerMemory {
         let r = unsafe { libc::poll(&mut p, 1, 0) };
         r == 0
     }
+}
+
+/// How long [`send_all`] waits for a socket that takes no bytes.
+pub const SEND_STALL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Send `parts` one after another on `sock` (a socket of the client that may be
+/// non-blocking: then wait for it to take more). Err((sent, errno)): it failed after
+/// `sent` bytes (ETIMEDOUT: it took nothing for [`SEND_STALL_MAX`]).
+pub fn send_all(sock: &OwnedFd, parts: &[&[u8]]) -> Result<(), (usize, Errno)> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut sent = 0usize;
+    let mut stalled_since = std::time::Instant::now();
+    while sent < total {
+        // The parts not yet sent, the first one from where it stopped.
+        let mut skip = sent;
+        let mut iov = Vec::with_capacity(parts.len());
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            iov.push(libc::iovec {
+                iov_base: p[skip..].as_ptr() as *mut libc::c_void,
+                iov_len: p.len() - skip,
+            });
+            skip = 0;
+        }
+        // SAFETY: zeroed msghdr plus our iovecs over live, readable slices.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if n > 0 {
+            sent += n as usize;
+            stalled_since = std::time::Instant::now();
+            continue;
+        }
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        match e {
+            libc::EINTR => {}
+            libc::EAGAIN => {
+                if stalled_since.elapsed() >= SEND_STALL_MAX {
+                    return Err((sent, Errno::ETIMEDOUT));
+                }
+                let mut p = libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 1000) };
+            }
+            _ => return Err((sent, Errno(e))),
+        }
+    }
+    Ok(())
+}
+
+/// Shut `sock` down both ways (for every holder of it: the client's stream is broken).
+pub fn shut_down(sock: &OwnedFd) {
+    // SAFETY: plain syscall on our own fd.
+    unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
 }
 
 #[cfg(test)]

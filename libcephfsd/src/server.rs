@@ -443,15 +443,15 @@ async fn handle_frame(
         *lock(&s.client) = hi.client.chars().take(256).collect();
         let rep = HelloRep {
             version: PROTOCOL_VERSION,
-            // WriteFrom only where this daemon can read the client (it cannot send the
-            // bytes itself, unlike ReadTo): else every write would take two round trips
-            // until the first refusal.
+            // WriteFrom and SendTo only where this daemon can reach the client (they
+            // have no way round, unlike ReadTo): else every write would take two round
+            // trips until the first refusal.
             features: hi.features
                 & FEATURES
                 & if s.peer.usable() {
                     !0
                 } else {
-                    !ceph_rs_wire::FEATURE_WRITE_FROM
+                    !(ceph_rs_wire::FEATURE_WRITE_FROM | ceph_rs_wire::FEATURE_SEND_TO)
                 },
             session_id: s.id,
             daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),

@@ -2697,6 +2697,149 @@ fn write_from_takes_the_bytes_from_the_client_or_writes_nothing() {
     s.cleanup();
 }
 
+/// A TCP connection of this process over loopback: (the end the daemon is asked to
+/// send on, set non-blocking as smbd's is, with a small send buffer so a big send waits
+/// for room; the end this test reads).
+fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (rx, _) = l.accept().unwrap();
+    tx.set_nonblocking(true).unwrap();
+    let small: libc::c_int = 64 * 1024;
+    // SAFETY: one int option on our own socket.
+    let r = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &small as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    (tx, rx)
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn send_to_puts_header_and_file_bytes_on_the_clients_tcp_socket() {
+    use std::os::fd::AsRawFd;
+    let d = Daemon::start("sendto", &[]);
+    let mut s = Share::new(&d, "sendto");
+    assert_ne!(s.c.hello().features & FEATURE_SEND_TO, 0, "feature granted");
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 37 % 251) as u8).collect();
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    let send_to = |s: &mut Share, fh: Fh, offset: u64, len: u32, sock: i32, header: &[u8]| {
+        s.c.call(
+            0,
+            &SendToReq {
+                fh,
+                offset,
+                len,
+                sock,
+            },
+            header,
+        )
+        .map(|(rep, extra)| {
+            assert!(extra.is_empty(), "no bytes in the reply frame");
+            rep
+        })
+    };
+    // Read `n` bytes of `rx` on another thread (the send waits for them to be taken).
+    let take = |rx: &std::net::TcpStream, n: usize| {
+        let mut rx = rx.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut got = vec![0u8; n];
+            rx.read_exact(&mut got).map(|_| got)
+        })
+    };
+    let nothing_more = |rx: &std::net::TcpStream| {
+        rx.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let r = (&*rx).read(&mut b);
+        rx.set_nonblocking(false).unwrap();
+        matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    let (tx, rx) = tcp_pair();
+    let sock = tx.as_raw_fd();
+    let header = b"SMB2-READ-HEADER".to_vec();
+
+    // All of it: the header, then 3 MiB (many times the socket buffer).
+    let reader = take(&rx, header.len() + data.len());
+    let rep = send_to(&mut s, f.fh, 0, data.len() as u32, sock, &header).unwrap();
+    let got = reader.join().unwrap().unwrap();
+    assert_eq!(
+        (rep.taken, rep.sent),
+        (true, (header.len() + data.len()) as u64)
+    );
+    assert_eq!(&got[..header.len()], &header[..]);
+    assert!(
+        got[header.len()..] == data[..],
+        "the file's bytes, in order"
+    );
+    // The file ends first: a short send, counted.
+    let at = data.len() as u64 - 1000;
+    let reader = take(&rx, header.len() + 1000);
+    let rep = send_to(&mut s, f.fh, at, 65536, sock, &header).unwrap();
+    let got = reader.join().unwrap().unwrap();
+    assert_eq!((rep.taken, rep.sent), (true, header.len() as u64 + 1000));
+    assert!(got[header.len()..] == data[at as usize..]);
+    // At end of file nothing is sent, not even the header.
+    let rep = send_to(&mut s, f.fh, data.len() as u64, 4096, sock, &header).unwrap();
+    assert_eq!((rep.taken, rep.sent), (true, 0));
+    assert!(nothing_more(&rx));
+
+    // Not a TCP socket (a unix socket, a file): not taken, nothing sent anywhere; an fd
+    // number not open here: EBADF; an unknown handle: EBADF; too long: EINVAL.
+    let (ua, ub) = UnixStream::pair().unwrap();
+    let rep = send_to(&mut s, f.fh, 0, 4096, ua.as_raw_fd(), &header).unwrap();
+    assert_eq!((rep.taken, rep.sent), (false, 0));
+    ub.set_nonblocking(true).unwrap();
+    assert!(
+        (&ub).read(&mut [0u8; 1]).is_err(),
+        "nothing on the unix socket"
+    );
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let rep = send_to(&mut s, f.fh, 0, 4096, null.as_raw_fd(), &header).unwrap();
+    assert!(!rep.taken);
+    assert_eq!(
+        send_to(&mut s, f.fh, 0, 4096, 1_000_000, &header).unwrap_err(),
+        Errno::EBADF
+    );
+    assert_eq!(
+        send_to(&mut s, Fh(f.ino.0), 0, 4096, sock, &header).unwrap_err(),
+        Errno::EBADF
+    );
+    assert_eq!(
+        send_to(&mut s, f.fh, 0, MAX_DATA + 1, sock, &header).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert!(nothing_more(&rx), "none of those sent anything");
+
+    // The peer is gone part way: EPIPE, and the socket is shut down for everyone (the
+    // stream cannot go on).
+    drop(rx);
+    let e = send_to(&mut s, f.fh, 0, data.len() as u32, sock, &header).unwrap_err();
+    assert_eq!(e, Errno::EPIPE);
+    assert!((&tx).write(b"x").is_err(), "shut down");
+    assert!(
+        s.c.last_error().contains("shut it down"),
+        "{}",
+        s.c.last_error()
+    );
+
+    // The session goes on: a good send on a new connection.
+    let (tx2, rx2) = tcp_pair();
+    let reader = take(&rx2, header.len() + 10);
+    let rep = send_to(&mut s, f.fh, 5, 10, tx2.as_raw_fd(), &header).unwrap();
+    assert_eq!(rep.sent, header.len() as u64 + 10);
+    assert!(reader.join().unwrap().unwrap()[header.len()..] == data[5..15]);
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}
+
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
@@ -2718,6 +2861,20 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
     let mut s = Share::new(&d, "writefrom-unpriv");
     let f = s.create(s.dir, "data", 0o644);
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 3 % 239) as u8).collect();
+    // SendTo first (a refusal of any kind stops the daemon from trying the others).
+    let g = s.create(s.dir, "small", 0o644);
+    assert_eq!(s.write(g.fh, 0, b"0123456789"), 10);
+    let (tx, rx) = tcp_pair();
+    let send = SendToReq {
+        fh: g.fh,
+        offset: 0,
+        len: 10,
+        sock: std::os::fd::AsRawFd::as_raw_fd(&tx),
+    };
+    let sent = s.c.call(0, &send, b"header").map(|r| r.0);
+    rx.set_nonblocking(true).unwrap();
+    let on_socket = (&rx).read(&mut [0u8; 64]);
+    s.ok(&CloseReq { fh: g.fh });
     let mut results = Vec::new();
     for _ in 0..2 {
         let req = WriteFromReq {
@@ -2745,12 +2902,20 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
         taken: false,
         written: 0,
     };
+    assert_eq!(
+        sent,
+        Ok(SendToRep {
+            taken: false,
+            sent: 0
+        })
+    );
+    assert!(on_socket.is_err(), "nothing sent: {on_socket:?}");
     assert_eq!(results, vec![Ok(refused), Ok(refused)]);
     assert_eq!(size, 0, "a refused WriteFrom wrote nothing");
     assert_eq!((rep.placed, bytes), (0, data.clone()));
     assert!(buf.iter().all(|b| *b == 0), "nothing placed");
     assert!(
-        d.log_text().contains("cannot access the client's memory"),
+        d.log_text().contains("cannot take the client's socket"),
         "log line for the refusal"
     );
     s.ok(&CloseReq { fh: f.fh });

@@ -47,6 +47,8 @@ pub struct Daemon {
     write_from: HashMap<u64, Creds>,
     /// The daemon refused a WriteFrom: later writes send their bytes.
     no_write_from: bool,
+    /// The daemon refused a SendTo: later sendfile calls are declined (smbd then reads).
+    no_send_to: bool,
     ev: *mut TeventCtx,
     fde: *mut sys::tevent_fd,
     imm: *mut sys::tevent_immediate,
@@ -91,6 +93,7 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         forget: Vec::new(),
         write_from: HashMap::new(),
         no_write_from: false,
+        no_send_to: false,
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
         imm: std::ptr::null_mut(),
@@ -330,6 +333,28 @@ pub fn can_write_from(id: DaemonId) -> bool {
         Ok(!d.no_write_from && d.may_reach(ceph_rs_wire::FEATURE_WRITE_FROM))
     })
     .unwrap_or(false)
+}
+
+/// Whether smbd's sendfile may hand the daemon a socket of this process (SendTo, by fd
+/// number): granted, not refused since, and this is the process that connected.
+pub fn can_send_to(id: DaemonId) -> bool {
+    with(id, |d| {
+        Ok(!d.no_send_to && d.may_reach(ceph_rs_wire::FEATURE_SEND_TO))
+    })
+    .unwrap_or(false)
+}
+
+/// The daemon could not take this process's socket: no more SendTo on this connection.
+pub fn send_to_refused(id: DaemonId) {
+    let _ = with(id, |d| {
+        d.no_send_to = true;
+        Ok(())
+    });
+}
+
+/// The connection to the daemon has failed (or `id` is gone).
+pub fn is_dead(id: DaemonId) -> bool {
+    with(id, |d| Ok(d.client.is_dead())).unwrap_or(true)
 }
 
 /// A WriteFrom was sent as request `rid` with `creds`: keep them for [`write_from_refused`].

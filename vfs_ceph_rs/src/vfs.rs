@@ -1158,15 +1158,33 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
     let (d, fh) = io_fh(h, fsp)?;
     let mut done = 0usize;
     // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway); the
-    // data lands in smbd's buffer directly.
+    // data lands in smbd's buffer directly: placed there by the daemon (ReadTo) when it
+    // can, else out of the reply frame.
     while done < buf.len() {
         let len = (buf.len() - done).min(MAX_DATA as usize);
-        let req = ReadReq {
-            fh,
-            offset: offset + done as u64,
-            len: len as u32,
+        let at = offset + done as u64;
+        let out = &mut buf[done..done + len];
+        let n = if len >= READ_TO_MIN && daemon::can_read_to(d) {
+            let req = ReadToReq {
+                fh,
+                offset: at,
+                len: len as u32,
+                addr: out.as_mut_ptr() as u64,
+            };
+            let (rep, n) = daemon::call_into(d, &creds(h), &req, out)?;
+            if rep.placed > 0 {
+                rep.placed as usize
+            } else {
+                n
+            }
+        } else {
+            let req = ReadReq {
+                fh,
+                offset: at,
+                len: len as u32,
+            };
+            daemon::call_into(d, &creds(h), &req, out)?.1
         };
-        let (_, n) = daemon::call_into(d, &creds(h), &req, &mut buf[done..done + len])?;
         done += n;
         if n < len {
             break;
@@ -1582,16 +1600,57 @@ unsafe extern "C" fn lseek(
     }
 }
 
+/// smbd's sendfile, for an SMB2 READ on an unsigned connection when the share has
+/// `use sendfile = yes` and the read is not sent async (`aio read size = 0`): the
+/// daemon puts smbd's reply header and the file's bytes on the client's socket itself
+/// (see `SendToReq`), so they never pass through smbd. -1/ENOSYS: nothing was sent and
+/// smbd reads the usual way; any other error: part may have been sent, smbd ends the
+/// connection.
 unsafe extern "C" fn sendfile(
-    _h: *mut Handle,
-    _tofd: c_int,
-    _fsp: *mut Fsp,
-    _hdr: *const sys::DATA_BLOB,
-    _offset: libc::off_t,
-    _n: usize,
+    h: *mut Handle,
+    tofd: c_int,
+    fsp: *mut Fsp,
+    hdr: *const sys::DATA_BLOB,
+    offset: libc::off_t,
+    n: usize,
 ) -> isize {
-    samba::set_errno(libc::ENOTSUP);
-    -1
+    let r = (|| -> R<isize> {
+        let (d, fh) = io_fh(h, fsp).map_err(|_| Errno::ENOSYS)?;
+        if offset < 0 || n > MAX_DATA as usize || !daemon::can_send_to(d) {
+            return Err(Errno::ENOSYS);
+        }
+        let header = if hdr.is_null() {
+            &[][..]
+        } else {
+            samba::bytes((*hdr).data as *const c_void, (*hdr).length)
+        };
+        let req = SendToReq {
+            fh,
+            offset: offset as u64,
+            len: n as u32,
+            sock: tofd,
+        };
+        match daemon::call(d, &creds(h), &req, header) {
+            Ok((rep, _)) if !rep.taken => {
+                daemon::send_to_refused(d);
+                Err(Errno::ENOSYS)
+            }
+            Ok((rep, _)) => Ok(rep.sent as isize),
+            // Part of it may be on the socket: the stream cannot go on.
+            Err(e) if e == Errno::EPIPE || e == Errno::ETIMEDOUT || daemon::is_dead(d) => {
+                Err(Errno::EPIPE)
+            }
+            // Nothing was sent: smbd reads the usual way (and reports that read's error).
+            Err(_) => Err(Errno::ENOSYS),
+        }
+    })();
+    match r {
+        Ok(n) => n,
+        Err(e) => {
+            samba::set_errno(e.0);
+            -1
+        }
+    }
 }
 
 unsafe extern "C" fn recvfile(

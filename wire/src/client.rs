@@ -361,6 +361,15 @@ impl Client {
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::TimedOut =>
                 {
+                    if self
+                        .pending
+                        .get(&id)
+                        .is_some_and(|op| op.uses_client_memory())
+                    {
+                        // The daemon may still reach into this process's memory for it:
+                        // wait on, as `settle` does (its reply or the connection's end).
+                        continue;
+                    }
                     self.pending.remove(&id);
                     self.last_error = "timed out waiting for libcephfsd".into();
                     return Err(Errno::ETIMEDOUT);

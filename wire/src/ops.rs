@@ -113,7 +113,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 =
-    FEATURE_FIND_NAME | FEATURE_WALK_PLUS | FEATURE_READ_TO | FEATURE_WRITE_FROM;
+    FEATURE_FIND_NAME | FEATURE_WALK_PLUS | FEATURE_READ_TO | FEATURE_WRITE_FROM | FEATURE_SEND_TO;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -122,6 +122,8 @@ pub const FEATURE_WALK_PLUS: u64 = 2;
 pub const FEATURE_READ_TO: u64 = 4;
 /// The daemon answers [`WriteFromReq`].
 pub const FEATURE_WRITE_FROM: u64 = 8;
+/// The daemon answers [`SendToReq`].
+pub const FEATURE_SEND_TO: u64 = 16;
 
 // ---------------------------------------------------------------- session
 
@@ -541,6 +543,39 @@ pub struct WriteFromRep {
     pub written: u64,
 }
 
+/// smbd's sendfile: the daemon sends the request's bulk data (the reply header smbd
+/// has built) and then `len` bytes of the file at `offset` straight onto `sock`, a
+/// TCP socket of the requesting process (by its fd number there; the daemon takes its
+/// own reference with `pidfd_getfd`), so the bytes never pass through that process:
+/// one copy out of libcephfs's cache, one into the socket. Ordered as [`ReadToReq`].
+///
+/// The reply comes when everything is on the socket (the client must not write to
+/// it meanwhile):
+/// * `taken == false`: the daemon may not use that socket (it lacks the privilege to
+///   take the process's fds, or `sock` is not a TCP socket): nothing was sent.
+/// * `sent == 0`: the file has no bytes at `offset`: nothing was sent, not even the
+///   header.
+/// * else `sent` = header + data bytes, less than header + `len` when the file ended
+///   first.
+///
+/// An error reply means nothing was sent (e.g. the read failed, `len` is over
+/// [`crate::frame::MAX_DATA`]), except EPIPE: sending failed part way (the peer went
+/// away, or did not take the bytes for a minute), and the daemon has shut the socket
+/// down, as that stream can no longer be continued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendToReq {
+    pub fh: Fh,
+    pub offset: u64,
+    pub len: u32,
+    pub sock: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendToRep {
+    pub taken: bool,
+    pub sent: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsyncReq {
     pub fh: Fh,
@@ -813,6 +848,8 @@ ops! {
     ReadTo = 31 => ReadToReq -> ReadToRep;
     /// Behind [`FEATURE_WRITE_FROM`]. No bulk data either way.
     WriteFrom = 32 => WriteFromReq -> WriteFromRep;
+    /// Behind [`FEATURE_SEND_TO`]. Request bulk data: the header to send first.
+    SendTo = 33 => SendToReq -> SendToRep;
     Fsync = 25 => FsyncReq -> ();
     Fallocate = 26 => FallocateReq -> ();
     Lseek = 27 => LseekReq -> LseekRep;

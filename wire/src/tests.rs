@@ -164,6 +164,12 @@ fn sample_requests() -> Vec<AnyRequest> {
             len: 1 << 20,
             addr: 0x7f00_4321_0000,
         }),
+        AnyRequest::SendTo(SendToReq {
+            fh,
+            offset: 1 << 34,
+            len: 8 << 20,
+            sock: 37,
+        }),
         AnyRequest::Fsync(FsyncReq { fh, datasync: true }),
         AnyRequest::Fallocate(FallocateReq {
             fh,
@@ -285,6 +291,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         ReadTo,
         Write,
         WriteFrom,
+        SendTo,
         Fsync,
         Fallocate,
         Lseek,
@@ -484,6 +491,20 @@ fn replies_round_trip() {
         WriteFromRep {
             taken: false,
             written: 0,
+        },
+        &[],
+    );
+    reply_rt::<SendToReq>(
+        SendToRep {
+            taken: true,
+            sent: 84 + (1 << 20),
+        },
+        &[],
+    );
+    reply_rt::<SendToReq>(
+        SendToRep {
+            taken: false,
+            sent: 0,
         },
         &[],
     );
@@ -1234,6 +1255,35 @@ fn read_to_req(addr: u64) -> ReadToReq {
         len: 4,
         addr,
     }
+}
+
+#[test]
+fn a_wait_times_out_except_while_the_daemon_may_write_into_this_process() {
+    let mut c = fake_daemon(|s, dec| {
+        // A Noop never answered, then a ReadTo answered after the client's timeout.
+        let _noop = read_frame(s, dec).unwrap();
+        let rt = read_frame(s, dec).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        encode_reply(
+            rt.header.id,
+            Op::ReadTo,
+            &ReadToRep { placed: 4 },
+            Vec::new(),
+        )
+        .unwrap()
+        .write_to(s)
+        .unwrap();
+        let _ = read_frame(s, dec);
+    });
+    c.set_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let id = c.submit(0, &NoopReq, &[]).unwrap();
+    assert_eq!(c.wait(id).unwrap_err(), Errno::ETIMEDOUT);
+    let t = std::time::Instant::now();
+    let id = c.submit(0, &read_to_req(0x1000), &[]).unwrap();
+    let r = c.wait(id).unwrap();
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(r.decode::<ReadToReq>().unwrap().0.placed, 4);
 }
 
 #[test]
