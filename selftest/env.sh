@@ -112,6 +112,11 @@ smb_conf() {
 	ceph_rs:socket = $SOCK
 	kernel share modes = no
 	kernel oplocks = no
+	# Reads of unsigned connections: libcephfsd sends the bytes onto the client's socket
+	# itself (ceph_new cannot: smbd ends the connection when its sendfile fails). smbd
+	# tries sendfile only for reads it does not send async.
+	use sendfile = yes
+	aio read size = 0
 
 [cephnew]
 	path = $SHARE_PATH

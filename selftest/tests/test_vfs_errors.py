@@ -125,15 +125,17 @@ def put_get(unique, tmp_path, names):
 
 def test_big_reads_and_writes_move_bytes_without_the_socket_and_fall_back_without_ptrace(
         unique, tmp_path):
-    """Big reads and writes have the daemon move the bytes between smbd's buffers and
-    CephFS itself (ReadTo, WriteFrom). A daemon without CAP_SYS_PTRACE may not: its first
-    WriteFrom is refused, the module sends those bytes and every later write's in the
-    request, reads come back in the reply, and nothing is lost."""
+    """Big writes have the daemon take the bytes out of smbd's buffers (WriteFrom), and
+    reads ([cephrs] has `use sendfile`, smbclient does not sign) have it send them onto
+    the client's socket itself (SendTo). A daemon without CAP_SYS_PTRACE may do neither:
+    its first WriteFrom is refused, the module sends those bytes and every later write's
+    in the request; its first SendTo is refused, smbd reads the usual way and the bytes
+    come back in the reply; nothing is lost."""
     before = op_counts()
     put_get(unique, tmp_path, ["a"])
     after = op_counts()
     assert after.get("WriteFrom", 0) > before.get("WriteFrom", 0), after
-    assert after.get("ReadTo", 0) > before.get("ReadTo", 0), after
+    assert after.get("SendTo", 0) > before.get("SendTo", 0), after
     log = f"{STATE}/libcephfsd.log"
     try:
         log_at = os.path.getsize(log)
@@ -144,10 +146,13 @@ def test_big_reads_and_writes_move_bytes_without_the_socket_and_fall_back_withou
         # in one write), then the bytes of that one and of every later write go in frames.
         assert counts.get("WriteFrom") == 1, counts
         assert counts.get("Write", 0) >= 2, counts
+        assert counts.get("SendTo") == 1, counts
+        assert counts.get("ReadTo", 0) >= 2, counts
         with open(log, errors="replace") as f:
             f.seek(log_at)
             assert "cannot access the client's memory" in f.read()
     finally:
         restart_daemon()
     put_get(unique, tmp_path, ["d"])
-    assert op_counts().get("WriteFrom", 0) >= 1
+    counts = op_counts()
+    assert counts.get("WriteFrom", 0) >= 1 and counts.get("SendTo", 0) >= 1, counts
