@@ -85,6 +85,7 @@ pub fn order(req: &AnyRequest) -> Option<Order> {
         A::SendTo(r) => f(&r.fh, false),
         A::Write(r) => f(&r.fh, true),
         A::WriteFrom(r) => f(&r.fh, true),
+        A::RecvFrom(r) => f(&r.fh, true),
         A::Close(r) => f(&r.fh, false),
         A::Fsync(r) => f(&r.fh, false),
         A::Fallocate(r) => f(&r.fh, false),
@@ -124,6 +125,7 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
         | A::ReadDir(_)
         | A::ReadDirPlus(_)
         | A::SendTo(_)
+        | A::RecvFrom(_)
         | A::Mount(_)
         | A::Unmount(_)
         | A::Status(_) => false,
@@ -166,6 +168,7 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         A::SendTo(r) => ok(send_to(s, r, &data)?),
         A::Write(r) => ok(write(s, p, r, &data)?),
         A::WriteFrom(r) => ok(write_from(s, p, r)?),
+        A::RecvFrom(r) => ok(recv_from(s, p, r)?),
         A::Fsync(r) => ok(fsync(s, r)?),
         A::Fallocate(r) => ok(fallocate(s, r)?),
         A::Lseek(r) => ok(lseek(s, r)?),
@@ -1035,6 +1038,50 @@ fn write_from(s: &Session, p: &UserPerm, r: WriteFromReq) -> R<WriteFromRep> {
         };
         let rep = write(s, p, w, data)?;
         Ok(WriteFromRep {
+            taken: true,
+            written: rep.written,
+        })
+    })
+}
+
+/// smbd's recvfile: a write's bytes taken straight off the client's TCP socket (see
+/// [`RecvFromReq`]): once the socket is ours, every outcome but EPIPE has taken all of
+/// them, so the client's stream goes on at the next request.
+fn recv_from(s: &Session, p: &UserPerm, r: RecvFromReq) -> R<RecvFromRep> {
+    bulk_len("write", r.len)?;
+    let sock = match s.peer.socket(r.sock) {
+        Ok(Some(sock)) => sock,
+        Ok(None) => {
+            return Ok(RecvFromRep {
+                taken: false,
+                written: 0,
+            })
+        }
+        Err(e) => {
+            return Err(fail(
+                e,
+                format!("cannot take the client's fd {}: {e}", r.sock),
+            ))
+        }
+    };
+    with_scratch(|data| {
+        if let Err((got, e)) = crate::peer::recv_exact(&sock, r.len as usize, data) {
+            crate::peer::shut_down(&sock);
+            return Err(fail(
+                Errno::EPIPE,
+                format!(
+                    "receiving {} bytes from the client's socket failed after {got}: {e}; \
+                     shut it down",
+                    r.len
+                ),
+            ));
+        }
+        let w = WriteReq {
+            fh: r.fh,
+            offset: r.offset,
+        };
+        let rep = write(s, p, w, data)?;
+        Ok(RecvFromRep {
             taken: true,
             written: rep.written,
         })

@@ -4,7 +4,8 @@
 //! reading a write's bytes out of its buffer (`process_vm_readv`, for
 //! [`ceph_rs_wire::WriteFromReq`]); and taking one of its TCP sockets (`pidfd_getfd`,
 //! the same privilege) to send a read's bytes to smbd's client directly
-//! ([`ceph_rs_wire::SendToReq`]).
+//! ([`ceph_rs_wire::SendToReq`]) or take a write's bytes from it
+//! ([`ceph_rs_wire::RecvFromReq`]).
 //!
 //! Bytes through the socket cost two extra copies (into the socket, out of it) and the
 //! socket's buffer allocations; moved between the two processes directly they cost one.
@@ -239,7 +240,8 @@ impl PeerMemory {
     }
 }
 
-/// How long [`send_all`] waits for a socket that takes no bytes.
+/// How long [`send_all`] waits for a socket that takes no bytes ([`recv_exact`]: that
+/// gives none).
 pub const SEND_STALL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Send `parts` one after another on `sock` (a socket of the client that may be
@@ -296,6 +298,59 @@ pub fn send_all(sock: &OwnedFd, parts: &[&[u8]]) -> Result<(), (usize, Errno)> {
             _ => return Err((sent, Errno(e))),
         }
     }
+    Ok(())
+}
+
+/// Take exactly `len` bytes off `sock` (a socket of the client that may be non-blocking:
+/// then wait for more) into `buf`, replacing its contents. Err((got, errno)): it failed
+/// or ended (EPIPE) after `got` bytes (ETIMEDOUT: nothing came for [`SEND_STALL_MAX`]).
+pub fn recv_exact(sock: &OwnedFd, len: usize, buf: &mut Vec<u8>) -> Result<(), (usize, Errno)> {
+    buf.clear();
+    buf.reserve(len);
+    let ptr = buf.as_mut_ptr();
+    let mut got = 0usize;
+    let mut stalled_since = std::time::Instant::now();
+    while got < len {
+        // SAFETY: `got + (len - got) <= capacity`: the kernel writes into our own
+        // uninitialised capacity only.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                ptr.add(got) as *mut libc::c_void,
+                len - got,
+                0,
+            )
+        };
+        if n > 0 {
+            got += n as usize;
+            stalled_since = std::time::Instant::now();
+            continue;
+        }
+        if n == 0 {
+            return Err((got, Errno::EPIPE));
+        }
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        match e {
+            libc::EINTR => {}
+            libc::EAGAIN => {
+                if stalled_since.elapsed() >= SEND_STALL_MAX {
+                    return Err((got, Errno::ETIMEDOUT));
+                }
+                let mut p = libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 1000) };
+            }
+            _ => return Err((got, Errno(e))),
+        }
+    }
+    // SAFETY: the kernel filled all `len` bytes.
+    unsafe { buf.set_len(len) };
     Ok(())
 }
 

@@ -443,7 +443,7 @@ async fn handle_frame(
         *lock(&s.client) = hi.client.chars().take(256).collect();
         let rep = HelloRep {
             version: PROTOCOL_VERSION,
-            // WriteFrom and SendTo only where this daemon can reach the client (they
+            // WriteFrom, SendTo and RecvFrom only where this daemon can reach the client (they
             // have no way round, unlike ReadTo): else every write would take two round
             // trips until the first refusal.
             features: hi.features
@@ -451,7 +451,9 @@ async fn handle_frame(
                 & if s.peer.usable() {
                     !0
                 } else {
-                    !(ceph_rs_wire::FEATURE_WRITE_FROM | ceph_rs_wire::FEATURE_SEND_TO)
+                    !(ceph_rs_wire::FEATURE_WRITE_FROM
+                        | ceph_rs_wire::FEATURE_SEND_TO
+                        | ceph_rs_wire::FEATURE_RECV_FROM)
                 },
             session_id: s.id,
             daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),

@@ -2842,6 +2842,117 @@ fn send_to_puts_header_and_file_bytes_on_the_clients_tcp_socket() {
 
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn recv_from_takes_exactly_the_writes_bytes_off_the_clients_tcp_socket() {
+    use std::os::fd::AsRawFd;
+    let d = Daemon::start("recvfrom", &[]);
+    let mut s = Share::new(&d, "recvfrom");
+    assert_ne!(
+        s.c.hello().features & FEATURE_RECV_FROM,
+        0,
+        "feature granted"
+    );
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 41 % 247) as u8).collect();
+    let recv_from = |s: &mut Share, fh: Fh, offset: u64, len: usize, sock: i32| {
+        s.c.call(
+            0,
+            &RecvFromReq {
+                fh,
+                offset,
+                len: len as u32,
+                sock,
+            },
+            &[],
+        )
+        .map(|(rep, extra)| {
+            assert!(extra.is_empty());
+            rep
+        })
+    };
+    // The daemon reads the end smbd would (`sock`, non-blocking); this test is the SMB
+    // client writing the other end: the write's bytes, then the next request's.
+    let (sock_end, client) = tcp_pair();
+    let sock = sock_end.as_raw_fd();
+    let put = |client: &std::net::TcpStream, bytes: Vec<u8>| {
+        let mut c = client.try_clone().unwrap();
+        std::thread::spawn(move || c.write_all(&bytes).unwrap())
+    };
+    let next_request = |sock_end: &std::net::TcpStream| {
+        let mut b = [0u8; 4];
+        sock_end.set_nonblocking(false).unwrap();
+        sock_end
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let r = (&*sock_end).read_exact(&mut b).map(|_| b);
+        sock_end.set_nonblocking(true).unwrap();
+        r.unwrap()
+    };
+
+    // 3 MiB (many socket buffers, sent while the daemon waits for them), then "NEXT":
+    // all of the write and nothing of what follows is taken.
+    let writer = put(&client, [&data[..], b"NEXT"].concat());
+    let rep = recv_from(&mut s, f.fh, 0, data.len(), sock).unwrap();
+    writer.join().unwrap();
+    assert_eq!((rep.taken, rep.written), (true, data.len() as u64));
+    assert_eq!(&next_request(&sock_end), b"NEXT");
+    assert!(
+        s.read(f.fh, 0, data.len() as u32) == data,
+        "the file has the bytes"
+    );
+    // At an offset.
+    let writer = put(&client, [&[0x5au8; 1000][..], b"NEXT"].concat());
+    let rep = recv_from(&mut s, f.fh, 1 << 20, 1000, sock).unwrap();
+    writer.join().unwrap();
+    assert_eq!((rep.taken, rep.written), (true, 1000));
+    assert_eq!(&next_request(&sock_end), b"NEXT");
+    assert_eq!(s.read(f.fh, 1 << 20, 1000), vec![0x5a; 1000]);
+
+    // A write that fails (unknown handle: EBADF) still takes its bytes off the socket,
+    // so the client's next request is read where it starts.
+    let writer = put(&client, [&[1u8; 5000][..], b"NEXT"].concat());
+    let e = recv_from(&mut s, Fh(f.ino.0), 0, 5000, sock).unwrap_err();
+    writer.join().unwrap();
+    assert_eq!(e, Errno::EBADF);
+    assert_eq!(&next_request(&sock_end), b"NEXT");
+
+    // Not a TCP socket: not taken, nothing read from it.
+    let (ua, mut ub) = UnixStream::pair().unwrap();
+    ub.write_all(b"keep").unwrap();
+    let rep = recv_from(&mut s, f.fh, 0, 4, ua.as_raw_fd()).unwrap();
+    assert_eq!((rep.taken, rep.written), (false, 0));
+    let mut b = [0u8; 4];
+    (&ua).read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"keep");
+
+    // The client sends less and goes away: EPIPE and the socket shut down; what came
+    // is not written.
+    client.try_clone().unwrap().write_all(&[7u8; 100]).unwrap();
+    drop(client);
+    let e = recv_from(&mut s, f.fh, 0, 4096, sock).unwrap_err();
+    assert_eq!(e, Errno::EPIPE);
+    assert!(
+        s.c.last_error().contains("shut it down"),
+        "{}",
+        s.c.last_error()
+    );
+    assert_eq!(
+        s.read(f.fh, 0, 100),
+        data[..100].to_vec(),
+        "nothing written"
+    );
+    // The session goes on.
+    let (sock2, client2) = tcp_pair();
+    let writer = put(&client2, b"abc".to_vec());
+    let rep = recv_from(&mut s, f.fh, 0, 3, sock2.as_raw_fd()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(rep.written, 3);
+    assert_eq!(s.read(f.fh, 0, 3), b"abc".to_vec());
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
     // A daemon without CAP_SYS_PTRACE may not read a process that is not dumpable (as
     // smbd's children are once they change their uid): WriteFrom says "not taken" and
@@ -2874,6 +2985,18 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
     let sent = s.c.call(0, &send, b"header").map(|r| r.0);
     rx.set_nonblocking(true).unwrap();
     let on_socket = (&rx).read(&mut [0u8; 64]);
+    // RecvFrom: not taken, the bytes stay in the socket.
+    (&rx).write_all(b"left").unwrap();
+    let recv = RecvFromReq {
+        fh: g.fh,
+        offset: 0,
+        len: 4,
+        sock: send.sock,
+    };
+    let received = s.c.call(0, &recv, &[]).map(|r| r.0);
+    let mut left = [0u8; 4];
+    tx.set_nonblocking(false).unwrap();
+    (&tx).read_exact(&mut left).unwrap();
     s.ok(&CloseReq { fh: g.fh });
     let mut results = Vec::new();
     for _ in 0..2 {
@@ -2910,6 +3033,14 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
         })
     );
     assert!(on_socket.is_err(), "nothing sent: {on_socket:?}");
+    assert_eq!(
+        received,
+        Ok(RecvFromRep {
+            taken: false,
+            written: 0
+        })
+    );
+    assert_eq!(&left, b"left");
     assert_eq!(results, vec![Ok(refused), Ok(refused)]);
     assert_eq!(size, 0, "a refused WriteFrom wrote nothing");
     assert_eq!((rep.placed, bytes), (0, data.clone()));

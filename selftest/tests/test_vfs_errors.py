@@ -156,3 +156,35 @@ def test_big_reads_and_writes_move_bytes_without_the_socket_and_fall_back_withou
     put_get(unique, tmp_path, ["d"])
     counts = op_counts()
     assert counts.get("WriteFrom", 0) >= 1 and counts.get("SendTo", 0) >= 1, counts
+
+
+def test_recvfile_takes_the_bytes_off_the_socket_or_the_module_does(unique, tmp_path):
+    """With `min receivefile size` smbd leaves the bytes of big unsigned writes in its
+    client socket and calls recvfile, which must take exactly those bytes off it. The
+    daemon does (RecvFrom); a daemon without CAP_SYS_PTRACE may not, and then the module
+    takes them and writes them. Either way every file round-trips (the old ENOTSUP stub
+    lost the connection at the first such write). The setting is global and ceph_new's
+    recvfile is ENOTSUP, so [cephnew] would break under it: only this test sets it, in
+    smb.conf for new connections, and puts the file back after."""
+    conf = f"{STATE}/smb/smb.conf"
+    with open(conf) as f:
+        orig = f.read()
+    assert "[global]\n" in orig
+    try:
+        with open(conf, "w") as f:
+            f.write(orig.replace("[global]\n", "[global]\n\tmin receivefile size = 65536\n", 1))
+        before = op_counts()
+        put_get(unique, tmp_path, ["a", "b"])
+        after = op_counts()
+        assert after.get("RecvFrom", 0) >= before.get("RecvFrom", 0) + 2, after
+        restart_daemon("setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
+        put_get(unique, tmp_path, ["c", "d"])
+        counts = op_counts()
+        # One connection: its first recvfile is refused, the module takes those bytes and
+        # every later write's itself and sends them in Write requests.
+        assert counts.get("RecvFrom") == 1, counts
+        assert counts.get("Write", 0) >= 2, counts
+    finally:
+        with open(conf, "w") as f:
+            f.write(orig)
+        restart_daemon()

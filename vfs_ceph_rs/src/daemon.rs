@@ -47,8 +47,9 @@ pub struct Daemon {
     write_from: HashMap<u64, Creds>,
     /// The daemon refused a WriteFrom: later writes send their bytes.
     no_write_from: bool,
-    /// The daemon refused a SendTo: later sendfile calls are declined (smbd then reads).
-    no_send_to: bool,
+    /// The daemon could not take this process's socket (SendTo, RecvFrom): later
+    /// sendfile calls are declined (smbd then reads), recvfile takes the bytes itself.
+    no_socket: bool,
     ev: *mut TeventCtx,
     fde: *mut sys::tevent_fd,
     imm: *mut sys::tevent_immediate,
@@ -93,7 +94,7 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         forget: Vec::new(),
         write_from: HashMap::new(),
         no_write_from: false,
-        no_send_to: false,
+        no_socket: false,
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
         imm: std::ptr::null_mut(),
@@ -335,19 +336,18 @@ pub fn can_write_from(id: DaemonId) -> bool {
     .unwrap_or(false)
 }
 
-/// Whether smbd's sendfile may hand the daemon a socket of this process (SendTo, by fd
-/// number): granted, not refused since, and this is the process that connected.
-pub fn can_send_to(id: DaemonId) -> bool {
-    with(id, |d| {
-        Ok(!d.no_send_to && d.may_reach(ceph_rs_wire::FEATURE_SEND_TO))
-    })
-    .unwrap_or(false)
+/// Whether the daemon may be handed a socket of this process by fd number (SendTo,
+/// RecvFrom: feature `f`): granted, not refused since, and this is the process that
+/// connected.
+pub fn can_take_socket(id: DaemonId, f: u64) -> bool {
+    with(id, |d| Ok(!d.no_socket && d.may_reach(f))).unwrap_or(false)
 }
 
-/// The daemon could not take this process's socket: no more SendTo on this connection.
-pub fn send_to_refused(id: DaemonId) {
+/// The daemon could not take this process's socket: no more SendTo or RecvFrom on this
+/// connection.
+pub fn socket_refused(id: DaemonId) {
     let _ = with(id, |d| {
-        d.no_send_to = true;
+        d.no_socket = true;
         Ok(())
     });
 }

@@ -1600,6 +1600,11 @@ unsafe extern "C" fn lseek(
     }
 }
 
+/// Reads smaller than this are declined by [`sendfile`]: smbd then reads them (a small
+/// Read runs on the daemon's session task; a SendTo, which may wait for the client's
+/// socket, goes to its worker pool).
+const SEND_TO_MIN: usize = 64 * 1024;
+
 /// smbd's sendfile, for an SMB2 READ on an unsigned connection when the share has
 /// `use sendfile = yes` and the read is not sent async (`aio read size = 0`): the
 /// daemon puts smbd's reply header and the file's bytes on the client's socket itself
@@ -1616,7 +1621,10 @@ unsafe extern "C" fn sendfile(
 ) -> isize {
     let r = (|| -> R<isize> {
         let (d, fh) = io_fh(h, fsp).map_err(|_| Errno::ENOSYS)?;
-        if offset < 0 || n > MAX_DATA as usize || !daemon::can_send_to(d) {
+        if offset < 0
+            || !(SEND_TO_MIN..=MAX_DATA as usize).contains(&n)
+            || !daemon::can_take_socket(d, FEATURE_SEND_TO)
+        {
             return Err(Errno::ENOSYS);
         }
         let header = if hdr.is_null() {
@@ -1632,7 +1640,7 @@ unsafe extern "C" fn sendfile(
         };
         match daemon::call(d, &creds(h), &req, header) {
             Ok((rep, _)) if !rep.taken => {
-                daemon::send_to_refused(d);
+                daemon::socket_refused(d);
                 Err(Errno::ENOSYS)
             }
             Ok((rep, _)) => Ok(rep.sent as isize),
@@ -1644,24 +1652,92 @@ unsafe extern "C" fn sendfile(
             Err(_) => Err(Errno::ENOSYS),
         }
     })();
-    match r {
-        Ok(n) => n,
-        Err(e) => {
-            samba::set_errno(e.0);
-            -1
+    ssize_ret(r)
+}
+
+/// smbd's recvfile, for an SMB2 WRITE on an unsigned connection whose bytes smbd left in
+/// the socket (`min receivefile size`): it must take exactly `n` bytes off `fromfd`
+/// whatever happens, or the client's stream is lost. The daemon takes them off the
+/// socket itself and writes them (see `RecvFromReq`); when it may not, the module reads
+/// them and writes them as pwrite does. -1/EPIPE: the socket failed part way (smbd ends
+/// the connection); any other error comes after all `n` bytes were taken.
+unsafe extern "C" fn recvfile(
+    h: *mut Handle,
+    fromfd: c_int,
+    fsp: *mut Fsp,
+    offset: libc::off_t,
+    n: usize,
+) -> isize {
+    ssize_ret((|| -> R<isize> {
+        if let (Ok((d, fh)), true) = (io_fh(h, fsp), offset >= 0 && n <= MAX_DATA as usize) {
+            if daemon::can_take_socket(d, FEATURE_RECV_FROM) {
+                let req = RecvFromReq {
+                    fh,
+                    offset: offset as u64,
+                    len: n as u32,
+                    sock: fromfd,
+                };
+                match daemon::call(d, &creds(h), &req, &[]) {
+                    Ok((rep, _)) if rep.taken => {
+                        return whole_write(rep.written as usize, n);
+                    }
+                    Ok(_) => daemon::socket_refused(d),
+                    Err(e) if e == Errno::EPIPE || e == Errno::ETIMEDOUT || daemon::is_dead(d) => {
+                        return Err(Errno::EPIPE)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        let buf = recv_exact(fromfd, n)?;
+        if offset < 0 {
+            return Err(Errno::EINVAL);
+        }
+        whole_write(write_from(h, fsp, &buf, offset as u64)? as usize, n)
+    })())
+}
+
+/// recvfile's result: all `n` bytes written, or ENOSPC (smbd would otherwise ask for
+/// the rest, which is no longer in the socket).
+fn whole_write(written: usize, n: usize) -> R<isize> {
+    if written == n {
+        Ok(n as isize)
+    } else {
+        Err(Errno::ENOSPC)
     }
 }
 
-unsafe extern "C" fn recvfile(
-    _h: *mut Handle,
-    _fromfd: c_int,
-    _fsp: *mut Fsp,
-    _offset: libc::off_t,
-    _n: usize,
-) -> isize {
-    samba::set_errno(libc::ENOTSUP);
-    -1
+/// Take exactly `n` bytes off smbd's client socket `fd` (non-blocking: wait for them,
+/// up to a minute without any). EPIPE when it fails or ends first.
+fn recv_exact(fd: c_int, n: usize) -> R<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    let mut stalled_since = std::time::Instant::now();
+    while got < n {
+        let rest = &mut buf[got..];
+        // SAFETY: `rest` is our own writable memory of that length.
+        let r = unsafe { libc::recv(fd, rest.as_mut_ptr() as *mut c_void, rest.len(), 0) };
+        if r > 0 {
+            got += r as usize;
+            stalled_since = std::time::Instant::now();
+            continue;
+        }
+        let e = std::io::Error::last_os_error().raw_os_error();
+        match (r, e) {
+            (-1, Some(libc::EINTR)) => {}
+            (-1, Some(libc::EAGAIN)) if stalled_since.elapsed() < Duration::from_secs(60) => {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 1000) };
+            }
+            _ => return Err(Errno::EPIPE),
+        }
+    }
+    Ok(buf)
 }
 
 unsafe extern "C" fn renameat(

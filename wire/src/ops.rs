@@ -112,8 +112,12 @@ impl Op {
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
-pub const FEATURES: u64 =
-    FEATURE_FIND_NAME | FEATURE_WALK_PLUS | FEATURE_READ_TO | FEATURE_WRITE_FROM | FEATURE_SEND_TO;
+pub const FEATURES: u64 = FEATURE_FIND_NAME
+    | FEATURE_WALK_PLUS
+    | FEATURE_READ_TO
+    | FEATURE_WRITE_FROM
+    | FEATURE_SEND_TO
+    | FEATURE_RECV_FROM;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -124,6 +128,8 @@ pub const FEATURE_READ_TO: u64 = 4;
 pub const FEATURE_WRITE_FROM: u64 = 8;
 /// The daemon answers [`SendToReq`].
 pub const FEATURE_SEND_TO: u64 = 16;
+/// The daemon answers [`RecvFromReq`].
+pub const FEATURE_RECV_FROM: u64 = 32;
 
 // ---------------------------------------------------------------- session
 
@@ -576,6 +582,32 @@ pub struct SendToRep {
     pub sent: u64,
 }
 
+/// smbd's recvfile: the daemon takes the next `len` bytes off `sock`, a TCP socket of
+/// the requesting process (as for [`SendToReq`]), and writes them at `offset`: the bytes
+/// of an SMB2 WRITE that smbd left in the socket never pass through that process.
+/// `len` is at most [`crate::frame::MAX_DATA`]. Ordered as [`WriteReq`]; the client
+/// must not read the socket meanwhile.
+///
+/// * `taken == false`: the daemon may not use that socket: nothing was read from it.
+/// * else all `len` bytes were taken off the socket, and `written` of them written.
+///
+/// An error reply means all `len` bytes were taken off the socket too (e.g. the write
+/// failed with EDQUOT, or `fh` is unknown: EBADF), except EPIPE: the socket failed or
+/// ended before `len` bytes (or gave none for a minute), and the daemon has shut it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvFromReq {
+    pub fh: Fh,
+    pub offset: u64,
+    pub len: u32,
+    pub sock: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvFromRep {
+    pub taken: bool,
+    pub written: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsyncReq {
     pub fh: Fh,
@@ -850,6 +882,8 @@ ops! {
     WriteFrom = 32 => WriteFromReq -> WriteFromRep;
     /// Behind [`FEATURE_SEND_TO`]. Request bulk data: the header to send first.
     SendTo = 33 => SendToReq -> SendToRep;
+    /// Behind [`FEATURE_RECV_FROM`]. No bulk data either way.
+    RecvFrom = 34 => RecvFromReq -> RecvFromRep;
     Fsync = 25 => FsyncReq -> ();
     Fallocate = 26 => FallocateReq -> ();
     Lseek = 27 => LseekReq -> LseekRep;

@@ -170,6 +170,12 @@ fn sample_requests() -> Vec<AnyRequest> {
             len: 8 << 20,
             sock: 37,
         }),
+        AnyRequest::RecvFrom(RecvFromReq {
+            fh,
+            offset: 1 << 35,
+            len: 8 << 20,
+            sock: 38,
+        }),
         AnyRequest::Fsync(FsyncReq { fh, datasync: true }),
         AnyRequest::Fallocate(FallocateReq {
             fh,
@@ -292,6 +298,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Write,
         WriteFrom,
         SendTo,
+        RecvFrom,
         Fsync,
         Fallocate,
         Lseek,
@@ -505,6 +512,13 @@ fn replies_round_trip() {
         SendToRep {
             taken: false,
             sent: 0,
+        },
+        &[],
+    );
+    reply_rt::<RecvFromReq>(
+        RecvFromRep {
+            taken: true,
+            written: 1 << 20,
         },
         &[],
     );
