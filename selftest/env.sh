@@ -113,8 +113,8 @@ smb_conf() {
 	kernel share modes = no
 	kernel oplocks = no
 	# Reads of unsigned connections: libcephfsd sends the bytes onto the client's socket
-	# itself (ceph_new cannot: smbd ends the connection when its sendfile fails). smbd
-	# tries sendfile only for reads it does not send async.
+	# itself (ceph_new has no sendfile). smbd tries sendfile only for reads it does not
+	# send async. (Not `min receivefile size`: global, and [cephnew] fails under it.)
 	use sendfile = yes
 	aio read size = 0
 
