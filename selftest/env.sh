@@ -114,7 +114,7 @@ smb_conf() {
 	kernel oplocks = no
 	# Reads of unsigned connections: libcephfsd sends the bytes onto the client's socket
 	# itself (ceph_new has no sendfile). smbd tries sendfile only for reads it does not
-	# send async. (Not `min receivefile size`: global, and [cephnew] fails under it.)
+	# send async. (Not "min receivefile size": global, and the ceph_new share fails under it.)
 	use sendfile = yes
 	aio read size = 0
 
