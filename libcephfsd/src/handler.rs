@@ -929,6 +929,14 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
     }
 }
 
+/// The client's TCP socket `fd` as our own (see [`crate::peer::PeerMemory::socket`]);
+/// None: this daemon may not take it, or it is not a TCP socket.
+fn client_socket(s: &Session, fd: i32) -> R<Option<std::os::fd::OwnedFd>> {
+    s.peer
+        .socket(fd)
+        .map_err(|e| fail(e, format!("cannot take the client's fd {fd}: {e}")))
+}
+
 /// smbd's sendfile: the header, then the file's bytes, straight onto the client's TCP
 /// socket (see [`SendToReq`]).
 fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
@@ -940,20 +948,11 @@ fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
             format!("a {}-byte header to send", header.len()),
         ));
     }
-    let sock = match s.peer.socket(r.sock) {
-        Ok(Some(sock)) => sock,
-        Ok(None) => {
-            return Ok(SendToRep {
-                taken: false,
-                sent: 0,
-            })
-        }
-        Err(e) => {
-            return Err(fail(
-                e,
-                format!("cannot take the client's fd {}: {e}", r.sock),
-            ))
-        }
+    let Some(sock) = client_socket(s, r.sock)? else {
+        return Ok(SendToRep {
+            taken: false,
+            sent: 0,
+        });
     };
     with_scratch(|data| {
         file.read_into(r.offset, r.len as usize, data)?;
@@ -1032,14 +1031,11 @@ fn write_from(s: &Session, p: &UserPerm, r: WriteFromReq) -> R<WriteFromRep> {
                 ))
             }
         }
-        let w = WriteReq {
-            fh: r.fh,
-            offset: r.offset,
-        };
-        let rep = write(s, p, w, data)?;
+        let (fh, offset) = (r.fh, r.offset);
+        let written = write(s, p, WriteReq { fh, offset }, data)?.written;
         Ok(WriteFromRep {
             taken: true,
-            written: rep.written,
+            written,
         })
     })
 }
@@ -1049,20 +1045,11 @@ fn write_from(s: &Session, p: &UserPerm, r: WriteFromReq) -> R<WriteFromRep> {
 /// them, so the client's stream goes on at the next request.
 fn recv_from(s: &Session, p: &UserPerm, r: RecvFromReq) -> R<RecvFromRep> {
     bulk_len("write", r.len)?;
-    let sock = match s.peer.socket(r.sock) {
-        Ok(Some(sock)) => sock,
-        Ok(None) => {
-            return Ok(RecvFromRep {
-                taken: false,
-                written: 0,
-            })
-        }
-        Err(e) => {
-            return Err(fail(
-                e,
-                format!("cannot take the client's fd {}: {e}", r.sock),
-            ))
-        }
+    let Some(sock) = client_socket(s, r.sock)? else {
+        return Ok(RecvFromRep {
+            taken: false,
+            written: 0,
+        });
     };
     with_scratch(|data| {
         if let Err((got, e)) = crate::peer::recv_exact(&sock, r.len as usize, data) {
@@ -1076,14 +1063,11 @@ fn recv_from(s: &Session, p: &UserPerm, r: RecvFromReq) -> R<RecvFromRep> {
                 ),
             ));
         }
-        let w = WriteReq {
-            fh: r.fh,
-            offset: r.offset,
-        };
-        let rep = write(s, p, w, data)?;
+        let (fh, offset) = (r.fh, r.offset);
+        let written = write(s, p, WriteReq { fh, offset }, data)?.written;
         Ok(RecvFromRep {
             taken: true,
-            written: rep.written,
+            written,
         })
     })
 }

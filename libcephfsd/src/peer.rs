@@ -249,9 +249,7 @@ pub const SEND_STALL_MAX: std::time::Duration = std::time::Duration::from_secs(6
 /// `sent` bytes (ETIMEDOUT: it took nothing for [`SEND_STALL_MAX`]).
 pub fn send_all(sock: &OwnedFd, parts: &[&[u8]]) -> Result<(), (usize, Errno)> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut sent = 0usize;
-    let mut stalled_since = std::time::Instant::now();
-    while sent < total {
+    socket_loop(sock, total, libc::POLLOUT, |sent| {
         // The parts not yet sent, the first one from where it stopped.
         let mut skip = sent;
         let mut iov = Vec::with_capacity(parts.len());
@@ -267,38 +265,13 @@ pub fn send_all(sock: &OwnedFd, parts: &[&[u8]]) -> Result<(), (usize, Errno)> {
             skip = 0;
         }
         // SAFETY: zeroed msghdr plus our iovecs over live, readable slices.
-        let n = unsafe {
+        unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = iov.len() as _;
             libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
-        };
-        if n > 0 {
-            sent += n as usize;
-            stalled_since = std::time::Instant::now();
-            continue;
         }
-        let e = std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO);
-        match e {
-            libc::EINTR => {}
-            libc::EAGAIN => {
-                if stalled_since.elapsed() >= SEND_STALL_MAX {
-                    return Err((sent, Errno::ETIMEDOUT));
-                }
-                let mut p = libc::pollfd {
-                    fd: sock.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 1000) };
-            }
-            _ => return Err((sent, Errno(e))),
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Take exactly `len` bytes off `sock` (a socket of the client that may be non-blocking:
@@ -308,26 +281,43 @@ pub fn recv_exact(sock: &OwnedFd, len: usize, buf: &mut Vec<u8>) -> Result<(), (
     buf.clear();
     buf.reserve(len);
     let ptr = buf.as_mut_ptr();
-    let mut got = 0usize;
-    let mut stalled_since = std::time::Instant::now();
-    while got < len {
+    socket_loop(sock, len, libc::POLLIN, |got| {
         // SAFETY: `got + (len - got) <= capacity`: the kernel writes into our own
         // uninitialised capacity only.
-        let n = unsafe {
+        unsafe {
             libc::recv(
                 sock.as_raw_fd(),
                 ptr.add(got) as *mut libc::c_void,
                 len - got,
                 0,
             )
-        };
+        }
+    })?;
+    // SAFETY: the kernel filled all `len` bytes.
+    unsafe { buf.set_len(len) };
+    Ok(())
+}
+
+/// Move `total` bytes through `sock` with `step(done)`, one send or recv from byte
+/// `done` returning the syscall's result; when the socket would block, wait (`events`)
+/// up to [`SEND_STALL_MAX`] without progress. A step of 0 is the stream's end (EPIPE).
+fn socket_loop(
+    sock: &OwnedFd,
+    total: usize,
+    events: libc::c_short,
+    mut step: impl FnMut(usize) -> isize,
+) -> Result<(), (usize, Errno)> {
+    let mut done = 0usize;
+    let mut stalled_since = std::time::Instant::now();
+    while done < total {
+        let n = step(done);
         if n > 0 {
-            got += n as usize;
+            done += n as usize;
             stalled_since = std::time::Instant::now();
             continue;
         }
         if n == 0 {
-            return Err((got, Errno::EPIPE));
+            return Err((done, Errno::EPIPE));
         }
         let e = std::io::Error::last_os_error()
             .raw_os_error()
@@ -336,21 +326,19 @@ pub fn recv_exact(sock: &OwnedFd, len: usize, buf: &mut Vec<u8>) -> Result<(), (
             libc::EINTR => {}
             libc::EAGAIN => {
                 if stalled_since.elapsed() >= SEND_STALL_MAX {
-                    return Err((got, Errno::ETIMEDOUT));
+                    return Err((done, Errno::ETIMEDOUT));
                 }
                 let mut p = libc::pollfd {
                     fd: sock.as_raw_fd(),
-                    events: libc::POLLIN,
+                    events,
                     revents: 0,
                 };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, 1000) };
             }
-            _ => return Err((got, Errno(e))),
+            _ => return Err((done, Errno(e))),
         }
     }
-    // SAFETY: the kernel filled all `len` bytes.
-    unsafe { buf.set_len(len) };
     Ok(())
 }
 

@@ -1262,6 +1262,14 @@ fn client_call_into_and_release_sink() {
     assert!(gone.iter().all(|b| *b == 0), "released sink was written");
 }
 
+/// The fake daemon answers ReadTo `id`: `placed` bytes placed.
+fn reply_read_to(s: &mut UnixStream, id: u64, placed: u32) {
+    encode_reply(id, Op::ReadTo, &ReadToRep { placed }, Vec::new())
+        .unwrap()
+        .write_to(s)
+        .unwrap();
+}
+
 fn read_to_req(addr: u64) -> ReadToReq {
     ReadToReq {
         fh: Fh(1),
@@ -1278,15 +1286,7 @@ fn a_wait_times_out_except_while_the_daemon_may_write_into_this_process() {
         let _noop = read_frame(s, dec).unwrap();
         let rt = read_frame(s, dec).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
-        encode_reply(
-            rt.header.id,
-            Op::ReadTo,
-            &ReadToRep { placed: 4 },
-            Vec::new(),
-        )
-        .unwrap()
-        .write_to(s)
-        .unwrap();
+        reply_read_to(s, rt.header.id, 4);
         let _ = read_frame(s, dec);
     });
     c.set_timeout(Some(std::time::Duration::from_millis(100)))
@@ -1310,15 +1310,7 @@ fn settle_waits_for_the_reply_of_a_read_to() {
         let f = read_frame(s, dec).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(150));
         r2.store(true, Ordering::SeqCst);
-        encode_reply(
-            f.header.id,
-            Op::ReadTo,
-            &ReadToRep { placed: 4 },
-            Vec::new(),
-        )
-        .unwrap()
-        .write_to(s)
-        .unwrap();
+        reply_read_to(s, f.header.id, 4);
         let _ = read_frame(s, dec);
     });
     let id = c.submit(0, &read_to_req(0x1000), &[]).unwrap();
