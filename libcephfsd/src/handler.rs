@@ -6,6 +6,7 @@
 //! Every function runs on a blocking worker thread with the request's credentials.
 
 use std::hash::{Hash, Hasher};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -931,7 +932,7 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
 
 /// The client's TCP socket `fd` as our own (see [`crate::peer::PeerMemory::socket`]);
 /// None: this daemon may not take it, or it is not a TCP socket.
-fn client_socket(s: &Session, fd: i32) -> R<Option<std::os::fd::OwnedFd>> {
+fn client_socket(s: &Session, fd: i32) -> R<Option<OwnedFd>> {
     s.peer
         .socket(fd)
         .map_err(|e| fail(e, format!("cannot take the client's fd {fd}: {e}")))
@@ -962,7 +963,7 @@ fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
                 sent: 0,
             });
         }
-        match crate::peer::send_all(&sock, &[header, data]) {
+        match ceph_rs_wire::sock::send_all(sock.as_raw_fd(), &[header, data]) {
             Ok(()) => Ok(SendToRep {
                 taken: true,
                 sent: (header.len() + data.len()) as u64,
@@ -1052,7 +1053,9 @@ fn recv_from(s: &Session, p: &UserPerm, r: RecvFromReq) -> R<RecvFromRep> {
         });
     };
     with_scratch(|data| {
-        if let Err((got, e)) = crate::peer::recv_exact(&sock, r.len as usize, data) {
+        if let Err((got, e)) =
+            ceph_rs_wire::sock::recv_exact(sock.as_raw_fd(), r.len as usize, data)
+        {
             crate::peer::shut_down(&sock);
             return Err(fail(
                 Errno::EPIPE,

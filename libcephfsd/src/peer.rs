@@ -146,12 +146,10 @@ impl PeerMemory {
             };
             return match e {
                 libc::EPERM | libc::EACCES | libc::ENOSYS if done == 0 => {
-                    self.allowed.store(false, Ordering::Relaxed);
-                    tracing::info!(
-                        peer_pid = self.pid,
-                        "cannot access the client's memory ({}): its reads and writes go \
+                    self.refused(
+                        e,
+                        "cannot access the client's memory: its reads and writes go \
                          through the socket",
-                        Errno(e)
                     );
                     Ok(false)
                 }
@@ -186,12 +184,10 @@ impl PeerMemory {
                 .unwrap_or(libc::EIO);
             return match e {
                 libc::EPERM | libc::EACCES | libc::ENOSYS => {
-                    self.allowed.store(false, Ordering::Relaxed);
-                    tracing::info!(
-                        peer_pid = self.pid,
-                        "cannot take the client's socket ({}): its reads go through its \
-                         memory or the socket",
-                        Errno(e)
+                    self.refused(
+                        e,
+                        "cannot take the client's socket: its reads go through its memory \
+                         or the socket",
                     );
                     Ok(None)
                 }
@@ -221,6 +217,13 @@ impl PeerMemory {
         Ok(tcp.then_some(sock))
     }
 
+    /// The kernel refused this daemon the client (`errno`, no privilege over it): log
+    /// `what` once and try no more reads, writes or socket takes for this session.
+    fn refused(&self, errno: i32, what: &str) {
+        self.allowed.store(false, Ordering::Relaxed);
+        tracing::info!(peer_pid = self.pid, errno = %Errno(errno), "{what}");
+    }
+
     /// Stop: waits for a read or write in progress; none starts after this.
     pub fn close(&self) {
         *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
@@ -238,108 +241,6 @@ impl PeerMemory {
         let r = unsafe { libc::poll(&mut p, 1, 0) };
         r == 0
     }
-}
-
-/// How long [`send_all`] waits for a socket that takes no bytes ([`recv_exact`]: that
-/// gives none).
-pub const SEND_STALL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Send `parts` one after another on `sock` (a socket of the client that may be
-/// non-blocking: then wait for it to take more). Err((sent, errno)): it failed after
-/// `sent` bytes (ETIMEDOUT: it took nothing for [`SEND_STALL_MAX`]).
-pub fn send_all(sock: &OwnedFd, parts: &[&[u8]]) -> Result<(), (usize, Errno)> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    socket_loop(sock, total, libc::POLLOUT, |sent| {
-        // The parts not yet sent, the first one from where it stopped.
-        let mut skip = sent;
-        let mut iov = Vec::with_capacity(parts.len());
-        for p in parts {
-            if skip >= p.len() {
-                skip -= p.len();
-                continue;
-            }
-            iov.push(libc::iovec {
-                iov_base: p[skip..].as_ptr() as *mut libc::c_void,
-                iov_len: p.len() - skip,
-            });
-            skip = 0;
-        }
-        // SAFETY: zeroed msghdr plus our iovecs over live, readable slices.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = iov.len() as _;
-            libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
-        }
-    })
-}
-
-/// Take exactly `len` bytes off `sock` (a socket of the client that may be non-blocking:
-/// then wait for more) into `buf`, replacing its contents. Err((got, errno)): it failed
-/// or ended (EPIPE) after `got` bytes (ETIMEDOUT: nothing came for [`SEND_STALL_MAX`]).
-pub fn recv_exact(sock: &OwnedFd, len: usize, buf: &mut Vec<u8>) -> Result<(), (usize, Errno)> {
-    buf.clear();
-    buf.reserve(len);
-    let ptr = buf.as_mut_ptr();
-    socket_loop(sock, len, libc::POLLIN, |got| {
-        // SAFETY: `got + (len - got) <= capacity`: the kernel writes into our own
-        // uninitialised capacity only.
-        unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                ptr.add(got) as *mut libc::c_void,
-                len - got,
-                0,
-            )
-        }
-    })?;
-    // SAFETY: the kernel filled all `len` bytes.
-    unsafe { buf.set_len(len) };
-    Ok(())
-}
-
-/// Move `total` bytes through `sock` with `step(done)`, one send or recv from byte
-/// `done` returning the syscall's result; when the socket would block, wait (`events`)
-/// up to [`SEND_STALL_MAX`] without progress. A step of 0 is the stream's end (EPIPE).
-fn socket_loop(
-    sock: &OwnedFd,
-    total: usize,
-    events: libc::c_short,
-    mut step: impl FnMut(usize) -> isize,
-) -> Result<(), (usize, Errno)> {
-    let mut done = 0usize;
-    let mut stalled_since = std::time::Instant::now();
-    while done < total {
-        let n = step(done);
-        if n > 0 {
-            done += n as usize;
-            stalled_since = std::time::Instant::now();
-            continue;
-        }
-        if n == 0 {
-            return Err((done, Errno::EPIPE));
-        }
-        let e = std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO);
-        match e {
-            libc::EINTR => {}
-            libc::EAGAIN => {
-                if stalled_since.elapsed() >= SEND_STALL_MAX {
-                    return Err((done, Errno::ETIMEDOUT));
-                }
-                let mut p = libc::pollfd {
-                    fd: sock.as_raw_fd(),
-                    events,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 1000) };
-            }
-            _ => return Err((done, Errno(e))),
-        }
-    }
-    Ok(())
 }
 
 /// Shut `sock` down both ways (for every holder of it: the client's stream is broken).

@@ -443,9 +443,9 @@ async fn handle_frame(
         *lock(&s.client) = hi.client.chars().take(256).collect();
         let rep = HelloRep {
             version: PROTOCOL_VERSION,
-            // WriteFrom, SendTo and RecvFrom only where this daemon can reach the client (they
-            // have no way round, unlike ReadTo): else every write would take two round
-            // trips until the first refusal.
+            // WriteFrom, SendTo and RecvFrom only where this daemon can reach the client
+            // (each refusal costs the module a second round trip, unlike ReadTo, whose
+            // bytes then come in the reply).
             features: hi.features
                 & FEATURES
                 & if s.peer.usable() {

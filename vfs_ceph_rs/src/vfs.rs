@@ -1689,7 +1689,9 @@ unsafe extern "C" fn recvfile(
                 }
             }
         }
-        let buf = recv_exact(fromfd, n)?;
+        // A failure part way leaves the stream broken: EPIPE, smbd ends the connection.
+        let mut buf = Vec::new();
+        ceph_rs_wire::sock::recv_exact(fromfd, n, &mut buf).map_err(|_| Errno::EPIPE)?;
         if offset < 0 {
             return Err(Errno::EINVAL);
         }
@@ -1705,39 +1707,6 @@ fn whole_write(written: usize, n: usize) -> R<isize> {
     } else {
         Err(Errno::ENOSPC)
     }
-}
-
-/// Take exactly `n` bytes off smbd's client socket `fd` (non-blocking: wait for them,
-/// up to a minute without any). EPIPE when it fails or ends first.
-fn recv_exact(fd: c_int, n: usize) -> R<Vec<u8>> {
-    let mut buf = vec![0u8; n];
-    let mut got = 0;
-    let mut stalled_since = std::time::Instant::now();
-    while got < n {
-        let rest = &mut buf[got..];
-        // SAFETY: `rest` is our own writable memory of that length.
-        let r = unsafe { libc::recv(fd, rest.as_mut_ptr() as *mut c_void, rest.len(), 0) };
-        if r > 0 {
-            got += r as usize;
-            stalled_since = std::time::Instant::now();
-            continue;
-        }
-        let e = std::io::Error::last_os_error().raw_os_error();
-        match (r, e) {
-            (-1, Some(libc::EINTR)) => {}
-            (-1, Some(libc::EAGAIN)) if stalled_since.elapsed() < Duration::from_secs(60) => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 1000) };
-            }
-            _ => return Err(Errno::EPIPE),
-        }
-    }
-    Ok(buf)
 }
 
 unsafe extern "C" fn renameat(

@@ -100,6 +100,7 @@ pub mod client;
 pub mod codec;
 pub mod frame;
 pub mod ops;
+pub mod sock;
 pub mod types;
 
 #[cfg(test)]
