@@ -108,10 +108,12 @@ pub const INLINE_IO_MAX: usize = 64 * 1024;
 
 /// Ops that may run on the session's own task instead of the worker pool: everything
 /// smbd waits for synchronously (metadata reads libcephfs serves from its cache, the MDS
-/// round trips of opens, changes and closes) and small reads and writes. Never large data
-/// I/O (smbd pipelines it), fsync, a lock wait, a directory listing or a mount, which
-/// can take long or forever. `data_len`: the request's bulk data. An op with an
-/// [`order`] runs inline only when nothing is queued on its handle.
+/// round trips of opens, changes and closes), small reads and writes, and SendTo (smbd
+/// waits inside its sendfile call, one at a time, and a pool hop was a cross-CPU wakeup
+/// per READ; only if [`wont_wait_for_client`]). Never other large data I/O (smbd
+/// pipelines it), fsync, a lock wait, a directory listing or a mount, which can take
+/// long or forever. `data_len`: the request's bulk data. An op with an [`order`] runs
+/// inline only when nothing is queued on its handle.
 pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
     use AnyRequest as A;
     match req {
@@ -125,11 +127,29 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
         | A::GetLk(_)
         | A::ReadDir(_)
         | A::ReadDirPlus(_)
-        | A::SendTo(_)
         | A::RecvFrom(_)
         | A::Mount(_)
         | A::Unmount(_)
         | A::Status(_) => false,
+        _ => true,
+    }
+}
+
+/// For a request that [`runs_inline`]: whether it cannot end up waiting for a client
+/// (an inline request holds one of the runtime's threads). A SendTo only when the
+/// client's socket has room for all of it now: smbd is inside its sendfile call until
+/// the reply, so nothing else fills that socket meanwhile; otherwise it runs on the pool,
+/// where waiting for the client to read is harmless.
+pub fn wont_wait_for_client(s: &Session, req: &AnyRequest, data_len: usize) -> bool {
+    let AnyRequest::SendTo(r) = req else {
+        return true;
+    };
+    let need = data_len + r.len as usize;
+    match s.peer.socket(r.sock) {
+        // An eighth more: the socket's queue also counts its packets' overhead.
+        Ok(Some(sock)) => ceph_rs_wire::sock::send_room(sock.as_raw_fd())
+            .is_some_and(|room| room >= need + need / 8),
+        // Refused or failed: answered at once, anywhere.
         _ => true,
     }
 }

@@ -496,9 +496,11 @@ async fn handle_frame(
                 // thread wakeup. Only MAX_INLINE at once daemon-wide; past that it takes
                 // the pool like everything else.
                 let inline = &s.daemon.inline_now;
-                if inline.fetch_add(1, Ordering::AcqRel) < MAX_INLINE {
+                if inline.fetch_add(1, Ordering::AcqRel) < MAX_INLINE
+                    && handler::wont_wait_for_client(s, &req, data.len())
+                {
                     let in_flight = InFlight::new(s);
-                    run_request(s, id, op, cred, req, data);
+                    s.send(run_request(s, id, op, cred, req, data));
                     drop(in_flight);
                     inline.fetch_sub(1, Ordering::AcqRel);
                     return Ok(());
@@ -516,9 +518,12 @@ async fn handle_frame(
             s.schedule(
                 order,
                 Box::new(move || {
-                    run_request(&session, id, op, cred, req, data);
-                    drop(in_flight);
-                    drop(permit);
+                    let reply = run_request(&session, id, op, cred, req, data);
+                    Box::new(move || {
+                        session.send(reply);
+                        drop(in_flight);
+                        drop(permit);
+                    })
                 }),
             );
             Ok(())
@@ -526,8 +531,15 @@ async fn handle_frame(
     }
 }
 
-/// Run one request and send its reply (or error).
-fn run_request(session: &Arc<Session>, id: u64, op: Op, cred: u32, req: AnyRequest, data: Vec<u8>) {
+/// Run one request; its reply (or error) to send.
+fn run_request(
+    session: &Arc<Session>,
+    id: u64,
+    op: Op,
+    cred: u32,
+    req: AnyRequest,
+    data: Vec<u8>,
+) -> ceph_rs_wire::EncodedFrame<Vec<u8>> {
     let t0 = Instant::now();
     let res = catch_unwind(AssertUnwindSafe(|| {
         handler::dispatch(session, cred, req, data)
@@ -561,5 +573,5 @@ fn run_request(session: &Arc<Session>, id: u64, op: Op, cred: u32, req: AnyReque
         }
     };
     session.daemon.stats.record(op, t0.elapsed(), failed);
-    session.send(frame);
+    frame
 }

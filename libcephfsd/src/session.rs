@@ -109,7 +109,12 @@ impl HandleQueue {
     }
 }
 
-pub type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A request's work. What it returns runs after the work's handle has let the next job
+/// go (sending the reply): smbd's next request, sent as soon as it has this reply, then
+/// finds the handle free and may run inline.
+pub type Job = Box<dyn FnOnce() -> Then + Send + 'static>;
+/// See [`Job`].
+pub type Then = Box<dyn FnOnce() + Send + 'static>;
 
 #[derive(Default)]
 struct CredTable {
@@ -332,7 +337,7 @@ impl Session {
     /// [`Order`] says; jobs without an order run concurrently with everything.
     pub fn schedule(self: &Arc<Self>, order: Option<Order>, job: Job) {
         let Some(o) = order else {
-            tokio::task::spawn_blocking(job);
+            tokio::task::spawn_blocking(move || job()());
             return;
         };
         let start = {
@@ -357,10 +362,13 @@ impl Session {
     fn run_ordered(self: Arc<Self>, key: OrderKey, shared: bool, job: Job) {
         let mut next = Some((shared, job));
         while let Some((shared, job)) = next.take() {
-            job();
+            let then = job();
             let mut start = {
                 let mut q = lock(&self.order);
-                let Some(hq) = q.get_mut(&key) else { return };
+                let Some(hq) = q.get_mut(&key) else {
+                    then();
+                    return;
+                };
                 if shared {
                     hq.running_shared -= 1;
                 } else {
@@ -372,6 +380,7 @@ impl Session {
                 }
                 start
             };
+            then();
             next = start.pop();
             for (shared, job) in start {
                 self.spawn_ordered(key, shared, job);
@@ -407,7 +416,8 @@ mod tests {
     use super::*;
 
     fn add(q: &mut HandleQueue, shared: bool) {
-        q.waiting.push_back((shared, Box::new(|| {})));
+        q.waiting
+            .push_back((shared, Box::new(|| Box::new(|| {}) as Then)));
     }
 
     /// Which of the jobs started: their kinds, marked running.

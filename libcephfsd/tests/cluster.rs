@@ -2840,6 +2840,61 @@ fn send_to_puts_header_and_file_bytes_on_the_clients_tcp_socket() {
     s.cleanup();
 }
 
+/// A SendTo whose client socket has no room for it waits for the client off the
+/// session's reader (one with room runs on the reader itself): the session still answers
+/// meanwhile, and the send completes once the client reads.
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn send_to_that_waits_for_the_client_leaves_the_session_answering() {
+    use std::os::fd::AsRawFd;
+    let d = Daemon::start("sendtowait", &[]);
+    let mut s = Share::new(&d, "sendtowait");
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 13 % 253) as u8).collect();
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    // 1 MiB into a 64 KiB send buffer nobody reads yet.
+    let (tx, rx) = tcp_pair();
+    let header = b"HDR".to_vec();
+    let req = SendToReq {
+        fh: f.fh,
+        offset: 0,
+        len: data.len() as u32,
+        sock: tx.as_raw_fd(),
+    };
+    let id = s.c.submit(0, &req, &header).unwrap();
+    let t = std::time::Instant::now();
+    // The client starts reading only after 3 s.
+    let reader = {
+        let mut rx = rx.try_clone().unwrap();
+        let n = header.len() + data.len();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            let mut got = vec![0u8; n];
+            rx.read_exact(&mut got).map(|_| got)
+        })
+    };
+    s.ok(&NoopReq);
+    assert_eq!(s.ok(&GetAttrReq { ino: f.ino }).size, data.len() as u64);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "answered while the SendTo waits for the client: {:?}",
+        t.elapsed()
+    );
+    let (rep, _) = s.c.wait(id).unwrap().decode::<SendToReq>().unwrap();
+    assert_eq!(
+        (rep.taken, rep.sent),
+        (true, (header.len() + data.len()) as u64)
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(3),
+        "it waited for the client"
+    );
+    let got = reader.join().unwrap().unwrap();
+    assert!(got[header.len()..] == data[..]);
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+}
+
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn recv_from_takes_exactly_the_writes_bytes_off_the_clients_tcp_socket() {

@@ -212,6 +212,7 @@ impl Client {
     /// Poll for a reply this long before sleeping in `recv`. Most daemon replies come
     /// within tens of microseconds; a caller that sleeps instead pays a cross-CPU wakeup
     /// for each (35 us on the 2-core test VM against 9 us on one CPU). Zero = never poll.
+    /// Never for an op whose reply waits for bulk bytes ([`Op::replies_after_bulk`]).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
     }
@@ -337,7 +338,12 @@ impl Client {
 
     /// Wait (blocking) for the reply of a submitted request.
     pub fn wait(&mut self, id: u64) -> Result<Completion, Errno> {
-        let spin_until = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
+        let spin = !self.spin.is_zero()
+            && self
+                .pending
+                .get(&id)
+                .is_some_and(|op| !op.replies_after_bulk());
+        let spin_until = spin.then(|| Instant::now() + self.spin);
         loop {
             if let Some(r) = self.done.remove(&id) {
                 return Ok(r);

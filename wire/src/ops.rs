@@ -106,6 +106,13 @@ impl Op {
     pub fn uses_client_memory(self) -> bool {
         matches!(self, Op::ReadTo | Op::WriteFrom)
     }
+
+    /// Ops whose reply comes only after the daemon moved a bulk of bytes (64 KiB and more)
+    /// over the client's own socket ([`SendToReq`], [`RecvFromReq`]): a caller that polls
+    /// for that reply burns the CPU the daemon needs to send it.
+    pub fn replies_after_bulk(self) -> bool {
+        matches!(self, Op::SendTo | Op::RecvFrom)
+    }
 }
 
 /// The protocol version this crate speaks.

@@ -101,3 +101,55 @@ fn socket_loop(
     }
     Ok(())
 }
+
+/// How many more bytes the kernel would queue on `sock` now without waiting: its send
+/// buffer less what is queued (the queue counts per-packet overhead, so the bytes that
+/// really fit are a little fewer). None if the kernel does not say.
+pub fn send_room(sock: RawFd) -> Option<usize> {
+    /// SO_MEMINFO (include/uapi/asm-generic/socket.h); fills u32[SK_MEMINFO_VARS].
+    const SO_MEMINFO: libc::c_int = 55;
+    let mut m = [0u32; 9];
+    let mut len = std::mem::size_of_val(&m) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `m`.
+    let r = unsafe {
+        libc::getsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            m.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    let queued = libc::SK_MEMINFO_WMEM_QUEUED as usize;
+    if r != 0 || (len as usize) < (queued + 1) * 4 {
+        return None;
+    }
+    Some(m[libc::SK_MEMINFO_SNDBUF as usize].saturating_sub(m[queued]) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn send_room_shrinks_as_an_unread_socket_fills_and_says_none_for_a_non_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_rx, _) = l.accept().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let empty = send_room(tx.as_raw_fd()).expect("a TCP socket says");
+        assert!(empty > 0);
+        // Fill it: nobody reads the other end.
+        let chunk = vec![7u8; 64 * 1024];
+        while (&tx).write(&chunk).is_ok() {}
+        let full = send_room(tx.as_raw_fd()).unwrap();
+        assert!(
+            full < empty && full < chunk.len(),
+            "room {full} when full, {empty} when empty"
+        );
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(send_room(f.as_raw_fd()), None);
+    }
+}

@@ -1436,3 +1436,70 @@ fn names_compare_like_samba() {
     assert!(!names_equal_ignoring_case("straße", "STRASSE"));
     assert!(!names_equal_ignoring_case("abc", "abd"));
 }
+
+/// CPU time this thread has used.
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec we own.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn a_wait_polls_for_quick_replies_but_sleeps_through_bulk_ones() {
+    let late = std::time::Duration::from_millis(300);
+    let mut c = fake_daemon(move |s, dec| {
+        for _ in 0..2 {
+            let f = read_frame(s, dec).unwrap();
+            std::thread::sleep(late);
+            let op = f.op().unwrap();
+            let frame = match op {
+                Op::Noop => encode_reply(f.header.id, op, &(), Vec::new()),
+                _ => encode_reply(
+                    f.header.id,
+                    op,
+                    &SendToRep {
+                        taken: true,
+                        sent: 9,
+                    },
+                    Vec::new(),
+                ),
+            };
+            frame.unwrap().write_to(s).unwrap();
+        }
+        let _ = read_frame(s, dec);
+    });
+    c.set_spin(std::time::Duration::from_secs(1));
+    // A Noop: polled for (the control: this measures spinning).
+    let (t, cpu) = (std::time::Instant::now(), thread_cpu());
+    let id = c.submit(0, &NoopReq, &[]).unwrap();
+    c.wait(id).unwrap();
+    let (noop_wall, noop_cpu) = (t.elapsed(), thread_cpu() - cpu);
+    // A SendTo (the daemon sends >= 64 KiB before it answers): slept through.
+    let req = SendToReq {
+        fh: Fh(1),
+        offset: 0,
+        len: 1 << 20,
+        sock: 3,
+    };
+    let (t, cpu) = (std::time::Instant::now(), thread_cpu());
+    let id = c.submit(0, &req, b"hdr").unwrap();
+    let (rep, _) = c.wait(id).unwrap().decode::<SendToReq>().unwrap();
+    let (send_wall, send_cpu) = (t.elapsed(), thread_cpu() - cpu);
+    assert_eq!(rep.sent, 9);
+    assert!(noop_wall >= late && send_wall >= late);
+    assert!(
+        noop_cpu >= std::time::Duration::from_millis(60),
+        "the Noop was polled for: {noop_cpu:?} of CPU in {noop_wall:?}"
+    );
+    assert!(
+        send_cpu < std::time::Duration::from_millis(30),
+        "the SendTo was slept through: {send_cpu:?} of CPU in {send_wall:?}"
+    );
+}
