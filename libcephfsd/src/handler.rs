@@ -807,9 +807,10 @@ fn read(s: &Session, r: ReadReq) -> R<Vec<u8>> {
     Ok(file.read(r.offset, r.len as usize)?)
 }
 
-/// Bulk buffers a pool thread keeps for its next ReadTo / WriteFrom: up to this size.
-/// A fresh megabyte costs 256 page faults and as many zeroed pages, every request; kept
-/// per thread (pool threads end when idle) it costs up to this much per busy thread.
+/// Bulk buffers a thread keeps for its next ReadTo / WriteFrom / SendTo / RecvFrom: up
+/// to this size. A fresh megabyte costs 256 page faults and as many zeroed pages, every
+/// request; kept per thread (pool threads end when idle; the runtime's two workers keep
+/// one for the SendTo they run inline) it costs up to this much per busy thread.
 pub const SCRATCH_KEEP_MAX: usize = 8 << 20;
 
 thread_local! {
