@@ -52,6 +52,17 @@ struct ServeArgs {
     /// Keep an unused mount this long before unmounting it.
     #[arg(long, default_value_t = 60)]
     mount_grace_secs: u64,
+    /// A libcephfs option for every mount, set after the config file and the daemon's own
+    /// settings (so it overrides both); repeatable. E.g. client_oc_size=536870912.
+    #[arg(long = "ceph-option", value_name = "NAME=VALUE", value_parser = name_value)]
+    ceph_options: Vec<(String, String)>,
+}
+
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected NAME=VALUE")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -81,6 +92,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         allowed_uids,
         threads: args.threads as usize,
         mount_grace: Duration::from_secs(args.mount_grace_secs),
+        ceph_options: args.ceph_options,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(libcephfsd::server::RUNTIME_WORKERS)
@@ -179,4 +191,30 @@ fn format_status(s: &StatusRep) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceph_options_are_name_value_pairs() {
+        let ok = |s: &str| name_value(s).unwrap();
+        assert_eq!(
+            ok("client_oc_size=1"),
+            ("client_oc_size".into(), "1".into())
+        );
+        // Only the first '=' splits; the value may be empty.
+        assert_eq!(ok(" a =b=c"), ("a".into(), "b=c".into()));
+        assert_eq!(ok("a="), ("a".into(), "".into()));
+        for bad in ["", "a", "=1", " =1"] {
+            assert!(name_value(bad).is_err(), "{bad:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["libcephfsd", "--ceph-option", "x=1", "--ceph-option", "y=2"])
+                .unwrap();
+        let want = vec![("x".into(), "1".into()), ("y".into(), "2".into())];
+        assert_eq!(cli.serve.ceph_options, want);
+        assert!(Cli::try_parse_from(["libcephfsd", "--ceph-option", "novalue"]).is_err());
+    }
 }

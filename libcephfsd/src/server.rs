@@ -57,6 +57,9 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     pub threads: usize,
     pub mount_grace: Duration,
+    /// libcephfs options (`--ceph-option NAME=VALUE`) set on every mount after
+    /// [`ceph_options`], so they override those too.
+    pub ceph_options: Vec<(String, String)>,
 }
 
 /// libcephfs options for a mount shared by many smbd sessions. These are set with
@@ -69,8 +72,8 @@ pub struct Config {
 /// * `client_acl_type=posix_acl`: enforce POSIX ACLs (libcephfs disables them by
 ///   default), and `fuse_default_permissions=false`: libcephfs checks permissions
 ///   against each request's credentials. Both as Samba's ceph_new sets them.
-pub fn ceph_options() -> Vec<(&'static str, String)> {
-    vec![
+pub fn ceph_options() -> Vec<(String, String)> {
+    [
         ("client_acl_type", "posix_acl".into()),
         ("fuse_default_permissions", "false".into()),
         ("client_cache_size", "65536".into()),
@@ -82,6 +85,9 @@ pub fn ceph_options() -> Vec<(&'static str, String)> {
         ("debug_client", "0/1".into()),
         ("debug_objectcacher", "0/1".into()),
     ]
+    .into_iter()
+    .map(|(k, v): (&str, String)| (k.to_string(), v))
+    .collect()
 }
 
 /// Bytes of replies the kernel may queue per session (memory is only used while
@@ -108,7 +114,8 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: Config) -> Arc<Daemon> {
-        let options = ceph_options();
+        let mut options = ceph_options();
+        options.extend(config.ceph_options.iter().cloned());
         let mounter = move |conf: &Path, key: &MountKey| {
             Mount::connect(conf, &key.client_id, key.filesystem.as_deref(), &options)
         };

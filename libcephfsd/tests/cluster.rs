@@ -1534,6 +1534,29 @@ fn ensure_client_keyring(id: &str) {
     std::fs::set_permissions(&kr, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// `--ceph-option NAME=VALUE` reaches every mount: a value libcephfs refuses fails the
+/// Mount with that option named (and the session goes on); a valid one mounts.
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn ceph_options_from_the_command_line_are_set_on_every_mount() {
+    let d = Daemon::start("cephopt", &["--ceph-option", "client_oc_size=lots"]);
+    let mut a = d.client("a");
+    assert_eq!(a.call(0, &mount_req("/"), &[]).unwrap_err(), Errno::EINVAL);
+    assert!(
+        a.last_error().contains("client_oc_size=lots"),
+        "{}",
+        a.last_error()
+    );
+    a.call(0, &NoopReq, &[]).unwrap();
+    drop(a);
+    drop(d);
+    let opt = "client_oc_target_dirty=1048576";
+    let d = Daemon::start("cephopt2", &["--ceph-option", opt]);
+    let mut b = d.client("b");
+    let (m, _) = b.call(0, &mount_req("/"), &[]).unwrap();
+    assert_eq!(m.stat.ino, 1, "the root");
+}
+
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn sessions_with_the_same_config_share_one_mount() {

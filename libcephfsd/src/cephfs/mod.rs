@@ -137,7 +137,7 @@ impl Mount {
         conf: &Path,
         client_id: &str,
         filesystem: Option<&str>,
-        options: &[(&str, String)],
+        options: &[(String, String)],
     ) -> std::result::Result<Arc<Mount>, (Errno, String)> {
         let err = |e: Errno, what: &str| (e, format!("{what}: {e}"));
         let id = cstr(client_id).map_err(|e| err(e, "client id"))?;
