@@ -155,11 +155,77 @@ pub fn wont_wait_for_client(s: &Session, req: &AnyRequest, data_len: usize) -> b
 }
 
 /// Run one request. `cred` is the header's credential id (0 = the daemon's root
-/// identity; unknown = EINVAL).
+/// identity; unknown = EINVAL). A request that changes inodes marks them in the change
+/// table before it runs and again once it is done, before its reply is sent.
 pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> R<Output> {
-    use AnyRequest as A;
     let p = &*s.perm(cred)?;
+    let Some(epochs) = &s.daemon.epochs else {
+        return run(s, p, req, data);
+    };
+    let changed = changes(s, p, &req);
+    epochs.table.touch(&changed);
+    let out = run(s, p, req, data);
+    epochs.table.touch(&changed);
+    out
+}
+
+/// The change-table keys ([`ceph_rs_wire::epochs`]) of what a request changes: the
+/// attributes of its target, of the directories it adds to or removes from and of the
+/// inodes a name it removes or replaces pointed to (looked up now; libcephfs answers
+/// from its cache); the xattrs of the target of an xattr change or a SetAttr (a mode
+/// change rewrites the POSIX ACL). Best effort on errors: an inode that cannot be
+/// resolved is not changed by a request that then fails the same way.
+fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
+    use ceph_rs_wire::epochs::xattrs_of;
+    use AnyRequest as A;
+    let ino = |h: Ino| s.inode(h).ok().and_then(|(_, i)| i.number(p).ok());
+    let fh = |h: Fh| s.file(h).ok().and_then(|(_, f)| f.inode().number(p).ok());
+    let named = |h: Ino, name: &str| {
+        let (_, dir) = s.inode(h).ok()?;
+        if check_name(name).is_err() || name == "." || name == ".." {
+            return None;
+        }
+        dir.lookup(name, p).ok().map(|(_, stx)| stx.stx_ino)
+    };
+    let with_xattrs = |i: Option<u64>| [i, i.map(xattrs_of)];
+    let v: Vec<Option<u64>> = match req {
+        A::SetAttr(r) => with_xattrs(ino(r.ino)).into(),
+        A::SetXattr(r) => with_xattrs(ino(r.ino)).into(),
+        A::RemoveXattr(r) => with_xattrs(ino(r.ino)).into(),
+        A::Write(r) => vec![fh(r.fh)],
+        A::WriteFrom(r) => vec![fh(r.fh)],
+        A::RecvFrom(r) => vec![fh(r.fh)],
+        A::Fallocate(r) => vec![fh(r.fh)],
+        A::Open(r) if r.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 => {
+            vec![ino(r.dir), named(r.dir, &r.name)]
+        }
+        A::Mkdir(r) => vec![ino(r.dir)],
+        A::Symlink(r) => vec![ino(r.dir)],
+        A::Mknod(r) => vec![ino(r.dir)],
+        A::Link(r) => vec![ino(r.dir), ino(r.ino)],
+        A::Unlink(r) => vec![ino(r.dir), named(r.dir, &r.name)],
+        A::Rmdir(r) => vec![ino(r.dir), named(r.dir, &r.name)],
+        A::Rename(r) => vec![
+            ino(r.src_dir),
+            ino(r.dst_dir),
+            named(r.src_dir, &r.src_name),
+            named(r.dst_dir, &r.dst_name),
+        ],
+        _ => return Vec::new(),
+    };
+    v.into_iter().flatten().collect()
+}
+
+fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Output> {
+    use AnyRequest as A;
     match req {
+        A::Epochs(_) => {
+            let e = s.daemon.epochs.as_ref().ok_or(Errno::ENOSYS)?;
+            ok(EpochsRep {
+                path: e.path.to_string_lossy().into_owned(),
+                token: e.token,
+            })
+        }
         // Answered by the session reader itself.
         A::Hello(_) | A::Noop(_) => Err(Errno::EPROTO.into()),
         A::Status(_) => ok(status(s)),

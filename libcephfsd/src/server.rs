@@ -40,6 +40,7 @@ use crate::mounts::{MountKey, Registry};
 use crate::outbox::Outbox;
 use crate::session::{lock, InFlight, Session};
 use crate::stats::Stats;
+use ceph_rs_wire::epochs::EpochTable;
 
 /// Outstanding requests per session before the reader pauses.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -110,6 +111,33 @@ pub struct Daemon {
     pub noreplace_lock: Mutex<()>,
     /// Inline requests running now (see `MAX_INLINE`).
     pub inline_now: AtomicU64,
+    /// The change table clients check their cached attributes against (None: it could
+    /// not be made; clients then cache nothing across requests).
+    pub epochs: Option<Epochs>,
+}
+
+/// The daemon's change table ([`ceph_rs_wire::epochs`]) and where it is.
+pub struct Epochs {
+    pub table: EpochTable,
+    pub path: PathBuf,
+    pub token: u64,
+}
+
+impl Epochs {
+    /// `<socket>.epochs`, readable by everyone (it holds counters only).
+    fn create(socket: &Path) -> io::Result<Epochs> {
+        let mut path = socket.as_os_str().to_owned();
+        path.push(".epochs");
+        let path = PathBuf::from(path);
+        let mut token = 0u64;
+        // SAFETY: writes 8 bytes into a local.
+        let n = unsafe { libc::getrandom((&mut token as *mut u64).cast(), 8, 0) };
+        if n != 8 {
+            return Err(io::Error::last_os_error());
+        }
+        let table = EpochTable::create(&path, token)?;
+        Ok(Epochs { table, path, token })
+    }
 }
 
 impl Daemon {
@@ -118,6 +146,15 @@ impl Daemon {
         options.extend(config.ceph_options.iter().cloned());
         let mounter = move |conf: &Path, key: &MountKey| {
             Mount::connect(conf, &key.client_id, key.filesystem.as_deref(), &options)
+        };
+        let epochs = match Epochs::create(&config.socket) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(
+                    "no change table next to the socket ({e}): clients cache per request only"
+                );
+                None
+            }
         };
         Arc::new(Daemon {
             registry: Registry::new(config.mount_grace, Box::new(mounter)),
@@ -129,6 +166,7 @@ impl Daemon {
             started: Instant::now(),
             noreplace_lock: Mutex::new(()),
             inline_now: AtomicU64::new(0),
+            epochs,
         })
     }
 
@@ -232,6 +270,9 @@ async fn shutdown(daemon: &Arc<Daemon>, listener: UnixListener, ours: Option<(u6
     // Remove the socket file only if it is still ours.
     if ours.is_some() && socket_identity(&daemon.config.socket) == ours {
         let _ = std::fs::remove_file(&daemon.config.socket);
+        if let Some(e) = &daemon.epochs {
+            let _ = std::fs::remove_file(&e.path);
+        }
     }
     let sessions: Vec<Arc<Session>> = lock(&daemon.sessions)
         .values()
@@ -461,6 +502,11 @@ async fn handle_frame(
                     !(ceph_rs_wire::FEATURE_WRITE_FROM
                         | ceph_rs_wire::FEATURE_SEND_TO
                         | ceph_rs_wire::FEATURE_RECV_FROM)
+                }
+                & if s.daemon.epochs.is_some() {
+                    !0
+                } else {
+                    !ceph_rs_wire::FEATURE_EPOCHS
                 },
             session_id: s.id,
             daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),

@@ -285,3 +285,64 @@ def test_symlinked_directory_in_a_path(share, unique, tmp_path):
     smbclient(share, f"del {unique}\\real\\f.txt; rmdir {unique}\\real")
     cephfs_admin(f"fs.unlink('{SHARE_PATH}/{unique}/lnk')")
     smbclient(share, f"rmdir {unique}")
+
+
+def query_size(c, o):
+    """QUERY_INFO(FileAllInformation) on an open handle: end of file."""
+    q = SMB2QueryInfoRequest()
+    q["info_type"] = B.FileAllInformation.INFO_TYPE
+    q["file_info_class"] = B.FileAllInformation.INFO_CLASS
+    q["file_id"] = o.file_id
+    q["output_buffer_length"] = 4096
+
+    def recv_q(req):
+        r = c.conn.receive(req)
+        resp = SMB2QueryInfoResponse()
+        resp.unpack(r["data"].get_value())
+        return resp.parse_buffer(B.FileAllInformation)
+
+    info = c.compound("query", [(q, recv_q)])[0]
+    return info["standard_information"]["end_of_file"].get_value()
+
+
+def attr_fetches():
+    """How many requests that fetch attributes the daemon has answered."""
+    out = subprocess.run([DAEMON, "status", "--socket", SOCKET], capture_output=True,
+                         text=True, timeout=30).stdout
+    n, table = 0, False
+    for line in out.splitlines():
+        if line.startswith("OP "):
+            table = True
+        elif table and line.split() and line.split()[0] in ("GetAttr", "GetAttrPlus", "FGetAttr"):
+            n += int(line.split()[1])
+    return n
+
+
+def test_attributes_cached_across_requests_follow_changes(unique):
+    """An open handle's attributes are answered from the module's cache in later SMB
+    requests, yet a change through another smbd shows at once (the daemon's change
+    table) and one by another Ceph client within ceph_rs:attr_cache_msecs (1 s)."""
+    a, b = B.connect("cephrs"), B.connect("cephrs")
+    a.create_write_close(unique, b"x" * 10)
+    o = a.open(unique, B.FilePipePrinterAccessMask.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
+               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    assert query_size(a, o) == 10
+    before = attr_fetches()
+    for _ in range(5):
+        assert query_size(a, o) == 10
+    assert attr_fetches() == before, "later queries did not come from the cache"
+    # Through another smbd (the same daemon): seen by the very next query.
+    w = b.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE, B.CreateDisposition.FILE_OPEN,
+               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    b.run("write", w.write(b"y" * 20, 10, send=False))
+    assert query_size(a, o) == 30
+    b.close_handle(w)
+    assert query_size(a, o) == 30
+    # By another Ceph client (not through the daemon): within the cache's lifetime.
+    cephfs_admin(f"fs.truncate('{SHARE_PATH}/{unique}', 5)")
+    time.sleep(1.2)
+    assert query_size(a, o) == 5
+    a.close_handle(o)
+    a.unlink(unique)
+    a.close()
+    b.close()

@@ -1,21 +1,37 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The per-request attribute cache: attributes and xattrs the daemon sent (with a
-//! lookup, an open or a directory batch) answer smbd's next fstat/fgetxattr/flistxattr
-//! calls *within the same pass of smbd's event loop*, i.e. while smbd handles one
-//! request. Every return to the event loop (a tevent immediate) empties it, and every
-//! change made through this process drops what it can touch (all attributes; the xattrs
-//! of the inode whose xattrs or mode change), so it never serves anything a fresh round
-//! trip could see differently except what changed during this very request elsewhere -
-//! the same view a single atomic lookup would have given. Bounded: at most
-//! [`MAX_ENTRIES`] entries; a full cache starts over.
+//! The attribute cache: attributes and xattrs the daemon sent (with a lookup, an open,
+//! an fstat or a directory batch) answer smbd's later fstat/fgetxattr/flistxattr calls
+//! without a round trip.
+//!
+//! * *Kept* entries come straight from a reply of a daemon with a change table
+//!   ([`ceph_rs_wire::epochs`]): each carries the stamp read before its request went
+//!   out, and answers only while the table shows no change of that inode since (every
+//!   change made through the daemon, by any smbd, marks it before its reply) and for at
+//!   most the share's `ceph_rs:attr_cache_msecs` (changes made by other Ceph clients do
+//!   not show in the table). At most [`MAX_KEPT`] entries; a full cache starts over.
+//! * *Per-request* entries (every entry, also when it is kept; without a table or for
+//!   data handed on from an earlier reply such as a directory batch only these) answer
+//!   within the same pass of smbd's event loop, i.e. while smbd handles one request,
+//!   whatever the table says: every return to the event loop (a tevent immediate)
+//!   empties them. At most [`MAX_ENTRIES`].
+//!
+//! Every change made through this process drops what it can touch (all attributes; the
+//! xattrs of the inode whose xattrs or mode change) before it is sent. Kept entries are
+//! used only while a single ceph_rs tree connect is open in this process (two shares
+//! may be two file systems whose inode numbers collide).
 use crate::samba;
 use crate::sys;
+use ceph_rs_wire::epochs::{xattrs_of, EpochTable};
 use ceph_rs_wire::{InodeKey, Stat, XattrValue, Xattrs};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 pub const MAX_ENTRIES: usize = 4096;
+/// Kept (cross-request) entries: a few hundred KiB at most per smbd process.
+pub const MAX_KEPT: usize = 1024;
 
 /// What smbd reads after every lookup and for every directory entry.
 pub const DOSATTRIB: &str = "user.DOSATTRIB";
@@ -37,14 +53,106 @@ mod tests {
     }
 }
 
+/// An xattr's value; `None` = the xattr does not exist.
+type Value = Option<Vec<u8>>;
+
+struct Entries<T> {
+    stats: HashMap<InodeKey, (Stat, T)>,
+    xattrs: HashMap<(InodeKey, String), (Value, T)>,
+    lists: HashMap<InodeKey, (Vec<u8>, T)>,
+}
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Entries {
+            stats: HashMap::new(),
+            xattrs: HashMap::new(),
+            lists: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Entries<T> {
+    fn len(&self) -> usize {
+        self.stats.len() + self.xattrs.len() + self.lists.len()
+    }
+
+    fn clear(&mut self) {
+        self.stats.clear();
+        self.xattrs.clear();
+        self.lists.clear();
+    }
+
+    fn forget_xattrs(&mut self, k: InodeKey) {
+        self.xattrs.retain(|(key, _), _| *key != k);
+        self.lists.remove(&k);
+    }
+}
+
+/// When a kept entry's request went out: the table's epoch then, and the time.
+#[derive(Clone, Copy)]
+struct Since {
+    stamp: u64,
+    at: Instant,
+}
+
 #[derive(Default)]
 struct Cache {
-    stats: HashMap<InodeKey, Stat>,
-    /// `None` = the xattr does not exist.
-    xattrs: HashMap<(InodeKey, String), Option<Vec<u8>>>,
-    lists: HashMap<InodeKey, Vec<u8>>,
+    req: Entries<()>,
+    kept: Entries<Since>,
+    /// The table the kept entries were stamped against.
+    table: Option<Rc<EpochTable>>,
+    /// The stamp of the latest synchronous reply (None: no table, or it failed).
+    last: Option<(Rc<EpochTable>, u64)>,
+    /// Longest life of a kept entry (0: nothing is kept).
+    ttl: Duration,
+    /// ceph_rs tree connects open in this process.
+    shares: u32,
     armed: bool,
     imm: usize,
+}
+
+impl Cache {
+    /// The stamp for an entry made from the latest reply, if it may be kept.
+    fn since(&mut self) -> Option<Since> {
+        if self.shares != 1 || self.ttl.is_zero() {
+            return None;
+        }
+        let (t, stamp) = self.last.as_ref()?;
+        if !self.table.as_ref().is_some_and(|x| Rc::ptr_eq(x, t)) {
+            // Another table (the daemon was restarted): nothing kept is trusted.
+            self.kept.clear();
+            self.table = Some(t.clone());
+        }
+        if self.kept.len() >= MAX_KEPT {
+            self.kept.clear();
+        }
+        Some(Since {
+            stamp: *stamp,
+            at: Instant::now(),
+        })
+    }
+
+    /// A kept entry under change-table key `key` may answer.
+    fn valid(&self, key: u64, s: &Since) -> bool {
+        self.shares == 1
+            && s.at.elapsed() < self.ttl
+            && self
+                .table
+                .as_ref()
+                .is_some_and(|t| t.unchanged(key, s.stamp))
+    }
+
+    /// Room for a per-request entry, false when none may be made.
+    fn req_room(&mut self) -> bool {
+        if !arm(self) {
+            return false;
+        }
+        if self.req.len() >= MAX_ENTRIES {
+            self.req.clear();
+        }
+        true
+    }
 }
 
 thread_local! {
@@ -63,15 +171,13 @@ unsafe extern "C" fn on_loop(
 ) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.stats.clear();
-        c.xattrs.clear();
-        c.lists.clear();
+        c.req.clear();
         c.armed = false;
     });
 }
 
-/// Make sure the cache is emptied when smbd's event loop runs next. False when that
-/// cannot be arranged (then nothing may be cached).
+/// Make sure the per-request entries are emptied when smbd's event loop runs next.
+/// False when that cannot be arranged (then nothing may be cached per request).
 fn arm(c: &mut Cache) -> bool {
     if c.armed {
         return true;
@@ -94,60 +200,119 @@ fn arm(c: &mut Cache) -> bool {
     true
 }
 
-fn room(c: &mut Cache) {
-    if c.stats.len() + c.xattrs.len() + c.lists.len() >= MAX_ENTRIES {
-        c.stats.clear();
-        c.xattrs.clear();
-        c.lists.clear();
-    }
+/// A synchronous reply arrived; `stamp`: the table and its epoch read before the
+/// request was sent (None: no table).
+pub fn replied(stamp: Option<(Rc<EpochTable>, u64)>) {
+    CACHE.with(|c| c.borrow_mut().last = stamp)
 }
 
+/// A ceph_rs tree connect opened (`ttl`: its `attr_cache_msecs`; the latest connect's
+/// setting holds) or closed (`None`).
+pub fn share_opened(ttl: Option<Duration>) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match ttl {
+            Some(ttl) => {
+                c.shares += 1;
+                c.ttl = ttl;
+            }
+            None => c.shares = c.shares.saturating_sub(1),
+        }
+        c.kept.clear();
+    })
+}
+
+/// Remember attributes from the latest reply.
 pub fn put_stat(s: &Stat) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if arm(&mut c) {
-            room(&mut c);
-            c.stats.insert(s.key(), *s);
+        if let Some(since) = c.since() {
+            c.kept.stats.insert(s.key(), (*s, since));
+        }
+        if c.req_room() {
+            c.req.stats.insert(s.key(), (*s, ()));
+        }
+    })
+}
+
+/// Remember attributes handed on from an earlier reply (this request only).
+pub fn put_stat_for_request(s: &Stat) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.req_room() {
+            c.req.stats.insert(s.key(), (*s, ()));
         }
     })
 }
 
 pub fn get_stat(k: InodeKey) -> Option<Stat> {
-    CACHE.with(|c| c.borrow().stats.get(&k).copied())
+    CACHE.with(|c| {
+        let c = c.borrow();
+        if let Some((s, _)) = c.req.stats.get(&k) {
+            return Some(*s);
+        }
+        let (s, since) = c.kept.stats.get(&k)?;
+        c.valid(k.ino, since).then_some(*s)
+    })
 }
 
-/// Remember prefetched xattrs (`names[i]` answered by `x.values[i]`).
-pub fn put_xattrs(k: InodeKey, names: &[&str], x: &Xattrs) {
+fn value(v: &XattrValue) -> Option<Option<Vec<u8>>> {
+    match v {
+        XattrValue::Absent => Some(None),
+        XattrValue::Value(v) => Some(Some(v.clone())),
+        XattrValue::Unknown => None,
+    }
+}
+
+/// Remember prefetched xattrs (`names[i]` answered by `x.values[i]`) from the latest
+/// reply, or (`for_request`) from an earlier one.
+fn put_xattrs_as(k: InodeKey, names: &[&str], x: &Xattrs, for_request: bool) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if !arm(&mut c) {
-            return;
-        }
-        room(&mut c);
+        let since = if for_request { None } else { c.since() };
+        let req = c.req_room();
         for (n, v) in names.iter().zip(&x.values) {
-            match v {
-                XattrValue::Absent => {
-                    c.xattrs.insert((k, n.to_string()), None);
+            if let Some(v) = value(v) {
+                let key = (k, n.to_string());
+                if let Some(s) = since {
+                    c.kept.xattrs.insert(key.clone(), (v.clone(), s));
                 }
-                XattrValue::Value(v) => {
-                    c.xattrs.insert((k, n.to_string()), Some(v.clone()));
+                if req {
+                    c.req.xattrs.insert(key, (v, ()));
                 }
-                XattrValue::Unknown => {}
             }
         }
         if let Some(l) = &x.list {
-            c.lists.insert(k, l.clone());
+            if let Some(s) = since {
+                c.kept.lists.insert(k, (l.clone(), s));
+            }
+            if req {
+                c.req.lists.insert(k, (l.clone(), ()));
+            }
         }
     })
+}
+
+/// Remember prefetched xattrs from the latest reply.
+pub fn put_xattrs(k: InodeKey, names: &[&str], x: &Xattrs) {
+    put_xattrs_as(k, names, x, false)
+}
+
+/// Remember prefetched xattrs handed on from an earlier reply (this request only).
+pub fn put_xattrs_for_request(k: InodeKey, names: &[&str], x: &Xattrs) {
+    put_xattrs_as(k, names, x, true)
 }
 
 pub fn put_xattr(k: InodeKey, name: &str, v: Option<&[u8]>) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if arm(&mut c) {
-            room(&mut c);
-            c.xattrs
-                .insert((k, name.to_string()), v.map(|v| v.to_vec()));
+        let key = (k, name.to_string());
+        let v = v.map(|v| v.to_vec());
+        if let Some(s) = c.since() {
+            c.kept.xattrs.insert(key.clone(), (v.clone(), s));
+        }
+        if c.req_room() {
+            c.req.xattrs.insert(key, (v, ()));
         }
     })
 }
@@ -158,10 +323,22 @@ pub fn put_xattr(k: InodeKey, name: &str, v: Option<&[u8]>) {
 pub fn get_xattr(k: InodeKey, name: &str) -> Option<Option<Vec<u8>>> {
     CACHE.with(|c| {
         let c = c.borrow();
-        if let Some(v) = c.xattrs.get(&(k, name.to_string())) {
+        let key = (k, name.to_string());
+        if let Some((v, _)) = c.req.xattrs.get(&key) {
             return Some(v.clone());
         }
-        let list = c.lists.get(&k)?;
+        if let Some((v, s)) = c.kept.xattrs.get(&key) {
+            if c.valid(xattrs_of(k.ino), s) {
+                return Some(v.clone());
+            }
+        }
+        let list = match c.req.lists.get(&k) {
+            Some((l, _)) => l,
+            None => match c.kept.lists.get(&k) {
+                Some((l, s)) if c.valid(xattrs_of(k.ino), s) => l,
+                _ => return None,
+            },
+        };
         if name.starts_with("ceph.") || list_has(list, name) {
             return None;
         }
@@ -177,15 +354,24 @@ fn list_has(list: &[u8], name: &str) -> bool {
 pub fn put_list(k: InodeKey, l: &[u8]) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if arm(&mut c) {
-            room(&mut c);
-            c.lists.insert(k, l.to_vec());
+        if let Some(s) = c.since() {
+            c.kept.lists.insert(k, (l.to_vec(), s));
+        }
+        if c.req_room() {
+            c.req.lists.insert(k, (l.to_vec(), ()));
         }
     })
 }
 
 pub fn get_list(k: InodeKey) -> Option<Vec<u8>> {
-    CACHE.with(|c| c.borrow().lists.get(&k).cloned())
+    CACHE.with(|c| {
+        let c = c.borrow();
+        if let Some((l, _)) = c.req.lists.get(&k) {
+            return Some(l.clone());
+        }
+        let (l, s) = c.kept.lists.get(&k)?;
+        c.valid(xattrs_of(k.ino), s).then(|| l.clone())
+    })
 }
 
 /// Requests that change something: the cache is emptied before each is sent.
@@ -226,7 +412,11 @@ pub fn before_change(op: ceph_rs_wire::Op) {
 
 /// Attributes may have changed (a create or truncate): forget all of them.
 pub fn clear_stats() {
-    CACHE.with(|c| c.borrow_mut().stats.clear());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.req.stats.clear();
+        c.kept.stats.clear();
+    });
 }
 
 /// The xattrs of `k` change (or, without a key, of some inode).
@@ -237,8 +427,8 @@ pub fn forget_xattrs(k: Option<InodeKey>) {
     };
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.xattrs.retain(|(key, _), _| *key != k);
-        c.lists.remove(&k);
+        c.req.forget_xattrs(k);
+        c.kept.forget_xattrs(k);
     })
 }
 
@@ -246,8 +436,7 @@ pub fn forget_xattrs(k: Option<InodeKey>) {
 pub fn clear() {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.stats.clear();
-        c.xattrs.clear();
-        c.lists.clear();
+        c.req.clear();
+        c.kept.clear();
     })
 }

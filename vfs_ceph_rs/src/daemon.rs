@@ -7,10 +7,16 @@
 //! tevent request calls back into smbd, which may call into the module again.
 use crate::samba::{self, TeventCtx, TeventReq};
 use crate::sys;
-use ceph_rs_wire::{Client, Completion, Creds, DataSink, Errno, ForgetReq, Ino, Push, Request};
+use ceph_rs_wire::epochs::EpochTable;
+use ceph_rs_wire::{
+    Client, Completion, Creds, DataSink, EpochsReq, Errno, ForgetReq, Ino, Push, Request,
+    FEATURE_EPOCHS,
+};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
+use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Distinct credentials cached per connection before the cache is reset (bounded).
@@ -50,6 +56,8 @@ pub struct Daemon {
     /// The daemon could not take this process's socket (SendTo, RecvFrom): later
     /// sendfile calls are declined (smbd then reads), recvfile takes the bytes itself.
     no_socket: bool,
+    /// The daemon's change table (cached attributes outlive a request only with it).
+    epochs: Option<Rc<EpochTable>>,
     ev: *mut TeventCtx,
     fde: *mut sys::tevent_fd,
     imm: *mut sys::tevent_immediate,
@@ -84,6 +92,15 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
     // A whole SMB write (up to 8 MiB) goes to the kernel at once.
     client.set_send_buffer(SEND_BUFFER);
     client.set_spin(spin);
+    let epochs = if client.hello().features & FEATURE_EPOCHS != 0 {
+        client
+            .call(0, &EpochsReq, &[])
+            .ok()
+            .and_then(|(rep, _)| EpochTable::open(Path::new(&rep.path), rep.token).ok())
+            .map(Rc::new)
+    } else {
+        None
+    };
     let daemon = Daemon {
         socket: socket.to_string(),
         client,
@@ -95,6 +112,7 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         write_from: HashMap::new(),
         no_write_from: false,
         no_socket: false,
+        epochs,
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
         imm: std::ptr::null_mut(),
@@ -284,6 +302,9 @@ fn call_with<R: Request, T>(
 ) -> Result<T, Errno> {
     with(id, |d| {
         let cred = d.prepare(R::OP, creds)?;
+        // Read before the request goes out: what its reply says holds while the change
+        // table shows no later change (crate::cache).
+        let stamp = d.epochs.as_ref().map(|t| (t.clone(), t.epoch()));
         let r = match f(&mut d.client, cred) {
             // The daemon forgot the credential id (cannot happen on a live session, but
             // re-registering is cheap and safe).
@@ -303,6 +324,7 @@ fn call_with<R: Request, T>(
                 d.client.last_error()
             );
         }
+        crate::cache::replied(stamp);
         d.pump();
         d.kick(id);
         r

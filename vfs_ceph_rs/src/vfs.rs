@@ -51,6 +51,8 @@ pub struct FileState {
     fh: Option<Fh>,
     /// Attributes from the open (the latest this process saw).
     stat: Stat,
+    /// `stat` came with the latest reply (not from an earlier directory batch).
+    fresh: bool,
     fd: c_int,
     dir: Option<Box<DirStream>>,
 }
@@ -74,6 +76,7 @@ impl FileState {
             ino,
             fh,
             stat,
+            fresh: true,
             fd: fake_fd(),
             dir: None,
         }
@@ -93,7 +96,11 @@ impl FileState {
     /// result, the fake descriptor.
     unsafe fn install(self, h: *mut Handle, fsp: *mut Fsp) -> R<c_int> {
         let fd = self.fd;
-        cache::put_stat(&self.stat);
+        if self.fresh {
+            cache::put_stat(&self.stat);
+        } else {
+            cache::put_stat_for_request(&self.stat);
+        }
         if samba::ext_add(h, fsp, self).is_none() {
             return fail(Errno::ENOMEM);
         }
@@ -141,6 +148,10 @@ const READDIR_BATCH: u32 = 512;
 /// Default of `ceph_rs:spin_usecs`: how long a call polls for the daemon's reply before
 /// it sleeps. Cache-served replies take 10-30 us; sleeping costs a cross-CPU wakeup.
 const DEFAULT_SPIN_USECS: u64 = 50;
+/// How long attributes cached across requests are trusted at most
+/// (`ceph_rs:attr_cache_msecs`): the bound on seeing changes made by other Ceph clients;
+/// changes made through the daemon show at once.
+const DEFAULT_ATTR_CACHE_MSECS: u64 = 1000;
 
 /// An inode reference that is given back when dropped (unless it is borrowed).
 struct InoRef {
@@ -552,6 +563,10 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(DEFAULT_SPIN_USECS)
         .min(10_000);
+    let attr_cache = samba::share_option(snum, c"attr_cache_msecs", None)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_ATTR_CACHE_MSECS)
+        .min(60_000);
     // The daemon admits root only (SO_PEERCRED): connect as root.
     sys::become_root();
     let attached = daemon::attach(&socket, Duration::from_micros(spin));
@@ -623,6 +638,7 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
             case_caps: None,
         }),
     );
+    cache::share_opened(Some(Duration::from_millis(attr_cache)));
     log_at!(
         2,
         c"connect",
@@ -639,6 +655,7 @@ unsafe extern "C" fn disconnect(h: *mut Handle) {
         // Releases every inode, file and dir of this share in the daemon.
         let _ = call(d, &Creds::default(), &UnmountReq { mount: sh.mount });
         samba::clear_handle_data(h);
+        cache::share_opened(None);
     }
     log_at!(2, c"disconnect", "ceph_rs: disconnect");
     sys::smb_vfs_call_disconnect((*h).next)
@@ -916,8 +933,8 @@ unsafe extern "C" fn readdir(
         return std::ptr::null_mut();
     };
     // smbd opens, stats and reads the DOS attributes and EA size of each entry next.
-    cache::put_stat(&e.stat);
-    cache::put_xattrs(e.stat.key(), &[cache::DOSATTRIB], &e.xattrs);
+    cache::put_stat_for_request(&e.stat);
+    cache::put_xattrs_for_request(e.stat.key(), &[cache::DOSATTRIB], &e.xattrs);
     if let Some(ino) = e.ino {
         if let Some((old, _)) = ds.recent.insert(e.name.clone(), (ino, e.stat)) {
             daemon::forget(ds.daemon, old);
@@ -1035,7 +1052,9 @@ unsafe extern "C" fn openat(
             .then(|| take_listed(h, dirfsp, name))
             .flatten()
         {
-            FileState::pathref(d, flags, ino, stat)?
+            let mut f = FileState::pathref(d, flags, ino, stat)?;
+            f.fresh = false;
+            f
         } else if flags & oflags::O_PATH != 0 {
             let e = if leaf.is_empty() {
                 call(

@@ -98,6 +98,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod epochs;
 pub mod frame;
 pub mod ops;
 pub mod sock;

@@ -124,7 +124,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_READ_TO
     | FEATURE_WRITE_FROM
     | FEATURE_SEND_TO
-    | FEATURE_RECV_FROM;
+    | FEATURE_RECV_FROM
+    | FEATURE_EPOCHS;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -137,6 +138,8 @@ pub const FEATURE_WRITE_FROM: u64 = 8;
 pub const FEATURE_SEND_TO: u64 = 16;
 /// The daemon answers [`RecvFromReq`].
 pub const FEATURE_RECV_FROM: u64 = 32;
+/// The daemon answers [`EpochsReq`]: its change table (see [`crate::epochs`]).
+pub const FEATURE_EPOCHS: u64 = 64;
 
 // ---------------------------------------------------------------- session
 
@@ -164,6 +167,18 @@ pub struct HelloRep {
 /// Does nothing (latency benchmarks, keep-alive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NoopReq;
+
+/// Where the daemon's change table is ([`crate::epochs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EpochsReq;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EpochsRep {
+    /// The table file (map it read-only).
+    pub path: String,
+    /// The table's header carries this; any other is not this daemon's.
+    pub token: u64,
+}
 
 /// Daemon statistics (`libcephfsd status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -861,6 +876,8 @@ ops! {
     Hello = 1 => Hello -> HelloRep;
     Noop = 2 => NoopReq -> ();
     Status = 3 => StatusReq -> StatusRep;
+    /// Behind [`FEATURE_EPOCHS`].
+    Epochs = 6 => EpochsReq -> EpochsRep;
     RegisterCreds = 4 => RegisterCredsReq -> RegisterCredsRep;
     UnregisterCreds = 5 => UnregisterCredsReq -> ();
     Mount = 8 => MountReq -> MountRep;

@@ -244,6 +244,7 @@ fn sample_requests() -> Vec<AnyRequest> {
             rdev: 0,
         }),
         AnyRequest::StatFs(StatFsReq { ino }),
+        AnyRequest::Epochs(EpochsReq),
         AnyRequest::GetXattr(GetXattrReq {
             ino,
             name: "user.a".into(),
@@ -274,6 +275,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Hello,
         Noop,
         Status,
+        Epochs,
         RegisterCreds,
         UnregisterCreds,
         Mount,
@@ -442,6 +444,13 @@ fn replies_round_trip() {
         LookupPlusRep {
             entry: entry(9),
             xattrs: xattrs.clone(),
+        },
+        &[],
+    );
+    reply_rt::<EpochsReq>(
+        EpochsRep {
+            path: "/run/libcephfsd.sock.epochs".into(),
+            token: 0x1234_5678_9abc,
         },
         &[],
     );
@@ -887,7 +896,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 6, 7, 39, 99, 1000, u16::MAX] {
+    for op in [0u16, 7, 35, 39, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()

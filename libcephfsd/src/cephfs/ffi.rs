@@ -64,6 +64,7 @@ pub struct timespec {
 
 pub const CEPH_STATX_MODE: c_uint = 0x1;
 pub const CEPH_STATX_BASIC_STATS: c_uint = 0x7ff;
+pub const CEPH_STATX_INO: c_uint = 0x100;
 pub const CEPH_STATX_BTIME: c_uint = 0x800;
 pub const CEPH_STATX_VERSION: c_uint = 0x1000;
 pub const CEPH_STATX_ALL_STATS: c_uint = 0x1fff;

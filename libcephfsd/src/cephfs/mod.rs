@@ -323,6 +323,23 @@ impl Inode {
         Ok(stx)
     }
 
+    /// The inode number (from the client's cache: no MDS round trip).
+    pub fn number(&self, perm: &UserPerm) -> Result<u64> {
+        let mut stx = Statx::default();
+        // SAFETY: valid inode; stx is a local.
+        check(unsafe {
+            ffi::ceph_ll_getattr(
+                self.cm(),
+                self.raw(),
+                &mut stx,
+                ffi::CEPH_STATX_INO,
+                ffi::AT_SYMLINK_NOFOLLOW | ffi::AT_STATX_DONT_SYNC,
+                perm.as_ptr(),
+            )
+        })?;
+        Ok(stx.stx_ino)
+    }
+
     /// `mask` is CEPH_SETATTR_*; the values come from `stx`.
     pub fn setattr(&self, stx: &mut Statx, mask: c_int, perm: &UserPerm) -> Result<()> {
         // SAFETY: valid inode; stx is borrowed for the call.
