@@ -199,6 +199,9 @@ fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
         A::Open(r) if r.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 => {
             vec![ino(r.dir), named(r.dir, &r.name)]
         }
+        A::OpenPlus(r) if r.open.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 => {
+            vec![ino(r.open.dir), named(r.open.dir, &r.open.name)]
+        }
         A::Mkdir(r) => vec![ino(r.dir)],
         A::Symlink(r) => vec![ino(r.dir)],
         A::Mknod(r) => vec![ino(r.dir)],
@@ -245,6 +248,7 @@ fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Outp
         A::Forget(r) => ok(forget(s, r)),
         A::SetAttr(r) => ok(setattr(s, p, r)?),
         A::Open(r) => ok(open(s, p, r)?),
+        A::OpenPlus(r) => ok(open_plus(s, p, r)?),
         A::OpenIno(r) => ok(open_ino(s, p, r)?),
         A::Close(r) => ok(close(s, r)?),
         A::Read(r) => ok_data((), read(s, r)?),
@@ -532,6 +536,16 @@ fn getattr_plus(s: &Session, p: &UserPerm, r: GetAttrPlusReq) -> R<GetAttrPlusRe
     Ok(GetAttrPlusRep {
         stat,
         xattrs: prefetch(&inode, &r.want, p),
+    })
+}
+
+fn open_plus(s: &Session, p: &UserPerm, r: OpenPlusReq) -> R<OpenPlusRep> {
+    check_want(&r.want)?;
+    let open = open(s, p, r.open)?;
+    let (_, inode) = s.inode(open.ino)?;
+    Ok(OpenPlusRep {
+        xattrs: prefetch(&inode, &r.want, p),
+        open,
     })
 }
 
@@ -1469,10 +1483,11 @@ fn getxattr(s: &Session, p: &UserPerm, r: GetXattrReq) -> R<(XattrSizeRep, Vec<u
     Ok((XattrSizeRep { size: n as u32 }, buf))
 }
 
-fn setxattr(s: &Session, p: &UserPerm, r: SetXattrReq, value: &[u8]) -> R<()> {
+fn setxattr(s: &Session, p: &UserPerm, r: SetXattrReq, value: &[u8]) -> R<Stat> {
     let (_, inode) = s.inode(r.ino)?;
     xattr_name(&r.name)?;
-    Ok(inode.setxattr(&r.name, value, r.flags, p)?)
+    inode.setxattr(&r.name, value, r.flags, p)?;
+    Ok(cephfs::to_stat(&inode.getattr(p)?))
 }
 
 fn listxattr(s: &Session, p: &UserPerm, r: ListXattrReq) -> R<(XattrSizeRep, Vec<u8>)> {
@@ -1487,8 +1502,9 @@ fn listxattr(s: &Session, p: &UserPerm, r: ListXattrReq) -> R<(XattrSizeRep, Vec
     Ok((XattrSizeRep { size: n as u32 }, buf))
 }
 
-fn removexattr(s: &Session, p: &UserPerm, r: RemoveXattrReq) -> R<()> {
+fn removexattr(s: &Session, p: &UserPerm, r: RemoveXattrReq) -> R<Stat> {
     let (_, inode) = s.inode(r.ino)?;
     xattr_name(&r.name)?;
-    Ok(inode.removexattr(&r.name, p)?)
+    inode.removexattr(&r.name, p)?;
+    Ok(cephfs::to_stat(&inode.getattr(p)?))
 }

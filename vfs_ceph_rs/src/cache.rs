@@ -82,11 +82,6 @@ impl<T> Entries<T> {
         self.xattrs.clear();
         self.lists.clear();
     }
-
-    fn forget_xattrs(&mut self, k: InodeKey) {
-        self.xattrs.retain(|(key, _), _| *key != k);
-        self.lists.remove(&k);
-    }
 }
 
 /// When a kept entry's request went out: the table's epoch then, and the time.
@@ -118,19 +113,38 @@ impl Cache {
         if self.shares != 1 || self.ttl.is_zero() {
             return None;
         }
-        let (t, stamp) = self.last.as_ref()?;
-        if !self.table.as_ref().is_some_and(|x| Rc::ptr_eq(x, t)) {
+        let (t, stamp) = self.last.clone()?;
+        if !self.table.as_ref().is_some_and(|x| Rc::ptr_eq(x, &t)) {
             // Another table (the daemon was restarted): nothing kept is trusted.
             self.kept.clear();
-            self.table = Some(t.clone());
+            self.table = Some(t);
         }
         if self.kept.len() >= MAX_KEPT {
-            self.kept.clear();
+            self.prune();
         }
         Some(Since {
-            stamp: *stamp,
+            stamp,
             at: Instant::now(),
         })
+    }
+
+    /// Drop the kept entries that can no longer answer; start over if most still can.
+    fn prune(&mut self) {
+        let k = std::mem::take(&mut self.kept);
+        let kept = Entries {
+            stats: (k.stats.into_iter())
+                .filter(|(i, (_, s))| self.valid(i.ino, s))
+                .collect(),
+            xattrs: (k.xattrs.into_iter())
+                .filter(|((i, _), (_, s))| self.valid(xattrs_of(i.ino), s))
+                .collect(),
+            lists: (k.lists.into_iter())
+                .filter(|(i, (_, s))| self.valid(xattrs_of(i.ino), s))
+                .collect(),
+        };
+        if kept.len() < MAX_KEPT * 3 / 4 {
+            self.kept = kept;
+        }
     }
 
     /// A kept entry under change-table key `key` may answer.
@@ -395,10 +409,10 @@ pub fn mutates(op: ceph_rs_wire::Op) -> bool {
 }
 
 /// Before a request of `op` is sent. Any change may move some inode's attributes
-/// (times, sizes, link counts of the parent): all attributes go. Xattrs stay unless the
-/// change can touch them: SetAttr (a mode change rewrites the POSIX ACL) empties
-/// everything; SetXattr/RemoveXattr callers drop their inode's xattrs with
-/// [`forget_xattrs`].
+/// (times, sizes, link counts of the parent): all per-request attributes go. Xattrs stay
+/// unless the change can touch them: SetAttr (a mode change rewrites the POSIX ACL)
+/// empties everything; SetXattr/RemoveXattr callers use [`xattr_changing`]. Kept
+/// entries need none of this: the daemon marks what the request changes.
 pub fn before_change(op: ceph_rs_wire::Op) {
     if !mutates(op) {
         return;
@@ -410,33 +424,65 @@ pub fn before_change(op: ceph_rs_wire::Op) {
     }
 }
 
-/// Attributes may have changed (a create or truncate): forget all of them.
+/// Attributes may have changed (a create or truncate): forget the per-request ones.
 pub fn clear_stats() {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        c.req.stats.clear();
-        c.kept.stats.clear();
-    });
+    CACHE.with(|c| c.borrow_mut().req.stats.clear());
 }
 
-/// The xattrs of `k` change (or, without a key, of some inode).
-pub fn forget_xattrs(k: Option<InodeKey>) {
+/// Xattr `name` of `k` is about to change (without a key: of some inode): forget it
+/// (the inode's other xattrs stay: one xattr's change leaves them); returns the xattr
+/// name list known for this request, for [`xattr_changed`].
+pub fn xattr_changing(k: Option<InodeKey>, name: &str) -> Option<Vec<u8>> {
     let Some(k) = k else {
         clear();
-        return;
+        return None;
     };
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.req.forget_xattrs(k);
-        c.kept.forget_xattrs(k);
+        c.req.xattrs.remove(&(k, name.to_string()));
+        c.req.lists.remove(&k).map(|(l, _)| l)
     })
 }
 
-/// Something changed through this process: forget everything.
-pub fn clear() {
+/// This process set xattr `name` of `k` to `v` (`None`: removed it) and the daemon
+/// answered with the inode's new attributes: what smbd reads back next in this request
+/// (the value, the name list, an fstat) is known without asking.
+pub fn xattr_changed(k: InodeKey, name: &str, v: Option<&[u8]>, list: Option<Vec<u8>>, st: &Stat) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.req.clear();
-        c.kept.clear();
+        if !c.req_room() {
+            return;
+        }
+        if st.key() == k {
+            c.req.stats.insert(k, (*st, ()));
+        }
+        // libcephfs may store a POSIX ACL differently than given (or fold it into the
+        // mode and store none): those are read back from the daemon.
+        if name.starts_with("system.") {
+            return;
+        }
+        c.req
+            .xattrs
+            .insert((k, name.to_string()), (v.map(|v| v.to_vec()), ()));
+        if let Some(list) = list {
+            let mut names: Vec<&[u8]> = list
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty() && *n != name.as_bytes())
+                .collect();
+            if v.is_some() {
+                names.push(name.as_bytes());
+            }
+            let mut l = Vec::new();
+            for n in names {
+                l.extend_from_slice(n);
+                l.push(0);
+            }
+            c.req.lists.insert(k, (l, ()));
+        }
     })
+}
+
+/// Something changed through this process: forget every per-request entry.
+pub fn clear() {
+    CACHE.with(|c| c.borrow_mut().req.clear())
 }

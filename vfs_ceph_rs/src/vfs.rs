@@ -1037,16 +1037,27 @@ unsafe extern "C" fn openat(
             cache::clear_stats();
         }
         let state = if flags & oflags::O_CREAT != 0 {
-            let rep: OpenRep = call(
-                d,
-                &c,
-                &OpenReq {
-                    dir: dir.ino,
-                    name: leaf.to_string(),
-                    flags: flags & !STRIP_FLAGS,
-                    mode: how.mode & 0o7777,
-                },
-            )?;
+            let open = OpenReq {
+                dir: dir.ino,
+                name: leaf.to_string(),
+                flags: flags & !STRIP_FLAGS,
+                mode: how.mode & 0o7777,
+            };
+            // A new file: smbd reads its inherited ACL and the xattrs it sets next.
+            let rep = if daemon::has_feature(d, FEATURE_OPEN_PLUS) {
+                let rep: OpenPlusRep = call(
+                    d,
+                    &c,
+                    &OpenPlusReq {
+                        open,
+                        want: lookup_want(),
+                    },
+                )?;
+                cache::put_xattrs(rep.open.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
+                rep.open
+            } else {
+                call(d, &c, &open)?
+            };
             FileState::new(d, rep.ino, Some(rep.fh), rep.stat)
         } else if let Some((ino, stat)) = (flags & oflags::O_PATH != 0)
             .then(|| take_listed(h, dirfsp, name))
@@ -2553,15 +2564,19 @@ unsafe extern "C" fn flistxattr(
 unsafe extern "C" fn fremovexattr(h: *mut Handle, fsp: *mut Fsp, name: *const c_char) -> c_int {
     int_ret((|| {
         let r = fsp_ino(h, fsp)?;
-        cache::forget_xattrs(r.key);
-        call(
+        let name = samba::cstr(name).unwrap_or("");
+        let list = cache::xattr_changing(r.key, name);
+        let st = call(
             r.daemon,
             &creds(h),
             &RemoveXattrReq {
                 ino: r.ino,
-                name: samba::cstr(name).unwrap_or("").to_string(),
+                name: name.to_string(),
             },
         )?;
+        if let Some(k) = r.key {
+            cache::xattr_changed(k, name, None, list, &st);
+        }
         Ok(0)
     })())
 }
@@ -2577,17 +2592,21 @@ unsafe extern "C" fn fsetxattr(
     int_ret((|| {
         let r = fsp_ino(h, fsp)?;
         let v = samba::bytes(value, size);
-        cache::forget_xattrs(r.key);
-        daemon::call(
+        let name = samba::cstr(name).unwrap_or("");
+        let list = cache::xattr_changing(r.key, name);
+        let (st, _) = daemon::call(
             r.daemon,
             &creds(h),
             &SetXattrReq {
                 ino: r.ino,
-                name: samba::cstr(name).unwrap_or("").to_string(),
+                name: name.to_string(),
                 flags,
             },
             v,
         )?;
+        if let Some(k) = r.key {
+            cache::xattr_changed(k, name, Some(v), list, &st);
+        }
         Ok(0)
     })())
 }
@@ -2737,8 +2756,8 @@ unsafe extern "C" fn sys_acl_set_fd(
         let name = acl_xattr_name(typ)?;
         let value = posix_acl::encode(&samba::acl_entries(acl)?);
         let ino = fsp_ino(h, fsp)?;
-        cache::forget_xattrs(ino.key);
-        daemon::call(
+        let list = cache::xattr_changing(ino.key, name);
+        let (st, _) = daemon::call(
             ino.daemon,
             &creds(h),
             &SetXattrReq {
@@ -2748,6 +2767,9 @@ unsafe extern "C" fn sys_acl_set_fd(
             },
             &value,
         )?;
+        if let Some(k) = ino.key {
+            cache::xattr_changed(k, name, Some(&value), list, &st);
+        }
         Ok(0)
     })())
 }
@@ -2755,7 +2777,7 @@ unsafe extern "C" fn sys_acl_set_fd(
 unsafe extern "C" fn sys_acl_delete_def_fd(h: *mut Handle, fsp: *mut Fsp) -> c_int {
     int_ret((|| {
         let ino = fsp_ino(h, fsp)?;
-        cache::forget_xattrs(ino.key);
+        let list = cache::xattr_changing(ino.key, ACL_DEFAULT);
         match call(
             ino.daemon,
             &creds(h),
@@ -2764,7 +2786,13 @@ unsafe extern "C" fn sys_acl_delete_def_fd(h: *mut Handle, fsp: *mut Fsp) -> c_i
                 name: ACL_DEFAULT.into(),
             },
         ) {
-            Ok(()) | Err(Errno::ENODATA) => Ok(0),
+            Ok(st) => {
+                if let Some(k) = ino.key {
+                    cache::xattr_changed(k, ACL_DEFAULT, None, list, &st);
+                }
+                Ok(0)
+            }
+            Err(Errno::ENODATA) => Ok(0),
             Err(e) => Err(e),
         }
     })())

@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -125,7 +125,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_WRITE_FROM
     | FEATURE_SEND_TO
     | FEATURE_RECV_FROM
-    | FEATURE_EPOCHS;
+    | FEATURE_EPOCHS
+    | FEATURE_OPEN_PLUS;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -140,6 +141,8 @@ pub const FEATURE_SEND_TO: u64 = 16;
 pub const FEATURE_RECV_FROM: u64 = 32;
 /// The daemon answers [`EpochsReq`]: its change table (see [`crate::epochs`]).
 pub const FEATURE_EPOCHS: u64 = 64;
+/// The daemon answers [`OpenPlusReq`].
+pub const FEATURE_OPEN_PLUS: u64 = 128;
 
 // ---------------------------------------------------------------- session
 
@@ -476,6 +479,20 @@ pub struct OpenRep {
     pub stat: Stat,
     /// True when this open created the file.
     pub created: bool,
+}
+
+/// Open (typically creating) plus the xattrs smbd reads next: a new file's inherited
+/// ACL and the names it then sets (one round trip instead of several).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenPlusReq {
+    pub open: OpenReq,
+    pub want: XattrWant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenPlusRep {
+    pub open: OpenRep,
+    pub xattrs: Xattrs,
 }
 
 /// Open an inode the client already holds (no O_CREAT).
@@ -843,6 +860,8 @@ pub struct SetXattrReq {
     pub name: String,
     pub flags: i32,
 }
+/// The inode's attributes after the change (its ctime moved).
+pub type SetXattrRep = Stat;
 
 /// List xattr names: NUL-terminated names as bulk data. `size == 0` asks the length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -857,6 +876,8 @@ pub struct RemoveXattrReq {
     pub ino: Ino,
     pub name: String,
 }
+/// The inode's attributes after the change.
+pub type RemoveXattrRep = Stat;
 
 // ---------------------------------------------------------------- pushes
 
@@ -895,6 +916,8 @@ ops! {
     WalkPlus = 30 => WalkPlusReq -> LookupPlusRep;
     Open = 20 => OpenReq -> OpenRep;
     OpenIno = 21 => OpenInoReq -> OpenInoRep;
+    /// Behind [`FEATURE_OPEN_PLUS`].
+    OpenPlus = 35 => OpenPlusReq -> OpenPlusRep;
     Close = 22 => CloseReq -> ();
     /// Reply bulk data: the bytes read.
     Read = 23 => ReadReq -> ();
@@ -930,8 +953,8 @@ ops! {
     /// Reply bulk data: the value.
     GetXattr = 70 => GetXattrReq -> GetXattrRep;
     /// Request bulk data: the value.
-    SetXattr = 71 => SetXattrReq -> ();
+    SetXattr = 71 => SetXattrReq -> SetXattrRep;
     /// Reply bulk data: NUL-terminated names.
     ListXattr = 72 => ListXattrReq -> ListXattrRep;
-    RemoveXattr = 73 => RemoveXattrReq -> ();
+    RemoveXattr = 73 => RemoveXattrReq -> RemoveXattrRep;
 }

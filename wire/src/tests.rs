@@ -145,6 +145,18 @@ fn sample_requests() -> Vec<AnyRequest> {
             ino,
             flags: oflags::O_RDONLY,
         }),
+        AnyRequest::OpenPlus(OpenPlusReq {
+            open: OpenReq {
+                dir: ino,
+                name: "g".into(),
+                flags: oflags::O_CREAT | oflags::O_WRONLY,
+                mode: 0o600,
+            },
+            want: XattrWant {
+                names: vec!["security.NTACL".into()],
+                list: true,
+            },
+        }),
         AnyRequest::Close(CloseReq { fh }),
         AnyRequest::Read(ReadReq {
             fh,
@@ -276,6 +288,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Noop,
         Status,
         Epochs,
+        OpenPlus,
         RegisterCreds,
         UnregisterCreds,
         Mount,
@@ -492,6 +505,23 @@ fn replies_round_trip() {
         },
         &[],
     );
+    reply_rt::<OpenPlusReq>(
+        OpenPlusRep {
+            open: OpenRep {
+                fh: Fh::new(1, 1),
+                ino: Ino::new(2, 2),
+                stat: stat(3),
+                created: false,
+            },
+            xattrs: Xattrs {
+                values: vec![XattrValue::Absent, XattrValue::Value(b"v".to_vec())],
+                list: Some(b"user.a\0".to_vec()),
+            },
+        },
+        &[],
+    );
+    reply_rt::<SetXattrReq>(stat(5), &[]);
+    reply_rt::<RemoveXattrReq>(stat(6), &[]);
     reply_rt::<ReadReq>((), &[1, 2, 3, 4]);
     reply_rt::<ReadToReq>(ReadToRep { placed: 1 << 20 }, &[]);
     reply_rt::<ReadToReq>(ReadToRep { placed: 0 }, &[5, 6]);
@@ -896,7 +926,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 7, 35, 39, 99, 1000, u16::MAX] {
+    for op in [0u16, 7, 36, 39, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()
