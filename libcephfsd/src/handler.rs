@@ -526,6 +526,7 @@ fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> 
     Ok(LookupPlusRep {
         entry: entry(s, &sm, inode, &stx)?,
         xattrs,
+        via: vec![dir.number(p)?],
     })
 }
 
@@ -550,13 +551,14 @@ fn open_plus(s: &Session, p: &UserPerm, r: OpenPlusReq) -> R<OpenPlusRep> {
 }
 
 fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {
-    let (sm, inode, stx) = walk_inode(s, p, r.dir, &r.path)?;
+    let (sm, inode, stx) = walk_inode(s, p, r.dir, &r.path, None)?;
     entry(s, &sm, inode, &stx)
 }
 
 fn walk_plus(s: &Session, p: &UserPerm, r: WalkPlusReq) -> R<LookupPlusRep> {
     check_want(&r.want)?;
-    let (sm, inode, stx) = walk_inode(s, p, r.dir, &r.path)?;
+    let mut via = Vec::new();
+    let (sm, inode, stx) = walk_inode(s, p, r.dir, &r.path, Some(&mut via))?;
     if r.no_symlinks && is_symlink(&stx) {
         return Err(fail(Errno::ELOOP, "the path ends in a symlink"));
     }
@@ -564,6 +566,7 @@ fn walk_plus(s: &Session, p: &UserPerm, r: WalkPlusReq) -> R<LookupPlusRep> {
     Ok(LookupPlusRep {
         entry: entry(s, &sm, inode, &stx)?,
         xattrs,
+        via,
     })
 }
 
@@ -573,6 +576,7 @@ fn walk_inode(
     p: &UserPerm,
     dir: Ino,
     path: &str,
+    mut via: Option<&mut Vec<u64>>,
 ) -> R<(Arc<SessionMount>, Arc<Inode>, Statx)> {
     if path.len() > 4096 {
         return Err(Errno::ENAMETOOLONG.into());
@@ -594,6 +598,9 @@ fn walk_inode(
     }
     for (i, c) in comps.iter().enumerate() {
         let top = stack.last().expect("non-empty stack").clone();
+        if let Some(v) = via.as_deref_mut() {
+            v.push(top.number(p)?);
+        }
         if let Some(stx) = &last {
             // The previous component must be a directory to go on.
             if is_symlink(stx) {

@@ -346,3 +346,44 @@ def test_attributes_cached_across_requests_follow_changes(unique):
     a.unlink(unique)
     a.close()
     b.close()
+
+
+def op_count(name):
+    out = subprocess.run([DAEMON, "status", "--socket", SOCKET], capture_output=True,
+                         text=True, timeout=30).stdout
+    table = False
+    for line in out.splitlines():
+        if line.startswith("OP "):
+            table = True
+        elif table and line.split() and line.split()[0] == name:
+            return int(line.split()[1])
+    return 0
+
+
+def test_kept_lookups_answer_until_a_change_and_are_given_back(unique):
+    """Name lookups are kept across SMB requests (no LookupPlus for a repeated stat),
+    a delete through another smbd is seen at once, and an idle smbd gives every inode
+    reference its cache held back to the daemon within ceph_rs:attr_cache_msecs (a
+    deleted file's inode must not stay pinned)."""
+    a, b = B.connect("cephrs"), B.connect("cephrs")
+    a.create_write_close(unique, b"x" * 7)
+    time.sleep(1.3)
+    baseline = daemon_handles()
+    assert a.stat(unique)["size"] == 7
+    n = op_count("LookupPlus")
+    for _ in range(3):
+        assert a.stat(unique)["size"] == 7
+    assert op_count("LookupPlus") == n, "repeated lookups went to the daemon"
+    assert daemon_handles() > baseline, "the cache holds its lookup's reference"
+    b.unlink(unique)
+    with pytest.raises(B.SmbError):
+        a.stat(unique)
+    a.create_write_close(unique + ".2", b"y")
+    a.stat(unique + ".2")
+    t0 = time.time()
+    while daemon_handles() > baseline and time.time() - t0 < 5:
+        time.sleep(0.1)
+    assert daemon_handles() <= baseline, "an idle smbd kept inode references"
+    a.unlink(unique + ".2")
+    a.close()
+    b.close()

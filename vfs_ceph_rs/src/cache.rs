@@ -19,10 +19,11 @@
 //! xattrs of the inode whose xattrs or mode change) before it is sent. Kept entries are
 //! used only while a single ceph_rs tree connect is open in this process (two shares
 //! may be two file systems whose inode numbers collide).
+use crate::daemon::{self, DaemonId};
 use crate::samba;
 use crate::sys;
 use ceph_rs_wire::epochs::{xattrs_of, EpochTable};
-use ceph_rs_wire::{InodeKey, Stat, XattrValue, Xattrs};
+use ceph_rs_wire::{Creds, Ino, InodeKey, Stat, XattrValue, Xattrs};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 pub const MAX_ENTRIES: usize = 4096;
 /// Kept (cross-request) entries: a few hundred KiB at most per smbd process.
 pub const MAX_KEPT: usize = 1024;
+/// Kept lookups (each holds one inode reference in the daemon).
+pub const MAX_LOOKUPS: usize = 32;
 
 /// What smbd reads after every lookup and for every directory entry.
 pub const DOSATTRIB: &str = "user.DOSATTRIB";
@@ -91,10 +94,28 @@ struct Since {
     at: Instant,
 }
 
+/// A kept lookup: `path` from directory `start` as `creds` resolved to `ino` (a
+/// reference this cache holds) through the directories `via`.
+struct Lookup {
+    daemon: DaemonId,
+    creds: Creds,
+    start: InodeKey,
+    path: String,
+    ino: Ino,
+    stat: Stat,
+    via: Vec<u64>,
+    since: Since,
+    used: u64,
+}
+
 #[derive(Default)]
 struct Cache {
     req: Entries<()>,
     kept: Entries<Since>,
+    lookups: Vec<Lookup>,
+    tick: u64,
+    /// A timer will drop the lookups that can no longer answer (see [`expire`]).
+    timer: bool,
     /// The table the kept entries were stamped against.
     table: Option<Rc<EpochTable>>,
     /// The stamp of the latest synchronous reply (None: no table, or it failed).
@@ -115,8 +136,10 @@ impl Cache {
         }
         let (t, stamp) = self.last.clone()?;
         if !self.table.as_ref().is_some_and(|x| Rc::ptr_eq(x, &t)) {
-            // Another table (the daemon was restarted): nothing kept is trusted.
+            // Another table (the daemon was restarted): nothing kept is trusted (the
+            // lookups' references died with the old connection).
             self.kept.clear();
+            self.lookups.clear();
             self.table = Some(t);
         }
         if self.kept.len() >= MAX_KEPT {
@@ -145,6 +168,24 @@ impl Cache {
         if kept.len() < MAX_KEPT * 3 / 4 {
             self.kept = kept;
         }
+    }
+
+    /// Take out the kept lookups that can no longer answer (their references are to
+    /// be forgotten: a deleted file's inode must not stay pinned in the daemon).
+    fn stale_lookups(&mut self) -> Vec<Lookup> {
+        let (keep, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lookups)
+            .into_iter()
+            .partition(|l| self.lookup_holds(l));
+        self.lookups = keep;
+        stale
+    }
+
+    fn lookup_holds(&self, l: &Lookup) -> bool {
+        let k = l.stat.key();
+        self.valid(k.ino, &l.since)
+            && self.valid(xattrs_of(k.ino), &l.since)
+            && l.via.iter().all(|v| self.valid(*v, &l.since))
+            && (self.kept.lists.get(&k)).is_some_and(|(_, s)| self.valid(xattrs_of(k.ino), s))
     }
 
     /// A kept entry under change-table key `key` may answer.
@@ -220,10 +261,46 @@ pub fn replied(stamp: Option<(Rc<EpochTable>, u64)>) {
     CACHE.with(|c| c.borrow_mut().last = stamp)
 }
 
+/// Make sure a timer drops the lookups that stop answering (at the latest when their
+/// lifetime ends) while any are kept, also in an smbd that sits idle.
+fn arm_expiry(c: &mut Cache) {
+    if c.timer {
+        return;
+    }
+    // SAFETY: smbd's global event context lives for the whole process.
+    let ev = unsafe { global_event_context() };
+    // SAFETY: ev is live.
+    c.timer =
+        !ev.is_null() && unsafe { samba::add_timer(ev, c.ttl + Duration::from_millis(20), expire) };
+}
+
+unsafe extern "C" fn expire(
+    _ev: *mut sys::tevent_context,
+    _te: *mut sys::tevent_timer,
+    _now: sys::timeval,
+    _p: *mut c_void,
+) {
+    let stale = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.timer = false;
+        let stale = c.stale_lookups();
+        if !c.lookups.is_empty() {
+            arm_expiry(&mut c);
+        }
+        stale
+    });
+    for l in &stale {
+        daemon::forget(l.daemon, l.ino);
+    }
+    for l in &stale {
+        daemon::flush_forgets(l.daemon);
+    }
+}
+
 /// A ceph_rs tree connect opened (`ttl`: its `attr_cache_msecs`; the latest connect's
 /// setting holds) or closed (`None`).
 pub fn share_opened(ttl: Option<Duration>) {
-    CACHE.with(|c| {
+    let dropped = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         match ttl {
             Some(ttl) => {
@@ -233,7 +310,92 @@ pub fn share_opened(ttl: Option<Duration>) {
             None => c.shares = c.shares.saturating_sub(1),
         }
         c.kept.clear();
-    })
+        std::mem::take(&mut c.lookups)
+    });
+    for l in dropped {
+        daemon::forget(l.daemon, l.ino);
+    }
+}
+
+/// A kept lookup of `path` from `start` as `creds` that still holds: nothing in the
+/// directories it went through, nor the inode it found (attributes and xattrs)
+/// changed since, and its prefetched xattrs are still here. The reference returned is
+/// the caller's (forget it as usual).
+pub fn kept_lookup(d: DaemonId, creds: &Creds, start: InodeKey, path: &str) -> Option<(Ino, Stat)> {
+    let (hit, stale) = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let stale = c.stale_lookups();
+        c.tick += 1;
+        let tick = c.tick;
+        let hit = (c.lookups.iter_mut())
+            .find(|l| l.daemon == d && l.start == start && l.path == path && l.creds == *creds)
+            .map(|l| {
+                l.used = tick;
+                (l.ino, l.stat)
+            });
+        (hit, stale)
+    });
+    for l in stale {
+        daemon::forget(l.daemon, l.ino);
+    }
+    let (ino, stat) = hit?;
+    daemon::share_ref(d, ino);
+    Some((ino, stat))
+}
+
+/// Keep the lookup the latest reply answered (`ino`: the caller's reference, which is
+/// now shared with this cache).
+pub fn keep_lookup(
+    d: DaemonId,
+    creds: &Creds,
+    start: InodeKey,
+    path: &str,
+    ino: Ino,
+    stat: &Stat,
+    via: &[u64],
+) {
+    // (A symlink is never kept: WalkPlus refuses one where LookupPlus returns it.)
+    if stat.mode & 0o170000 == 0o120000 {
+        return;
+    }
+    let (kept, dropped) = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let Some(since) = c.since() else {
+            return (false, Vec::new());
+        };
+        let mut dropped = c.stale_lookups();
+        let same =
+            |l: &Lookup| l.daemon == d && l.start == start && l.path == path && l.creds == *creds;
+        if c.lookups.iter().any(same) {
+            return (false, dropped);
+        }
+        if c.lookups.len() >= MAX_LOOKUPS {
+            if let Some(i) = (0..c.lookups.len()).min_by_key(|&i| c.lookups[i].used) {
+                dropped.push(c.lookups.swap_remove(i));
+            }
+        }
+        c.tick += 1;
+        let used = c.tick;
+        c.lookups.push(Lookup {
+            daemon: d,
+            creds: creds.clone(),
+            start,
+            path: path.to_string(),
+            ino,
+            stat: *stat,
+            via: via.to_vec(),
+            since,
+            used,
+        });
+        arm_expiry(&mut c);
+        (true, dropped)
+    });
+    for l in dropped {
+        daemon::forget(l.daemon, l.ino);
+    }
+    if kept {
+        daemon::share_ref(d, ino);
+    }
 }
 
 /// Remember attributes from the latest reply.

@@ -48,6 +48,9 @@ pub struct Daemon {
     ready: VecDeque<Completion>,
     /// Inode references to give back, sent in batches without waiting for the reply.
     forget: Vec<Ino>,
+    /// References handed out more than once (the lookup cache shares its own): a
+    /// forget of one of these only counts down.
+    shared: HashMap<Ino, u32>,
     /// The identity of each WriteFrom in flight, to send its bytes as a Write if the
     /// daemon cannot take them from this process.
     write_from: HashMap<u64, Creds>,
@@ -109,6 +112,7 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         inflight: HashMap::new(),
         ready: VecDeque::new(),
         forget: Vec::new(),
+        shared: HashMap::new(),
         write_from: HashMap::new(),
         no_write_from: false,
         no_socket: false,
@@ -414,10 +418,34 @@ pub fn last_error(id: DaemonId) -> String {
 /// Give back an inode reference (batched, never waits).
 pub fn forget(id: DaemonId, ino: Ino) {
     let _ = with(id, |d| {
+        if let Some(n) = d.shared.get_mut(&ino) {
+            *n -= 1;
+            if *n == 0 {
+                d.shared.remove(&ino);
+            }
+            return Ok(());
+        }
         d.forget.push(ino);
         if d.forget.len() >= FORGET_BATCH {
             d.flush_forgets();
         }
+        Ok(())
+    });
+}
+
+/// Send the batched forgets now (an idle process would otherwise hold them until its
+/// next request).
+pub fn flush_forgets(id: DaemonId) {
+    let _ = with(id, |d| {
+        d.flush_forgets();
+        Ok(())
+    });
+}
+
+/// Hand out `ino` once more: it then takes one more [`forget`] to give it back.
+pub fn share_ref(id: DaemonId, ino: Ino) {
+    let _ = with(id, |d| {
+        *d.shared.entry(ino).or_insert(0) += 1;
         Ok(())
     });
 }

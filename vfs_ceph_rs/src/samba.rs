@@ -518,6 +518,34 @@ pub unsafe fn new_immediate(ev: *mut TeventCtx) -> *mut sys::tevent_immediate {
     sys::_tevent_create_immediate(ev as *mut c_void as _, c"vfs_ceph_rs".as_ptr())
 }
 
+/// Run `handler` once on `ev` after `after` (the timer is tevent's: it is freed after
+/// it fired). False if it could not be made.
+///
+/// # Safety
+/// `ev` is live.
+pub unsafe fn add_timer(
+    ev: *mut sys::tevent_context,
+    after: std::time::Duration,
+    handler: unsafe extern "C" fn(
+        *mut sys::tevent_context,
+        *mut sys::tevent_timer,
+        sys::timeval,
+        *mut c_void,
+    ),
+) -> bool {
+    let at = sys::tevent_timeval_current_ofs(after.as_secs() as u32, after.subsec_micros());
+    !sys::_tevent_add_timer(
+        ev,
+        ev as *mut c_void as _,
+        at,
+        Some(handler),
+        std::ptr::null_mut(),
+        c"ceph_rs_expire".as_ptr(),
+        c"vfs_ceph_rs".as_ptr(),
+    )
+    .is_null()
+}
+
 /// Schedule `im` on `ev` (re-scheduling an already scheduled one is fine).
 ///
 /// # Safety

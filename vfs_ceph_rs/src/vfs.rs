@@ -92,6 +92,13 @@ impl FileState {
         Ok(FileState::new(daemon, ino, None, stat))
     }
 
+    /// A pathref open answered by the lookup cache (its attributes are kept there).
+    fn kept(daemon: DaemonId, flags: c_int, (ino, stat): (Ino, Stat)) -> R<FileState> {
+        let mut f = FileState::pathref(daemon, flags, ino, stat)?;
+        f.fresh = false;
+        Ok(f)
+    }
+
     /// Attach to smbd's fsp (its attributes go to the per-request cache): openat's
     /// result, the fake descriptor.
     unsafe fn install(self, h: *mut Handle, fsp: *mut Fsp) -> R<c_int> {
@@ -452,7 +459,9 @@ unsafe fn dir_of(h: *mut Handle, dirfsp: *const Fsp) -> R<InoRef> {
         return Ok(InoRef::of_file(f));
     }
     if dirfsp.is_null() || samba::fsp_fd(dirfsp) == libc::AT_FDCWD {
-        return Ok(InoRef::borrowed(sh.daemon, sh.cwd_ino));
+        let mut r = InoRef::borrowed(sh.daemon, sh.cwd_ino);
+        r.key = sh.cwd_key.get();
+        return Ok(r);
     }
     walk_path(h, samba::fsp_path(dirfsp), false)
 }
@@ -634,7 +643,7 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
             root: m.root,
             cwd: "/".into(),
             cwd_ino: cwd_e.ino,
-            cwd_key: Cell::new(None),
+            cwd_key: Cell::new(Some(cwd_e.stat.key())),
             case_caps: None,
         }),
     );
@@ -1076,6 +1085,8 @@ unsafe extern "C" fn openat(
                         path: String::new(),
                     },
                 )?
+            } else if let Some(hit) = dir.key.and_then(|k| cache::kept_lookup(d, &c, k, leaf)) {
+                return FileState::kept(d, flags, hit)?.install(h, fsp);
             } else {
                 let rep: LookupPlusRep = call(
                     d,
@@ -1087,6 +1098,10 @@ unsafe extern "C" fn openat(
                     },
                 )?;
                 cache::put_xattrs(rep.entry.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
+                if let Some(k) = dir.key {
+                    let e = &rep.entry;
+                    cache::keep_lookup(d, &c, k, leaf, e.ino, &e.stat, &rep.via);
+                }
                 rep.entry
             };
             FileState::pathref(d, flags, e.ino, e.stat)?
@@ -1156,9 +1171,13 @@ unsafe fn open_no_symlinks(
     if !daemon::has_feature(d, FEATURE_WALK_PLUS) {
         return fail(Errno::ENOSYS);
     }
+    let c = creds(h);
+    if let Some(hit) = dir.key.and_then(|k| cache::kept_lookup(d, &c, k, name)) {
+        return FileState::kept(d, flags, hit)?.install(h, fsp);
+    }
     let rep: LookupPlusRep = call(
         d,
-        &creds(h),
+        &c,
         &WalkPlusReq {
             dir: dir.ino,
             path: name.to_string(),
@@ -1168,6 +1187,9 @@ unsafe fn open_no_symlinks(
     )?;
     let e = rep.entry;
     cache::put_xattrs(e.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
+    if let Some(k) = dir.key {
+        cache::keep_lookup(d, &c, k, name, e.ino, &e.stat, &rep.via);
+    }
     FileState::pathref(d, flags, e.ino, e.stat)?.install(h, fsp)
 }
 

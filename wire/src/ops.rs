@@ -347,6 +347,10 @@ pub struct LookupPlusReq {
 pub struct LookupPlusRep {
     pub entry: Entry,
     pub xattrs: Xattrs,
+    /// Inode numbers of the directories whose entries were read to find it, the
+    /// starting one first (a client that keeps the answer keeps it while none of them
+    /// changed; see [`crate::epochs`]).
+    pub via: Vec<u64>,
 }
 
 /// The entry of directory `dir` whose name equals `name` ignoring case (smbd's

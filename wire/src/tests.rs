@@ -457,6 +457,7 @@ fn replies_round_trip() {
         LookupPlusRep {
             entry: entry(9),
             xattrs: xattrs.clone(),
+            via: vec![1, 0x1000_0000_0001],
         },
         &[],
     );
