@@ -280,6 +280,17 @@ class Client:
         """create(READ_ATTRIBUTES) + QUERY_INFO(FileAllInformation) + close, one compound
         (what the Linux cifs client does for a stat)."""
         o = self.handle(path)
+        res = self.compound("stat", [
+            o.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES,
+                     0, SHARE_ALL, CreateDisposition.FILE_OPEN, 0, send=False),
+            self.all_info_query(o),
+            o.close(send=False)])
+        info = res[1]
+        return {"size": info["standard_information"]["end_of_file"].get_value(),
+                "directory": bool(info["standard_information"]["directory"].get_value())}
+
+    def all_info_query(self, o):
+        """QUERY_INFO(FileAllInformation) of `o` as a compound item: (request, receiver)."""
         q = SMB2QueryInfoRequest()
         q["info_type"] = FileAllInformation.INFO_TYPE
         q["file_info_class"] = FileAllInformation.INFO_CLASS
@@ -292,14 +303,7 @@ class Client:
             resp.unpack(r["data"].get_value())
             return resp.parse_buffer(FileAllInformation)
 
-        res = self.compound("stat", [
-            o.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES,
-                     0, SHARE_ALL, CreateDisposition.FILE_OPEN, 0, send=False),
-            (q, recv_q),
-            o.close(send=False)])
-        info = res[1]
-        return {"size": info["standard_information"]["end_of_file"].get_value(),
-                "directory": bool(info["standard_information"]["directory"].get_value())}
+        return q, recv_q
 
     def listdir(self, path):
         """open dir + QUERY_DIRECTORY (compound), further QUERY_DIRECTORY until

@@ -289,19 +289,7 @@ def test_symlinked_directory_in_a_path(share, unique, tmp_path):
 
 def query_size(c, o):
     """QUERY_INFO(FileAllInformation) on an open handle: end of file."""
-    q = SMB2QueryInfoRequest()
-    q["info_type"] = B.FileAllInformation.INFO_TYPE
-    q["file_info_class"] = B.FileAllInformation.INFO_CLASS
-    q["file_id"] = o.file_id
-    q["output_buffer_length"] = 4096
-
-    def recv_q(req):
-        r = c.conn.receive(req)
-        resp = SMB2QueryInfoResponse()
-        resp.unpack(r["data"].get_value())
-        return resp.parse_buffer(B.FileAllInformation)
-
-    info = c.compound("query", [(q, recv_q)])[0]
+    info = c.compound("query", [c.all_info_query(o)])[0]
     return info["standard_information"]["end_of_file"].get_value()
 
 

@@ -308,36 +308,22 @@ impl Inode {
     }
 
     pub fn getattr(&self, perm: &UserPerm) -> Result<Statx> {
-        let mut stx = Statx::default();
-        // SAFETY: valid inode; stx is a local.
-        check(unsafe {
-            ffi::ceph_ll_getattr(
-                self.cm(),
-                self.raw(),
-                &mut stx,
-                WANT,
-                ffi::AT_SYMLINK_NOFOLLOW,
-                perm.as_ptr(),
-            )
-        })?;
-        Ok(stx)
+        self.statx(WANT, ffi::AT_SYMLINK_NOFOLLOW, perm)
     }
 
     /// The inode number (from the client's cache: no MDS round trip).
     pub fn number(&self, perm: &UserPerm) -> Result<u64> {
+        let flags = ffi::AT_SYMLINK_NOFOLLOW | ffi::AT_STATX_DONT_SYNC;
+        Ok(self.statx(ffi::CEPH_STATX_INO, flags, perm)?.stx_ino)
+    }
+
+    fn statx(&self, want: libc::c_uint, flags: libc::c_uint, perm: &UserPerm) -> Result<Statx> {
         let mut stx = Statx::default();
         // SAFETY: valid inode; stx is a local.
         check(unsafe {
-            ffi::ceph_ll_getattr(
-                self.cm(),
-                self.raw(),
-                &mut stx,
-                ffi::CEPH_STATX_INO,
-                ffi::AT_SYMLINK_NOFOLLOW | ffi::AT_STATX_DONT_SYNC,
-                perm.as_ptr(),
-            )
+            ffi::ceph_ll_getattr(self.cm(), self.raw(), &mut stx, want, flags, perm.as_ptr())
         })?;
-        Ok(stx.stx_ino)
+        Ok(stx)
     }
 
     /// `mask` is CEPH_SETATTR_*; the values come from `stx`.
