@@ -1,24 +1,29 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The attribute cache: attributes and xattrs the daemon sent (with a lookup, an open,
-//! an fstat or a directory batch) answer smbd's later fstat/fgetxattr/flistxattr calls
-//! without a round trip.
+//! The attribute and lookup cache: attributes, xattrs and name lookups the daemon sent
+//! (with a lookup, an open, an fstat or a directory batch) answer smbd's later
+//! openat/fstat/fgetxattr/flistxattr calls without a round trip.
 //!
 //! * *Kept* entries come straight from a reply of a daemon with a change table
 //!   ([`ceph_rs_wire::epochs`]): each carries the stamp read before its request went
 //!   out, and answers only while the table shows no change of that inode since (every
 //!   change made through the daemon, by any smbd, marks it before its reply) and for at
 //!   most the share's `ceph_rs:attr_cache_msecs` (changes made by other Ceph clients do
-//!   not show in the table). At most [`MAX_KEPT`] entries; a full cache starts over.
+//!   not show in the table). At most [`MAX_KEPT`] entries; a full cache first drops
+//!   what can no longer answer, then starts over.
+//! * *Kept lookups* (at most [`MAX_LOOKUPS`]): a path from a directory, as one user, to
+//!   an inode reference this cache holds; they answer while none of the directories the
+//!   walk read and not the inode found changed. A timer gives back the references of
+//!   those that stopped answering, so an idle smbd pins no (deleted) inode.
 //! * *Per-request* entries (every entry, also when it is kept; without a table or for
 //!   data handed on from an earlier reply such as a directory batch only these) answer
 //!   within the same pass of smbd's event loop, i.e. while smbd handles one request,
 //!   whatever the table says: every return to the event loop (a tevent immediate)
-//!   empties them. At most [`MAX_ENTRIES`].
+//!   empties them. At most [`MAX_ENTRIES`]. Every change made through this process
+//!   drops the per-request entries it can touch (all attributes; the xattr it sets)
+//!   before it is sent.
 //!
-//! Every change made through this process drops what it can touch (all attributes; the
-//! xattrs of the inode whose xattrs or mode change) before it is sent. Kept entries are
-//! used only while a single ceph_rs tree connect is open in this process (two shares
-//! may be two file systems whose inode numbers collide).
+//! Kept entries are used only while a single ceph_rs tree connect is open in this
+//! process (two shares may be two file systems whose inode numbers collide).
 use crate::daemon::{self, DaemonId};
 use crate::samba;
 use crate::sys;
