@@ -172,8 +172,8 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
 /// The change-table keys ([`ceph_rs_wire::epochs`]) of what a request changes: the
 /// attributes of its target, of the directories it adds to or removes from and of the
 /// inodes a name it removes or replaces pointed to (looked up now; libcephfs answers
-/// from its cache); the xattrs of the target of an xattr change or a SetAttr (a mode
-/// change rewrites the POSIX ACL). Best effort on errors: an inode that cannot be
+/// from its cache); the xattrs of the target of an xattr change or a SetAttr of mode or
+/// owner (a mode change rewrites the POSIX ACL). Best effort on errors: an inode that cannot be
 /// resolved is not changed by a request that then fails the same way.
 fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
     use ceph_rs_wire::epochs::xattrs_of;
@@ -189,7 +189,11 @@ fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
     };
     let with_xattrs = |i: Option<u64>| [i, i.map(xattrs_of)];
     let v: Vec<Option<u64>> = match req {
-        A::SetAttr(r) => with_xattrs(ino(r.ino)).into(),
+        // A mode change rewrites the POSIX ACL; times and size leave the xattrs.
+        A::SetAttr(r) if r.attr.mode.is_some() || r.attr.uid.is_some() || r.attr.gid.is_some() => {
+            with_xattrs(ino(r.ino)).into()
+        }
+        A::SetAttr(r) => vec![ino(r.ino)],
         A::SetXattr(r) => with_xattrs(ino(r.ino)).into(),
         A::RemoveXattr(r) => with_xattrs(ino(r.ino)).into(),
         A::Write(r) => vec![fh(r.fh)],

@@ -3206,6 +3206,25 @@ fn the_change_table_marks_what_requests_change_and_nothing_else() {
     assert!(!t.unchanged(f_no, stamp));
     assert!(t.unchanged(xattrs_of(f_no), stamp) && t.unchanged(dir_no, stamp));
 
+    // A truncate: attributes only; a mode change: the POSIX ACL (xattrs) too.
+    let stamp = t.epoch();
+    s.ok(&SetAttrReq {
+        ino: f.ino,
+        attr: SetAttr {
+            size: Some(2),
+            ..Default::default()
+        },
+    });
+    assert!(!t.unchanged(f_no, stamp) && t.unchanged(xattrs_of(f_no), stamp));
+    s.ok(&SetAttrReq {
+        ino: f.ino,
+        attr: SetAttr {
+            mode: Some(0o640),
+            ..Default::default()
+        },
+    });
+    assert!(!t.unchanged(xattrs_of(f_no), stamp));
+
     // A create (OpenPlus): the directory, and the new file's xattrs come along.
     let stamp = t.epoch();
     let g = s.ok(&OpenPlusReq {

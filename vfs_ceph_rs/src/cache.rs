@@ -577,18 +577,14 @@ pub fn mutates(op: ceph_rs_wire::Op) -> bool {
 
 /// Before a request of `op` is sent. Any change may move some inode's attributes
 /// (times, sizes, link counts of the parent): all per-request attributes go. Xattrs stay
-/// unless the change can touch them: SetAttr (a mode change rewrites the POSIX ACL)
-/// empties everything; SetXattr/RemoveXattr callers use [`xattr_changing`]. Kept
+/// unless the change can touch them: a SetAttr of mode or owner (a mode change rewrites
+/// the POSIX ACL) calls [`clear`]; SetXattr/RemoveXattr callers use [`xattr_changing`]. Kept
 /// entries need none of this: the daemon marks what the request changes.
 pub fn before_change(op: ceph_rs_wire::Op) {
     if !mutates(op) {
         return;
     }
-    if op == ceph_rs_wire::Op::SetAttr {
-        clear();
-    } else {
-        clear_stats();
-    }
+    clear_stats();
 }
 
 /// Attributes may have changed (a create or truncate): forget the per-request ones.

@@ -367,6 +367,14 @@ fn walk_abs(sh: &Share, c: &Creds, abs: &str, follow: bool) -> R<InoRef> {
     } else {
         (sh.root, abs.trim_start_matches('/'))
     };
+    // A kept lookup of the same path (made without symlinks, so the same answer).
+    let base_key = (base == sh.cwd_ino || sh.cwd == "/")
+        .then(|| sh.cwd_key.get())
+        .flatten();
+    if let Some((ino, stat)) = base_key.and_then(|k| cache::kept_lookup(d, c, k, rel)) {
+        cache::put_stat_for_request(&stat);
+        return Ok(InoRef::owned(d, Entry { ino, stat }));
+    }
     let e = match call(
         d,
         c,
@@ -549,8 +557,15 @@ fn getattr(d: DaemonId, c: &Creds, ino: Ino) -> R<Stat> {
     call(d, c, &GetAttrReq { ino })
 }
 
+/// A change of attributes; the attributes after it answer this request's next fstat.
 fn setattr(d: DaemonId, c: &Creds, ino: Ino, attr: SetAttr) -> R<Stat> {
-    call(d, c, &SetAttrReq { ino, attr })
+    if attr.mode.is_some() || attr.uid.is_some() || attr.gid.is_some() {
+        // A mode change rewrites the POSIX ACL.
+        cache::clear();
+    }
+    let st = call(d, c, &SetAttrReq { ino, attr })?;
+    cache::put_stat_for_request(&st);
+    Ok(st)
 }
 
 // ------------------------------------------------------------------ disk operations
