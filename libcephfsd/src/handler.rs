@@ -182,17 +182,12 @@ fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
     let fh = |h: Fh| s.file(h).ok().and_then(|(_, f)| f.inode().number(p).ok());
     let named = |h: Ino, name: &str| {
         let (_, dir) = s.inode(h).ok()?;
-        if check_name(name).is_err() || name == "." || name == ".." {
-            return None;
-        }
+        plain_name(name, Errno::EINVAL).ok()?;
         dir.lookup(name, p).ok().map(|(_, stx)| stx.stx_ino)
     };
     let with_xattrs = |i: Option<u64>| [i, i.map(xattrs_of)];
     let v: Vec<Option<u64>> = match req {
-        // A mode change rewrites the POSIX ACL; times and size leave the xattrs.
-        A::SetAttr(r) if r.attr.mode.is_some() || r.attr.uid.is_some() || r.attr.gid.is_some() => {
-            with_xattrs(ino(r.ino)).into()
-        }
+        A::SetAttr(r) if r.attr.touches_xattrs() => with_xattrs(ino(r.ino)).into(),
         A::SetAttr(r) => vec![ino(r.ino)],
         A::SetXattr(r) => with_xattrs(ino(r.ino)).into(),
         A::RemoveXattr(r) => with_xattrs(ino(r.ino)).into(),
@@ -200,11 +195,10 @@ fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
         A::WriteFrom(r) => vec![fh(r.fh)],
         A::RecvFrom(r) => vec![fh(r.fh)],
         A::Fallocate(r) => vec![fh(r.fh)],
-        A::Open(r) if r.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 => {
+        A::Open(r) | A::OpenPlus(OpenPlusReq { open: r, .. })
+            if r.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 =>
+        {
             vec![ino(r.dir), named(r.dir, &r.name)]
-        }
-        A::OpenPlus(r) if r.open.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 => {
-            vec![ino(r.open.dir), named(r.open.dir, &r.open.name)]
         }
         A::Mkdir(r) => vec![ino(r.dir)],
         A::Symlink(r) => vec![ino(r.dir)],

@@ -489,25 +489,21 @@ async fn handle_frame(
             return Err(End::Refused(msg));
         }
         *lock(&s.client) = hi.client.chars().take(256).collect();
+        let mut features = hi.features & FEATURES;
+        // WriteFrom, SendTo and RecvFrom only where this daemon can reach the client
+        // (each refusal costs the module a second round trip, unlike ReadTo, whose
+        // bytes then come in the reply).
+        if !s.peer.usable() {
+            features &= !(ceph_rs_wire::FEATURE_WRITE_FROM
+                | ceph_rs_wire::FEATURE_SEND_TO
+                | ceph_rs_wire::FEATURE_RECV_FROM);
+        }
+        if s.daemon.epochs.is_none() {
+            features &= !ceph_rs_wire::FEATURE_EPOCHS;
+        }
         let rep = HelloRep {
             version: PROTOCOL_VERSION,
-            // WriteFrom, SendTo and RecvFrom only where this daemon can reach the client
-            // (each refusal costs the module a second round trip, unlike ReadTo, whose
-            // bytes then come in the reply).
-            features: hi.features
-                & FEATURES
-                & if s.peer.usable() {
-                    !0
-                } else {
-                    !(ceph_rs_wire::FEATURE_WRITE_FROM
-                        | ceph_rs_wire::FEATURE_SEND_TO
-                        | ceph_rs_wire::FEATURE_RECV_FROM)
-                }
-                & if s.daemon.epochs.is_some() {
-                    !0
-                } else {
-                    !ceph_rs_wire::FEATURE_EPOCHS
-                },
+            features,
             session_id: s.id,
             daemon: format!("libcephfsd {}", env!("CARGO_PKG_VERSION")),
         };

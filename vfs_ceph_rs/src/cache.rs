@@ -113,6 +113,12 @@ struct Lookup {
     used: u64,
 }
 
+impl Lookup {
+    fn is(&self, d: DaemonId, creds: &Creds, start: InodeKey, path: &str) -> bool {
+        self.daemon == d && self.start == start && self.path == path && self.creds == *creds
+    }
+}
+
 #[derive(Default)]
 struct Cache {
     req: Entries<()>,
@@ -324,23 +330,23 @@ pub fn share_opened(ttl: Option<Duration>) {
 
 /// A kept lookup of `path` from `start` as `creds` that still holds: nothing in the
 /// directories it went through, nor the inode it found (attributes and xattrs)
-/// changed since, and its prefetched xattrs are still here. The reference returned is
+/// changed since, and its prefetched xattrs are still here (one that no longer holds is
+/// given back; the others are checked by the expiry timer). The reference returned is
 /// the caller's (forget it as usual).
 pub fn kept_lookup(d: DaemonId, creds: &Creds, start: InodeKey, path: &str) -> Option<(Ino, Stat)> {
     let (hit, stale) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let stale = c.stale_lookups();
+        let i = c.lookups.iter().position(|l| l.is(d, creds, start, path))?;
+        if !c.lookup_holds(&c.lookups[i]) {
+            return Some((None, Some(c.lookups.swap_remove(i))));
+        }
         c.tick += 1;
         let tick = c.tick;
-        let hit = (c.lookups.iter_mut())
-            .find(|l| l.daemon == d && l.start == start && l.path == path && l.creds == *creds)
-            .map(|l| {
-                l.used = tick;
-                (l.ino, l.stat)
-            });
-        (hit, stale)
-    });
-    for l in stale {
+        let l = &mut c.lookups[i];
+        l.used = tick;
+        Some((Some((l.ino, l.stat)), None))
+    })?;
+    if let Some(l) = stale {
         daemon::forget(l.daemon, l.ino);
     }
     let (ino, stat) = hit?;
@@ -369,9 +375,7 @@ pub fn keep_lookup(
             return (false, Vec::new());
         };
         let mut dropped = c.stale_lookups();
-        let same =
-            |l: &Lookup| l.daemon == d && l.start == start && l.path == path && l.creds == *creds;
-        if c.lookups.iter().any(same) {
+        if c.lookups.iter().any(|l| l.is(d, creds, start, path)) {
             return (false, dropped);
         }
         if c.lookups.len() >= MAX_LOOKUPS {
@@ -403,123 +407,121 @@ pub fn keep_lookup(
     }
 }
 
+/// One thing the daemon said about an inode.
+#[derive(Clone)]
+enum Item {
+    Stat(Stat),
+    Xattr(InodeKey, String, Value),
+    List(InodeKey, Vec<u8>),
+}
+
+impl<T> Entries<T> {
+    fn insert(&mut self, item: Item, tag: T) {
+        match item {
+            Item::Stat(s) => drop(self.stats.insert(s.key(), (s, tag))),
+            Item::Xattr(k, n, v) => drop(self.xattrs.insert((k, n), (v, tag))),
+            Item::List(k, l) => drop(self.lists.insert(k, (l, tag))),
+        }
+    }
+}
+
+impl Cache {
+    /// Remember `items` for this request and, when they came with the latest reply
+    /// (`latest`) and may be kept, across requests.
+    fn put(&mut self, items: Vec<Item>, latest: bool) {
+        let since = if latest { self.since() } else { None };
+        let req = self.req_room();
+        for item in items {
+            if let Some(s) = since {
+                self.kept.insert(item.clone(), s);
+            }
+            if req {
+                self.req.insert(item, ());
+            }
+        }
+    }
+
+    /// The per-request entry, else the kept one while what it is about (change-table
+    /// key `key`) did not change.
+    fn either<'a, V>(
+        &self,
+        req: Option<&'a (V, ())>,
+        kept: Option<&'a (V, Since)>,
+        key: u64,
+    ) -> Option<&'a V> {
+        match (req, kept) {
+            (Some((v, _)), _) => Some(v),
+            (None, Some((v, s))) if self.valid(key, s) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+fn put(items: Vec<Item>, latest: bool) {
+    CACHE.with(|c| c.borrow_mut().put(items, latest))
+}
+
 /// Remember attributes from the latest reply.
 pub fn put_stat(s: &Stat) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some(since) = c.since() {
-            c.kept.stats.insert(s.key(), (*s, since));
-        }
-        if c.req_room() {
-            c.req.stats.insert(s.key(), (*s, ()));
-        }
-    })
+    put(vec![Item::Stat(*s)], true)
 }
 
 /// Remember attributes handed on from an earlier reply (this request only).
 pub fn put_stat_for_request(s: &Stat) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.req_room() {
-            c.req.stats.insert(s.key(), (*s, ()));
-        }
-    })
+    put(vec![Item::Stat(*s)], false)
 }
 
 pub fn get_stat(k: InodeKey) -> Option<Stat> {
     CACHE.with(|c| {
         let c = c.borrow();
-        if let Some((s, _)) = c.req.stats.get(&k) {
-            return Some(*s);
-        }
-        let (s, since) = c.kept.stats.get(&k)?;
-        c.valid(k.ino, since).then_some(*s)
+        c.either(c.req.stats.get(&k), c.kept.stats.get(&k), k.ino)
+            .copied()
     })
 }
 
-fn value(v: &XattrValue) -> Option<Option<Vec<u8>>> {
-    match v {
-        XattrValue::Absent => Some(None),
-        XattrValue::Value(v) => Some(Some(v.clone())),
-        XattrValue::Unknown => None,
-    }
-}
-
-/// Remember prefetched xattrs (`names[i]` answered by `x.values[i]`) from the latest
-/// reply, or (`for_request`) from an earlier one.
-fn put_xattrs_as(k: InodeKey, names: &[&str], x: &Xattrs, for_request: bool) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let since = if for_request { None } else { c.since() };
-        let req = c.req_room();
-        for (n, v) in names.iter().zip(&x.values) {
-            if let Some(v) = value(v) {
-                let key = (k, n.to_string());
-                if let Some(s) = since {
-                    c.kept.xattrs.insert(key.clone(), (v.clone(), s));
-                }
-                if req {
-                    c.req.xattrs.insert(key, (v, ()));
-                }
-            }
-        }
-        if let Some(l) = &x.list {
-            if let Some(s) = since {
-                c.kept.lists.insert(k, (l.clone(), s));
-            }
-            if req {
-                c.req.lists.insert(k, (l.clone(), ()));
-            }
-        }
-    })
+/// Prefetched xattrs (`names[i]` answered by `x.values[i]`) and the name list.
+fn xattr_items(k: InodeKey, names: &[&str], x: &Xattrs) -> Vec<Item> {
+    let values = names.iter().zip(&x.values).filter_map(|(n, v)| {
+        let v = match v {
+            XattrValue::Absent => None,
+            XattrValue::Value(v) => Some(v.clone()),
+            XattrValue::Unknown => return None,
+        };
+        Some(Item::Xattr(k, n.to_string(), v))
+    });
+    let list = x.list.iter().map(|l| Item::List(k, l.clone()));
+    values.chain(list).collect()
 }
 
 /// Remember prefetched xattrs from the latest reply.
 pub fn put_xattrs(k: InodeKey, names: &[&str], x: &Xattrs) {
-    put_xattrs_as(k, names, x, false)
+    put(xattr_items(k, names, x), true)
 }
 
 /// Remember prefetched xattrs handed on from an earlier reply (this request only).
 pub fn put_xattrs_for_request(k: InodeKey, names: &[&str], x: &Xattrs) {
-    put_xattrs_as(k, names, x, true)
+    put(xattr_items(k, names, x), false)
 }
 
 pub fn put_xattr(k: InodeKey, name: &str, v: Option<&[u8]>) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let key = (k, name.to_string());
-        let v = v.map(|v| v.to_vec());
-        if let Some(s) = c.since() {
-            c.kept.xattrs.insert(key.clone(), (v.clone(), s));
-        }
-        if c.req_room() {
-            c.req.xattrs.insert(key, (v, ()));
-        }
-    })
+    put(
+        vec![Item::Xattr(k, name.to_string(), v.map(|v| v.to_vec()))],
+        true,
+    )
 }
 
 /// `Some(None)`: known not to exist; `None`: not cached. A name missing from a cached
 /// xattr list does not exist (CephFS lists every stored xattr; only its virtual
 /// `ceph.*` ones are never listed).
-pub fn get_xattr(k: InodeKey, name: &str) -> Option<Option<Vec<u8>>> {
+pub fn get_xattr(k: InodeKey, name: &str) -> Option<Value> {
     CACHE.with(|c| {
         let c = c.borrow();
         let key = (k, name.to_string());
-        if let Some((v, _)) = c.req.xattrs.get(&key) {
+        let xkey = xattrs_of(k.ino);
+        if let Some(v) = c.either(c.req.xattrs.get(&key), c.kept.xattrs.get(&key), xkey) {
             return Some(v.clone());
         }
-        if let Some((v, s)) = c.kept.xattrs.get(&key) {
-            if c.valid(xattrs_of(k.ino), s) {
-                return Some(v.clone());
-            }
-        }
-        let list = match c.req.lists.get(&k) {
-            Some((l, _)) => l,
-            None => match c.kept.lists.get(&k) {
-                Some((l, s)) if c.valid(xattrs_of(k.ino), s) => l,
-                _ => return None,
-            },
-        };
+        let list = c.either(c.req.lists.get(&k), c.kept.lists.get(&k), xkey)?;
         if name.starts_with("ceph.") || list_has(list, name) {
             return None;
         }
@@ -533,25 +535,14 @@ fn list_has(list: &[u8], name: &str) -> bool {
 }
 
 pub fn put_list(k: InodeKey, l: &[u8]) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some(s) = c.since() {
-            c.kept.lists.insert(k, (l.to_vec(), s));
-        }
-        if c.req_room() {
-            c.req.lists.insert(k, (l.to_vec(), ()));
-        }
-    })
+    put(vec![Item::List(k, l.to_vec())], true)
 }
 
 pub fn get_list(k: InodeKey) -> Option<Vec<u8>> {
     CACHE.with(|c| {
         let c = c.borrow();
-        if let Some((l, _)) = c.req.lists.get(&k) {
-            return Some(l.clone());
-        }
-        let (l, s) = c.kept.lists.get(&k)?;
-        c.valid(xattrs_of(k.ino), s).then(|| l.clone())
+        c.either(c.req.lists.get(&k), c.kept.lists.get(&k), xattrs_of(k.ino))
+            .cloned()
     })
 }
 
@@ -617,16 +608,15 @@ pub fn xattr_changed(k: InodeKey, name: &str, v: Option<&[u8]>, list: Option<Vec
             return;
         }
         if st.key() == k {
-            c.req.stats.insert(k, (*st, ()));
+            c.req.insert(Item::Stat(*st), ());
         }
         // libcephfs may store a POSIX ACL differently than given (or fold it into the
         // mode and store none): those are read back from the daemon.
         if name.starts_with("system.") {
             return;
         }
-        c.req
-            .xattrs
-            .insert((k, name.to_string()), (v.map(|v| v.to_vec()), ()));
+        let v_owned = v.map(|v| v.to_vec());
+        c.req.insert(Item::Xattr(k, name.to_string(), v_owned), ());
         if let Some(list) = list {
             let mut names: Vec<&[u8]> = list
                 .split(|b| *b == 0)
@@ -640,7 +630,7 @@ pub fn xattr_changed(k: InodeKey, name: &str, v: Option<&[u8]>, list: Option<Vec
                 l.extend_from_slice(n);
                 l.push(0);
             }
-            c.req.lists.insert(k, (l, ()));
+            c.req.insert(Item::List(k, l), ());
         }
     })
 }

@@ -92,8 +92,9 @@ impl FileState {
         Ok(FileState::new(daemon, ino, None, stat))
     }
 
-    /// A pathref open answered by the lookup cache (its attributes are kept there).
-    fn kept(daemon: DaemonId, flags: c_int, (ino, stat): (Ino, Stat)) -> R<FileState> {
+    /// [`FileState::pathref`] with attributes handed on from an earlier reply (a kept
+    /// lookup, a directory batch): they answer this request only.
+    fn pathref_earlier(daemon: DaemonId, flags: c_int, ino: Ino, stat: Stat) -> R<FileState> {
         let mut f = FileState::pathref(daemon, flags, ino, stat)?;
         f.fresh = false;
         Ok(f)
@@ -559,8 +560,7 @@ fn getattr(d: DaemonId, c: &Creds, ino: Ino) -> R<Stat> {
 
 /// A change of attributes; the attributes after it answer this request's next fstat.
 fn setattr(d: DaemonId, c: &Creds, ino: Ino, attr: SetAttr) -> R<Stat> {
-    if attr.mode.is_some() || attr.uid.is_some() || attr.gid.is_some() {
-        // A mode change rewrites the POSIX ACL.
+    if attr.touches_xattrs() {
         cache::clear();
     }
     let st = call(d, c, &SetAttrReq { ino, attr })?;
@@ -1087,39 +1087,23 @@ unsafe extern "C" fn openat(
             .then(|| take_listed(h, dirfsp, name))
             .flatten()
         {
-            let mut f = FileState::pathref(d, flags, ino, stat)?;
-            f.fresh = false;
-            f
-        } else if flags & oflags::O_PATH != 0 {
-            let e = if leaf.is_empty() {
-                call(
-                    d,
-                    &c,
-                    &WalkReq {
-                        dir: dir.ino,
-                        path: String::new(),
-                    },
-                )?
-            } else if let Some(hit) = dir.key.and_then(|k| cache::kept_lookup(d, &c, k, leaf)) {
-                return FileState::kept(d, flags, hit)?.install(h, fsp);
-            } else {
-                let rep: LookupPlusRep = call(
-                    d,
-                    &c,
-                    &LookupPlusReq {
-                        dir: dir.ino,
-                        name: leaf.to_string(),
-                        want: lookup_want(),
-                    },
-                )?;
-                cache::put_xattrs(rep.entry.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
-                if let Some(k) = dir.key {
-                    let e = &rep.entry;
-                    cache::keep_lookup(d, &c, k, leaf, e.ino, &e.stat, &rep.via);
-                }
-                rep.entry
-            };
+            FileState::pathref_earlier(d, flags, ino, stat)?
+        } else if flags & oflags::O_PATH != 0 && leaf.is_empty() {
+            let e = call(
+                d,
+                &c,
+                &WalkReq {
+                    dir: dir.ino,
+                    path: String::new(),
+                },
+            )?;
             FileState::pathref(d, flags, e.ino, e.stat)?
+        } else if flags & oflags::O_PATH != 0 {
+            lookup_pathref(&c, &dir, leaf, flags, || LookupPlusReq {
+                dir: dir.ino,
+                name: leaf.to_string(),
+                want: lookup_want(),
+            })?
         } else {
             let rep: OpenRep = call(
                 d,
@@ -1186,26 +1170,36 @@ unsafe fn open_no_symlinks(
     if !daemon::has_feature(d, FEATURE_WALK_PLUS) {
         return fail(Errno::ENOSYS);
     }
-    let c = creds(h);
-    if let Some(hit) = dir.key.and_then(|k| cache::kept_lookup(d, &c, k, name)) {
-        return FileState::kept(d, flags, hit)?.install(h, fsp);
+    let state = lookup_pathref(&creds(h), &dir, name, flags, || WalkPlusReq {
+        dir: dir.ino,
+        path: name.to_string(),
+        no_symlinks: true,
+        want: lookup_want(),
+    })?;
+    state.install(h, fsp)
+}
+
+/// The pathref open of `path` from `dir` (with the xattrs smbd reads next): a kept
+/// lookup while one still holds, else the `req` (LookupPlus or WalkPlus) sent to the
+/// daemon, and its answer kept.
+fn lookup_pathref<Q: Request<Reply = LookupPlusRep>>(
+    c: &Creds,
+    dir: &InoRef,
+    path: &str,
+    flags: c_int,
+    req: impl FnOnce() -> Q,
+) -> R<FileState> {
+    let d = dir.daemon;
+    if let Some((ino, stat)) = dir.key.and_then(|k| cache::kept_lookup(d, c, k, path)) {
+        return FileState::pathref_earlier(d, flags, ino, stat);
     }
-    let rep: LookupPlusRep = call(
-        d,
-        &c,
-        &WalkPlusReq {
-            dir: dir.ino,
-            path: name.to_string(),
-            no_symlinks: true,
-            want: lookup_want(),
-        },
-    )?;
+    let rep = call(d, c, &req())?;
     let e = rep.entry;
     cache::put_xattrs(e.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
     if let Some(k) = dir.key {
-        cache::keep_lookup(d, &c, k, name, e.ino, &e.stat, &rep.via);
+        cache::keep_lookup(d, c, k, path, e.ino, &e.stat, &rep.via);
     }
-    FileState::pathref(d, flags, e.ino, e.stat)?.install(h, fsp)
+    FileState::pathref(d, flags, e.ino, e.stat)
 }
 
 unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
@@ -2598,22 +2592,38 @@ unsafe extern "C" fn flistxattr(
     })())
 }
 
-unsafe extern "C" fn fremovexattr(h: *mut Handle, fsp: *mut Fsp, name: *const c_char) -> c_int {
-    int_ret((|| {
-        let r = fsp_ino(h, fsp)?;
-        let name = samba::cstr(name).unwrap_or("");
-        let list = cache::xattr_changing(r.key, name);
-        let st = call(
+/// Set xattr `name` of `r` to `value` (`None`: remove it), keeping the cache in step:
+/// what this request reads back next is known without asking.
+fn change_xattr(c: &Creds, r: &InoRef, name: &str, value: Option<&[u8]>, flags: c_int) -> R<()> {
+    let list = cache::xattr_changing(r.key, name);
+    let st = match value {
+        Some(v) => {
+            let req = SetXattrReq {
+                ino: r.ino,
+                name: name.to_string(),
+                flags,
+            };
+            daemon::call(r.daemon, c, &req, v)?.0
+        }
+        None => call(
             r.daemon,
-            &creds(h),
+            c,
             &RemoveXattrReq {
                 ino: r.ino,
                 name: name.to_string(),
             },
-        )?;
-        if let Some(k) = r.key {
-            cache::xattr_changed(k, name, None, list, &st);
-        }
+        )?,
+    };
+    if let Some(k) = r.key {
+        cache::xattr_changed(k, name, value, list, &st);
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn fremovexattr(h: *mut Handle, fsp: *mut Fsp, name: *const c_char) -> c_int {
+    int_ret((|| {
+        let r = fsp_ino(h, fsp)?;
+        change_xattr(&creds(h), &r, samba::cstr(name).unwrap_or(""), None, 0)?;
         Ok(0)
     })())
 }
@@ -2629,21 +2639,13 @@ unsafe extern "C" fn fsetxattr(
     int_ret((|| {
         let r = fsp_ino(h, fsp)?;
         let v = samba::bytes(value, size);
-        let name = samba::cstr(name).unwrap_or("");
-        let list = cache::xattr_changing(r.key, name);
-        let (st, _) = daemon::call(
-            r.daemon,
+        change_xattr(
             &creds(h),
-            &SetXattrReq {
-                ino: r.ino,
-                name: name.to_string(),
-                flags,
-            },
-            v,
+            &r,
+            samba::cstr(name).unwrap_or(""),
+            Some(v),
+            flags,
         )?;
-        if let Some(k) = r.key {
-            cache::xattr_changed(k, name, Some(v), list, &st);
-        }
         Ok(0)
     })())
 }
@@ -2793,20 +2795,7 @@ unsafe extern "C" fn sys_acl_set_fd(
         let name = acl_xattr_name(typ)?;
         let value = posix_acl::encode(&samba::acl_entries(acl)?);
         let ino = fsp_ino(h, fsp)?;
-        let list = cache::xattr_changing(ino.key, name);
-        let (st, _) = daemon::call(
-            ino.daemon,
-            &creds(h),
-            &SetXattrReq {
-                ino: ino.ino,
-                name: name.into(),
-                flags: 0,
-            },
-            &value,
-        )?;
-        if let Some(k) = ino.key {
-            cache::xattr_changed(k, name, Some(&value), list, &st);
-        }
+        change_xattr(&creds(h), &ino, name, Some(&value), 0)?;
         Ok(0)
     })())
 }
@@ -2814,22 +2803,8 @@ unsafe extern "C" fn sys_acl_set_fd(
 unsafe extern "C" fn sys_acl_delete_def_fd(h: *mut Handle, fsp: *mut Fsp) -> c_int {
     int_ret((|| {
         let ino = fsp_ino(h, fsp)?;
-        let list = cache::xattr_changing(ino.key, ACL_DEFAULT);
-        match call(
-            ino.daemon,
-            &creds(h),
-            &RemoveXattrReq {
-                ino: ino.ino,
-                name: ACL_DEFAULT.into(),
-            },
-        ) {
-            Ok(st) => {
-                if let Some(k) = ino.key {
-                    cache::xattr_changed(k, ACL_DEFAULT, None, list, &st);
-                }
-                Ok(0)
-            }
-            Err(Errno::ENODATA) => Ok(0),
+        match change_xattr(&creds(h), &ino, ACL_DEFAULT, None, 0) {
+            Ok(()) | Err(Errno::ENODATA) => Ok(0),
             Err(e) => Err(e),
         }
     })())

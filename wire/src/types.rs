@@ -300,6 +300,14 @@ pub struct SetAttr {
     pub ctime: Option<TimeSet>,
 }
 
+impl SetAttr {
+    /// The change can rewrite the inode's POSIX ACL (its xattrs): a mode or owner
+    /// change. Sizes and times leave the xattrs alone.
+    pub fn touches_xattrs(&self) -> bool {
+        self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
+    }
+}
+
 /// A POSIX byte-range lock description (`struct flock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Flock {
