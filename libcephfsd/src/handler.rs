@@ -503,11 +503,12 @@ fn find_name(s: &Session, p: &UserPerm, r: FindNameReq) -> R<FindNameRep> {
     check_name(&r.name)?;
     let (_, dir) = s.inode(r.dir)?;
     let mut d = dir.opendir(p)?;
+    d.skip_dots();
     while let Some(raw) = d.read_name()? {
         let Ok(name) = std::str::from_utf8(&raw) else {
             continue;
         };
-        if name != "." && name != ".." && names_equal_ignoring_case(name, &r.name) {
+        if names_equal_ignoring_case(name, &r.name) {
             return Ok(FindNameRep {
                 name: name.to_string(),
             });

@@ -2433,8 +2433,16 @@ fn find_name_matches_ignoring_case() {
     assert_eq!(s.ok(&find("README.TXT")).name, "ReadMe.TXT");
     assert_eq!(s.ok(&find("üBUNG")).name, "Übung");
     assert_eq!(s.call(&find("readme.tx")).unwrap_err(), Errno::ENOENT);
+    // The scan starts after "." and "..": every real entry is still seen, wherever
+    // the MDS's hash order puts it.
+    let many: Vec<String> = (0..40).map(|i| format!("Entry{i:02}")).collect();
+    s.mkdirs(dir, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    for n in &many {
+        assert_eq!(&s.ok(&find(&n.to_lowercase())).name, n);
+    }
     // Dots are never an answer; a bad name is refused; a foreign handle is EBADF.
     assert_eq!(s.call(&find(".")).unwrap_err(), Errno::ENOENT);
+    assert_eq!(s.call(&find("..")).unwrap_err(), Errno::ENOENT);
     assert_eq!(s.call(&find("a/b")).unwrap_err(), Errno::EINVAL);
     let bogus = FindNameReq {
         dir: Ino::new(999_999, 1),

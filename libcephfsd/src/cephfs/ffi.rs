@@ -275,6 +275,7 @@ extern "C" {
         de: *mut libc::dirent,
     ) -> c_int;
     pub fn ceph_rewinddir(cmount: *mut ceph_mount_info, dirp: *mut ceph_dir_result);
+    pub fn ceph_seekdir(cmount: *mut ceph_mount_info, dirp: *mut ceph_dir_result, offset: i64);
     pub fn ceph_ll_releasedir(cmount: *mut ceph_mount_info, dirp: *mut ceph_dir_result) -> c_int;
     pub fn ceph_ll_statfs(
         cmount: *mut ceph_mount_info,
