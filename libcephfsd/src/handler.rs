@@ -764,6 +764,19 @@ const HANDLED_FLAGS: i32 = oflags::O_CREAT
     | oflags::O_NONBLOCK
     | oflags::O_LARGEFILE;
 
+/// The flags for `ceph_ll_open` of an existing inode. A directory is opened with
+/// O_DIRECTORY, which libcephfs opens in its "pin" mode (as ceph_new's opens of smbd's
+/// directory handles are); a read-mode open of a directory asked the MDS for read caps
+/// with an open request on every SMB directory listing (selftest/bench_mds.py: MDS
+/// requests per listing 3.02 -> 2.02, ceph_new 2.02).
+fn ll_open_flags(stx: &Statx, pass: i32) -> i32 {
+    if is_dir(stx) {
+        pass | oflags::O_DIRECTORY
+    } else {
+        pass
+    }
+}
+
 /// Checks before opening an existing inode.
 fn check_openable(stx: &Statx, flags: i32) -> R<()> {
     if is_symlink(stx) {
@@ -832,7 +845,7 @@ fn open(s: &Session, p: &UserPerm, r: OpenReq) -> R<OpenRep> {
         match lookup_name(&sm, &dir, &r.name, p) {
             Ok((inode, stx)) => {
                 check_openable(&stx, r.flags)?;
-                let file = inode.open(pass, p)?;
+                let file = inode.open(ll_open_flags(&stx, pass), p)?;
                 // O_TRUNC changed size/mtime: report fresh attributes.
                 let stx = if pass & oflags::O_TRUNC != 0 {
                     inode.getattr(p)?
@@ -864,7 +877,7 @@ fn open_ino(s: &Session, p: &UserPerm, r: OpenInoReq) -> R<OpenInoRep> {
     }
     let stx = inode.getattr(p)?;
     check_openable(&stx, r.flags)?;
-    let file = Arc::new(inode.open(r.flags & !HANDLED_FLAGS, p)?);
+    let file = Arc::new(inode.open(ll_open_flags(&stx, r.flags & !HANDLED_FLAGS), p)?);
     Ok(OpenInoRep {
         fh: Fh(s.insert(Object::File(sm, file))?),
     })

@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME

@@ -26,7 +26,6 @@ fn stat(i: u64) -> Stat {
         },
         ctime: Timespec { sec: 5, nsec: 6 },
         btime: Timespec { sec: 7, nsec: 8 },
-        change_attr: 42,
     }
 }
 

@@ -218,8 +218,6 @@ pub struct Stat {
     pub mtime: Timespec,
     pub ctime: Timespec,
     pub btime: Timespec,
-    /// CephFS change attribute (`stx_version`): grows on every data or metadata change.
-    pub change_attr: u64,
 }
 
 /// The snapid of the live (non-snapshot) filesystem.

@@ -41,8 +41,10 @@ fn cstr(s: &str) -> Result<CString> {
 /// Attributes as libcephfs reports them.
 pub type Statx = ffi::ceph_statx;
 
-/// What a `Stat` reply asks of libcephfs.
-const WANT: libc::c_uint = ffi::CEPH_STATX_ALL_STATS;
+/// What a `Stat` reply asks of libcephfs: what smbd's stat has (as ceph_new asks).
+/// Not CEPH_STATX_VERSION: that needs the xattr and link caps too, so a client that
+/// lacks them (after any setxattr) would ask the MDS again.
+const WANT: libc::c_uint = ffi::CEPH_STATX_BASIC_STATS | ffi::CEPH_STATX_BTIME;
 
 fn ts(t: &ffi::timespec) -> Timespec {
     Timespec {
@@ -70,7 +72,6 @@ pub fn to_stat(s: &Statx) -> Stat {
         mtime: ts(&s.stx_mtime),
         ctime: ts(&s.stx_ctime),
         btime: ts(&s.stx_btime),
-        change_attr: s.stx_version,
     }
 }
 
