@@ -55,6 +55,8 @@ pub struct FileState {
     fresh: bool,
     fd: c_int,
     dir: Option<Box<DirStream>>,
+    /// Opened for reading only: its close cannot fail and is not waited for.
+    read_only: bool,
 }
 
 impl Drop for FileState {
@@ -79,7 +81,16 @@ impl FileState {
             fresh: true,
             fd: fake_fd(),
             dir: None,
+            read_only: false,
         }
+    }
+
+    /// A daemon handle opened with `flags`.
+    fn opened(daemon: DaemonId, rep: OpenRep, flags: c_int) -> FileState {
+        let mut f = FileState::new(daemon, rep.ino, Some(rep.fh), rep.stat);
+        f.read_only = flags & oflags::O_ACCMODE == oflags::O_RDONLY
+            && flags & (oflags::O_TRUNC | oflags::O_CREAT) == 0;
+        f
     }
 
     /// A pathref (O_PATH) open of an inode reference the caller owns; ENOTDIR (giving
@@ -1119,7 +1130,7 @@ unsafe extern "C" fn openat(
                     mode: 0,
                 },
             )?;
-            FileState::new(d, rep.ino, Some(rep.fh), rep.stat)
+            FileState::opened(d, rep, flags)
         };
         state.install(h, fsp)
     })();
@@ -1206,6 +1217,11 @@ unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
     let r = (|| {
         let f = ext(h, fsp)?;
         let res = match f.fh.take() {
+            // Nothing to flush: the reply would only say the handle is gone.
+            Some(fh) if f.read_only => {
+                daemon::post(f.daemon, &CloseReq { fh });
+                Ok(())
+            }
             Some(fh) => call(f.daemon, &creds(h), &CloseReq { fh }),
             None => Ok(()),
         };
