@@ -287,7 +287,9 @@ class Client:
             o.close(send=False)])
         info = res[1]
         return {"size": info["standard_information"]["end_of_file"].get_value(),
-                "directory": bool(info["standard_information"]["directory"].get_value())}
+                "directory": bool(info["standard_information"]["directory"].get_value()),
+                "mtime": info["basic_information"]["last_write_time"].get_value(),
+                "ctime": info["basic_information"]["change_time"].get_value()}
 
     def all_info_query(self, o):
         """QUERY_INFO(FileAllInformation) of `o` as a compound item: (request, receiver)."""

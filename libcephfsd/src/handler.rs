@@ -163,10 +163,77 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         return run(s, p, req, data);
     };
     let changed = changes(s, p, &req);
+    let after = DirChange::of(&req);
     epochs.table.touch(&changed);
-    let out = run(s, p, req, data);
-    epochs.table.touch(&changed);
+    let mut out = run(s, p, req, data);
+    let epoch = epochs.table.touch(&changed);
+    if let (Some(after), Ok((body, _))) = (after, &mut out) {
+        after.fill(s, p, epoch, body)?;
+    }
     out
+}
+
+/// A request that adds a name to or removes one from a directory: its reply brings the
+/// directory's attributes after the change ([`DirAfter`]), so smbd's look at the
+/// directory right after needs no round trip.
+enum DirChange {
+    Removed(Ino),
+    Created(Ino),
+    CreatedPlus(Ino),
+}
+
+impl DirChange {
+    fn of(req: &AnyRequest) -> Option<DirChange> {
+        use AnyRequest as A;
+        Some(match req {
+            A::Unlink(r) => DirChange::Removed(r.dir),
+            A::Rmdir(r) => DirChange::Removed(r.dir),
+            A::Open(r) if r.flags & libc::O_CREAT != 0 => DirChange::Created(r.dir),
+            A::OpenPlus(r) if r.open.flags & libc::O_CREAT != 0 => {
+                DirChange::CreatedPlus(r.open.dir)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Put the directory's attributes, read after the change table's mark at `epoch`,
+    /// into the encoded reply `body`: a change by anyone after that mark marks a later
+    /// epoch, so the module keeps them only as long as they are true.
+    fn fill(self, s: &Session, p: &UserPerm, epoch: u64, body: &mut Vec<u8>) -> R<()> {
+        let (DirChange::Removed(dir) | DirChange::Created(dir) | DirChange::CreatedPlus(dir)) =
+            self;
+        let Some(stat) = attrs_after(s, p, dir) else {
+            return Ok(());
+        };
+        let after = Some(DirAfter { stat, epoch });
+        *body = match self {
+            DirChange::Removed(_) => encode_body(&RemoveRep { dir: after })?,
+            DirChange::Created(_) => {
+                let mut rep: OpenRep = decode_body(body)?;
+                if !rep.created {
+                    return Ok(());
+                }
+                rep.dir = after;
+                encode_body(&rep)?
+            }
+            DirChange::CreatedPlus(_) => {
+                let mut rep: OpenPlusRep = decode_body(body)?;
+                if !rep.open.created {
+                    return Ok(());
+                }
+                rep.open.dir = after;
+                encode_body(&rep)?
+            }
+        };
+        Ok(())
+    }
+}
+
+/// A directory's attributes as the client has them right after a change this client
+/// made in it: the MDS's reply to the change carried them (no round trip).
+fn attrs_after(s: &Session, p: &UserPerm, dir: Ino) -> Option<Stat> {
+    let (_, inode) = s.inode(dir).ok()?;
+    inode.cached_attrs(p).ok().map(|stx| cephfs::to_stat(&stx))
 }
 
 /// The change-table keys ([`ceph_rs_wire::epochs`]) of what a request changes: the
@@ -823,6 +890,7 @@ fn open_result(
         }
     };
     Ok(OpenRep {
+        dir: None,
         fh,
         ino,
         stat: cephfs::to_stat(stx),
@@ -1409,13 +1477,14 @@ fn mkdir(s: &Session, p: &UserPerm, r: MkdirReq) -> R<MkdirRep> {
     entry(s, &sm, Arc::new(inode), &stx)
 }
 
-fn unlink(s: &Session, p: &UserPerm, r: UnlinkReq) -> R<()> {
+fn unlink(s: &Session, p: &UserPerm, r: UnlinkReq) -> R<RemoveRep> {
     let (_, dir) = s.inode(r.dir)?;
     plain_name(&r.name, Errno::EISDIR)?;
-    Ok(dir.unlink(&r.name, p)?)
+    dir.unlink(&r.name, p)?;
+    Ok(RemoveRep { dir: None })
 }
 
-fn rmdir(s: &Session, p: &UserPerm, r: RmdirReq) -> R<()> {
+fn rmdir(s: &Session, p: &UserPerm, r: RmdirReq) -> R<RemoveRep> {
     let (_, dir) = s.inode(r.dir)?;
     check_name(&r.name)?;
     match r.name.as_str() {
@@ -1423,7 +1492,8 @@ fn rmdir(s: &Session, p: &UserPerm, r: RmdirReq) -> R<()> {
         ".." => return Err(Errno::ENOTEMPTY.into()),
         _ => {}
     }
-    Ok(dir.rmdir(&r.name, p)?)
+    dir.rmdir(&r.name, p)?;
+    Ok(RemoveRep { dir: None })
 }
 
 fn rename(s: &Session, p: &UserPerm, r: RenameReq) -> R<()> {

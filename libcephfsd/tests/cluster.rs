@@ -3277,3 +3277,70 @@ fn the_change_table_marks_what_requests_change_and_nothing_else() {
     });
     s.cleanup();
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn a_change_in_a_directory_answers_with_the_directory_after_it() {
+    use ceph_rs_wire::epochs::EpochTable;
+    let d = Daemon::start("dirafter", &[]);
+    let mut s = Share::new(&d, "dirafter");
+    let dir = s.dir;
+    let rep = s.ok(&EpochsReq);
+    let t = EpochTable::open(std::path::Path::new(&rep.path), rep.token).unwrap();
+    let before = s.ok(&GetAttrReq { ino: dir });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Attributes as a fresh GetAttr sees them, marked at the epoch the table shows.
+    let check = |s: &mut Share, after: Option<DirAfter>, what: &str| {
+        let after = after.unwrap_or_else(|| panic!("{what}: no directory attributes"));
+        let now = s.ok(&GetAttrReq { ino: dir });
+        assert_eq!(after.stat, now, "{what}");
+        assert!(t.unchanged(now.ino, after.epoch), "{what}: marked later");
+        assert!(
+            !t.unchanged(now.ino, after.epoch - 1),
+            "{what}: not marked at it"
+        );
+    };
+    let f = s.create(dir, "f", 0o644);
+    assert!(f.stat.ino != 0 && f.created);
+    assert!(
+        f.dir.is_some_and(|a| a.stat.mtime != before.mtime),
+        "create: mtime moved"
+    );
+    check(&mut s, f.dir, "create");
+    s.ok(&CloseReq { fh: f.fh });
+    // An open that creates nothing brings nothing.
+    let o = s.ok(&OpenReq {
+        dir,
+        name: "f".into(),
+        flags: O_RDWR | O_CREAT,
+        mode: 0o644,
+    });
+    assert!(!o.created && o.dir.is_none());
+    s.ok(&CloseReq { fh: o.fh });
+    let p = s.ok(&OpenPlusReq {
+        open: OpenReq {
+            dir,
+            name: "g".into(),
+            flags: O_RDWR | O_CREAT | O_EXCL,
+            mode: 0o644,
+        },
+        want: XattrWant::default(),
+    });
+    check(&mut s, p.open.dir, "create (OpenPlus)");
+    s.ok(&CloseReq { fh: p.open.fh });
+    let u = s.ok(&UnlinkReq {
+        dir,
+        name: "f".into(),
+    });
+    check(&mut s, u.dir, "unlink");
+    s.mkdirs(dir, &["sub"]);
+    let r = s.ok(&RmdirReq {
+        dir,
+        name: "sub".into(),
+    });
+    check(&mut s, r.dir, "rmdir");
+    s.ok(&ForgetReq {
+        inos: vec![f.ino, o.ino, p.open.ino],
+    });
+    s.cleanup();
+}

@@ -348,6 +348,31 @@ def op_count(name):
     return 0
 
 
+def test_a_directory_changed_here_is_seen_as_it_is_without_asking(unique):
+    """A create or delete through this smbd brings the directory's attributes after it
+    with the daemon's reply: the next stat of the directory asks the daemon nothing, and
+    what it shows is what a new connection (another smbd) reads."""
+    a = B.connect("cephrs")
+    a.mkdir(unique)
+    a.stat(unique)
+    asked = ("LookupPlus", "WalkPlus", "Walk", "GetAttr", "GetAttrPlus", "Lookup")
+    for step in ("create", "delete"):
+        time.sleep(0.05)  # a visible change of the timestamps
+        if step == "create":
+            a.create_write_close(unique + "\\f", b"x")
+        else:
+            a.unlink(unique + "\\f")
+        n = sum(op_count(o) for o in asked)
+        mine = a.stat(unique)
+        assert sum(op_count(o) for o in asked) == n, f"{step}: the stat asked the daemon"
+        other = B.connect("cephrs")
+        theirs = other.stat(unique)
+        other.close()
+        assert (mine["mtime"], mine["ctime"]) == (theirs["mtime"], theirs["ctime"]), step
+    a.rmdir(unique)
+    a.close()
+
+
 def test_kept_lookups_answer_until_a_change_and_are_given_back(unique):
     """Name lookups are kept across SMB requests (no LookupPlus for a repeated stat),
     a delete through another smbd is seen at once, and an idle smbd gives every inode

@@ -186,17 +186,28 @@ impl Cache {
     fn stale_lookups(&mut self) -> Vec<Lookup> {
         let (keep, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lookups)
             .into_iter()
-            .partition(|l| self.lookup_holds(l));
+            .partition(|l| self.lookup_holds(l).is_some());
         self.lookups = keep;
         stale
     }
 
-    fn lookup_holds(&self, l: &Lookup) -> bool {
+    /// The attributes of what a kept lookup found, if it still holds: its own, or
+    /// newer ones kept since (a change this process made in a directory brings the
+    /// directory's attributes after it, see [`put_stat_after`]).
+    fn lookup_holds(&self, l: &Lookup) -> Option<Stat> {
         let k = l.stat.key();
-        self.valid(k.ino, &l.since)
-            && self.valid(xattrs_of(k.ino), &l.since)
+        let holds = self.valid(xattrs_of(k.ino), &l.since)
             && l.via.iter().all(|v| self.valid(*v, &l.since))
-            && (self.kept.lists.get(&k)).is_some_and(|(_, s)| self.valid(xattrs_of(k.ino), s))
+            && (self.kept.lists.get(&k)).is_some_and(|(_, s)| self.valid(xattrs_of(k.ino), s));
+        if !holds {
+            return None;
+        }
+        if self.valid(k.ino, &l.since) {
+            return Some(l.stat);
+        }
+        (self.kept.stats.get(&k))
+            .filter(|(_, s)| self.valid(k.ino, s))
+            .map(|(st, _)| *st)
     }
 
     /// A kept entry under change-table key `key` may answer.
@@ -337,14 +348,14 @@ pub fn kept_lookup(d: DaemonId, creds: &Creds, start: InodeKey, path: &str) -> O
     let (hit, stale) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let i = c.lookups.iter().position(|l| l.is(d, creds, start, path))?;
-        if !c.lookup_holds(&c.lookups[i]) {
+        let Some(stat) = c.lookup_holds(&c.lookups[i]) else {
             return Some((None, Some(c.lookups.swap_remove(i))));
-        }
+        };
         c.tick += 1;
         let tick = c.tick;
         let l = &mut c.lookups[i];
         l.used = tick;
-        Some((Some((l.ino, l.stat)), None))
+        Some((Some((l.ino, stat)), None))
     })?;
     if let Some(l) = stale {
         daemon::forget(l.daemon, l.ino);
@@ -464,6 +475,21 @@ fn put(items: Vec<Item>, latest: bool) {
 /// Remember attributes from the latest reply.
 pub fn put_stat(s: &Stat) {
     put(vec![Item::Stat(*s)], true)
+}
+
+/// Remember a directory's attributes the daemon read right after a change it marked at
+/// `epoch` (they hold while the table shows no later change of it).
+pub fn put_stat_after(s: &Stat, epoch: u64) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(mut since) = c.since() {
+            since.stamp = epoch;
+            c.kept.insert(Item::Stat(*s), since);
+        }
+        if c.req_room() {
+            c.req.insert(Item::Stat(*s), ());
+        }
+    })
 }
 
 /// Remember attributes handed on from an earlier reply (this request only).

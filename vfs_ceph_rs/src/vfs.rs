@@ -1093,6 +1093,9 @@ unsafe extern "C" fn openat(
             } else {
                 call(d, &c, &open)?
             };
+            if let Some(after) = rep.dir {
+                cache::put_stat_after(&after.stat, after.epoch);
+            }
             FileState::new(d, rep.ino, Some(rep.fh), rep.stat)
         } else if let Some((ino, stat)) = (flags & oflags::O_PATH != 0)
             .then(|| take_listed(h, dirfsp, name))
@@ -1917,7 +1920,7 @@ unsafe extern "C" fn unlinkat(
         }
         let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(fname))?;
         let c = creds(h);
-        if flags & libc::AT_REMOVEDIR != 0 {
+        let rep = if flags & libc::AT_REMOVEDIR != 0 {
             call(
                 dir.daemon,
                 &c,
@@ -1925,7 +1928,7 @@ unsafe extern "C" fn unlinkat(
                     dir: dir.ino,
                     name: leaf.to_string(),
                 },
-            )?;
+            )?
         } else {
             call(
                 dir.daemon,
@@ -1934,7 +1937,10 @@ unsafe extern "C" fn unlinkat(
                     dir: dir.ino,
                     name: leaf.to_string(),
                 },
-            )?;
+            )?
+        };
+        if let Some(after) = rep.dir {
+            cache::put_stat_after(&after.stat, after.epoch);
         }
         Ok(0)
     })())

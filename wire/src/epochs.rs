@@ -142,15 +142,17 @@ impl EpochTable {
         self.word(HEADER + slot_of(key)).load(SeqCst) <= stamp
     }
 
-    /// Record a change of these keys (daemon only: the table must be writable).
-    pub fn touch(&self, keys: &[u64]) {
+    /// Record a change of these keys (daemon only: the table must be writable); the
+    /// epoch they were marked with (0 when there were none).
+    pub fn touch(&self, keys: &[u64]) -> u64 {
         if keys.is_empty() {
-            return;
+            return 0;
         }
         let e = self.word(EPOCH).fetch_add(1, SeqCst) + 1;
         for &k in keys {
             self.word(HEADER + slot_of(k)).fetch_max(e, SeqCst);
         }
+        e
     }
 }
 

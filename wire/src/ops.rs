@@ -483,6 +483,9 @@ pub struct OpenRep {
     pub stat: Stat,
     /// True when this open created the file.
     pub created: bool,
+    /// When it created the file: the directory after the create (None without a
+    /// change table).
+    pub dir: Option<DirAfter>,
 }
 
 /// Open (typically creating) plus the xattrs smbd reads next: a new file's inherited
@@ -785,6 +788,22 @@ pub struct RmdirReq {
     pub name: String,
 }
 
+/// A directory's attributes right after a change this reply is for, read by the daemon
+/// after it marked the change in its change table ([`crate::epochs`]) at `epoch`: they
+/// hold while the directory's slot there is not above `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirAfter {
+    pub stat: Stat,
+    pub epoch: u64,
+}
+
+/// Unlink's and Rmdir's reply: the directory after the removal (None without a change
+/// table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveRep {
+    pub dir: Option<DirAfter>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenameReq {
     pub src_dir: Ino,
@@ -946,8 +965,8 @@ ops! {
     CloseDir = 43 => CloseDirReq -> ();
     ReadDirPlus = 44 => ReadDirPlusReq -> ReadDirPlusRep;
     Mkdir = 50 => MkdirReq -> MkdirRep;
-    Unlink = 51 => UnlinkReq -> ();
-    Rmdir = 52 => RmdirReq -> ();
+    Unlink = 51 => UnlinkReq -> RemoveRep;
+    Rmdir = 52 => RmdirReq -> RemoveRep;
     Rename = 53 => RenameReq -> ();
     Link = 54 => LinkReq -> LinkRep;
     Symlink = 55 => SymlinkReq -> SymlinkRep;

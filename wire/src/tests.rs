@@ -496,12 +496,26 @@ fn replies_round_trip() {
     reply_rt::<LookupInodeReq>(entry(7), &[]);
     reply_rt::<GetAttrReq>(stat(8), &[]);
     reply_rt::<ForgetReq>(ForgetRep { released: 2 }, &[]);
+    reply_rt::<UnlinkReq>(
+        RemoveRep {
+            dir: Some(DirAfter {
+                stat: stat(5),
+                epoch: 3,
+            }),
+        },
+        &[],
+    );
+    reply_rt::<RmdirReq>(RemoveRep { dir: None }, &[]);
     reply_rt::<OpenReq>(
         OpenRep {
             fh: Fh::new(1, 1),
             ino: Ino::new(2, 2),
             stat: stat(3),
             created: true,
+            dir: Some(DirAfter {
+                stat: stat(4),
+                epoch: 9,
+            }),
         },
         &[],
     );
@@ -512,6 +526,7 @@ fn replies_round_trip() {
                 ino: Ino::new(2, 2),
                 stat: stat(3),
                 created: false,
+                dir: None,
             },
             xattrs: Xattrs {
                 values: vec![XattrValue::Absent, XattrValue::Value(b"v".to_vec())],

@@ -312,6 +312,15 @@ impl Inode {
         self.statx(WANT, ffi::AT_SYMLINK_NOFOLLOW, perm)
     }
 
+    /// The attributes the client has now, without asking the MDS.
+    pub fn cached_attrs(&self, perm: &UserPerm) -> Result<Statx> {
+        self.statx(
+            WANT,
+            ffi::AT_SYMLINK_NOFOLLOW | ffi::AT_STATX_DONT_SYNC,
+            perm,
+        )
+    }
+
     /// The inode number (from the client's cache: no MDS round trip).
     pub fn number(&self, perm: &UserPerm) -> Result<u64> {
         let flags = ffi::AT_SYMLINK_NOFOLLOW | ffi::AT_STATX_DONT_SYNC;
