@@ -235,6 +235,25 @@ impl Share {
     }
 
     /// Make directories `names` in `dir` (0755), keeping no references to them.
+    /// Create `dir/name` with OpenPlus, bringing the xattrs `want` names.
+    fn create_plus(&mut self, dir: Ino, name: &str, want: XattrWant) -> OpenPlusRep {
+        self.ok(&OpenPlusReq {
+            open: OpenReq {
+                dir,
+                name: name.into(),
+                flags: O_CREAT | O_EXCL | O_RDWR,
+                mode: 0o644,
+            },
+            want,
+        })
+    }
+
+    /// The daemon's change table, mapped as a module maps it.
+    fn epochs(&mut self) -> ceph_rs_wire::epochs::EpochTable {
+        let rep = self.ok(&EpochsReq);
+        ceph_rs_wire::epochs::EpochTable::open(Path::new(&rep.path), rep.token).unwrap()
+    }
+
     fn mkdirs(&mut self, dir: Ino, names: &[&str]) {
         for n in names {
             let e = self.ok(&MkdirReq {
@@ -3234,18 +3253,11 @@ fn the_change_table_marks_what_requests_change_and_nothing_else() {
 
     // A create (OpenPlus): the directory, and the new file's xattrs come along.
     let stamp = t.epoch();
-    let g = s.ok(&OpenPlusReq {
-        open: OpenReq {
-            dir,
-            name: "g".into(),
-            flags: O_CREAT | O_EXCL | O_WRONLY,
-            mode: 0o644,
-        },
-        want: XattrWant {
-            names: vec!["user.DOSATTRIB".into()],
-            list: true,
-        },
-    });
+    let want = XattrWant {
+        names: vec!["user.DOSATTRIB".into()],
+        list: true,
+    };
+    let g = s.create_plus(dir, "g", want);
     assert!(g.open.created);
     assert_eq!(g.xattrs.values, vec![XattrValue::Absent]);
     assert!(!t.unchanged(dir_no, stamp));
@@ -3281,12 +3293,10 @@ fn the_change_table_marks_what_requests_change_and_nothing_else() {
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn a_change_in_a_directory_answers_with_the_directory_after_it() {
-    use ceph_rs_wire::epochs::EpochTable;
     let d = Daemon::start("dirafter", &[]);
     let mut s = Share::new(&d, "dirafter");
+    let t = s.epochs();
     let dir = s.dir;
-    let rep = s.ok(&EpochsReq);
-    let t = EpochTable::open(std::path::Path::new(&rep.path), rep.token).unwrap();
     let before = s.ok(&GetAttrReq { ino: dir });
     std::thread::sleep(std::time::Duration::from_millis(20));
     // Attributes as a fresh GetAttr sees them, marked at the epoch the table shows.
@@ -3317,15 +3327,7 @@ fn a_change_in_a_directory_answers_with_the_directory_after_it() {
     });
     assert!(!o.created && o.dir.is_none());
     s.ok(&CloseReq { fh: o.fh });
-    let p = s.ok(&OpenPlusReq {
-        open: OpenReq {
-            dir,
-            name: "g".into(),
-            flags: O_RDWR | O_CREAT | O_EXCL,
-            mode: 0o644,
-        },
-        want: XattrWant::default(),
-    });
+    let p = s.create_plus(dir, "g", XattrWant::default());
     check(&mut s, p.open.dir, "create (OpenPlus)");
     s.ok(&CloseReq { fh: p.open.fh });
     let u = s.ok(&UnlinkReq {
