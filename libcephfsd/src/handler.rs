@@ -167,7 +167,8 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
     epochs.table.touch(&changed);
     let mut out = run(s, p, req, data);
     let epoch = epochs.table.touch(&changed);
-    if let (Some(after), Ok((body, _))) = (after, &mut out) {
+    // (Epoch 0: nothing was marked, the directory could not be resolved; no claim.)
+    if let (Some(after), Ok((body, _)), true) = (after, &mut out, epoch > 0) {
         after.fill(s, p, epoch, body)?;
     }
     out
