@@ -168,8 +168,13 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
     let mut out = run(s, p, req, data);
     let epoch = epochs.table.touch(&changed);
     // (Epoch 0: nothing was marked, the directory could not be resolved; no claim.)
+    // The change was made: a reply that cannot carry the directory goes without it.
     if let (Some(after), Ok((body, _)), true) = (after, &mut out, epoch > 0) {
-        after.fill(s, p, epoch, body)?;
+        match after.reply(s, p, epoch, body) {
+            Ok(Some(with_dir)) => *body = with_dir,
+            Ok(None) => {}
+            Err(e) => tracing::warn!("reply without the directory's attributes: {e:?}"),
+        }
     }
     out
 }
@@ -197,22 +202,23 @@ impl DirChange {
         })
     }
 
-    /// Put the directory's attributes, read after the change table's mark at `epoch`,
-    /// into the encoded reply `body`: a change by anyone after that mark marks a later
-    /// epoch, so the module keeps them only as long as they are true.
-    fn fill(self, s: &Session, p: &UserPerm, epoch: u64, body: &mut Vec<u8>) -> R<()> {
+    /// The encoded reply `body` with the directory's attributes, read after the change
+    /// table's mark at `epoch` (a change by anyone after that mark marks a later epoch,
+    /// so the module keeps them only as long as they are true); None when there are none
+    /// to give (an open that created nothing, a directory libcephfs cannot stat).
+    fn reply(self, s: &Session, p: &UserPerm, epoch: u64, body: &[u8]) -> R<Option<Vec<u8>>> {
         let (DirChange::Removed(dir) | DirChange::Created(dir) | DirChange::CreatedPlus(dir)) =
             self;
         let Some(stat) = attrs_after(s, p, dir) else {
-            return Ok(());
+            return Ok(None);
         };
         let after = Some(DirAfter { stat, epoch });
-        *body = match self {
+        Ok(Some(match self {
             DirChange::Removed(_) => encode_body(&RemoveRep { dir: after })?,
             DirChange::Created(_) => {
                 let mut rep: OpenRep = decode_body(body)?;
                 if !rep.created {
-                    return Ok(());
+                    return Ok(None);
                 }
                 rep.dir = after;
                 encode_body(&rep)?
@@ -220,13 +226,12 @@ impl DirChange {
             DirChange::CreatedPlus(_) => {
                 let mut rep: OpenPlusRep = decode_body(body)?;
                 if !rep.open.created {
-                    return Ok(());
+                    return Ok(None);
                 }
                 rep.open.dir = after;
                 encode_body(&rep)?
             }
-        };
-        Ok(())
+        }))
     }
 }
 
