@@ -207,32 +207,37 @@ impl DirChange {
     /// so the module keeps them only as long as they are true); None when there are none
     /// to give (an open that created nothing, a directory libcephfs cannot stat).
     fn reply(self, s: &Session, p: &UserPerm, epoch: u64, body: &[u8]) -> R<Option<Vec<u8>>> {
-        let (DirChange::Removed(dir) | DirChange::Created(dir) | DirChange::CreatedPlus(dir)) =
-            self;
-        let Some(stat) = attrs_after(s, p, dir) else {
-            return Ok(None);
-        };
-        let after = Some(DirAfter { stat, epoch });
-        Ok(Some(match self {
-            DirChange::Removed(_) => encode_body(&RemoveRep { dir: after })?,
-            DirChange::Created(_) => {
-                let mut rep: OpenRep = decode_body(body)?;
-                if !rep.created {
-                    return Ok(None);
-                }
-                rep.dir = after;
-                encode_body(&rep)?
+        let after = |dir| attrs_after(s, p, dir).map(|stat| DirAfter { stat, epoch });
+        match self {
+            DirChange::Removed(dir) => match after(dir) {
+                Some(a) => Ok(Some(encode_body(&RemoveRep { dir: Some(a) })?)),
+                None => Ok(None),
+            },
+            DirChange::Created(dir) => with_created::<OpenRep>(body, |r| r, || after(dir)),
+            DirChange::CreatedPlus(dir) => {
+                with_created::<OpenPlusRep>(body, |r| &mut r.open, || after(dir))
             }
-            DirChange::CreatedPlus(_) => {
-                let mut rep: OpenPlusRep = decode_body(body)?;
-                if !rep.open.created {
-                    return Ok(None);
-                }
-                rep.open.dir = after;
-                encode_body(&rep)?
-            }
-        }))
+        }
     }
+}
+
+/// `body`, an encoded reply holding an [`OpenRep`], with `after` put into it if the open
+/// created the file.
+fn with_created<T: Serialize + serde::de::DeserializeOwned>(
+    body: &[u8],
+    open: impl FnOnce(&mut T) -> &mut OpenRep,
+    after: impl FnOnce() -> Option<DirAfter>,
+) -> R<Option<Vec<u8>>> {
+    let mut rep: T = decode_body(body)?;
+    let o = open(&mut rep);
+    if !o.created {
+        return Ok(None);
+    }
+    let Some(a) = after() else {
+        return Ok(None);
+    };
+    o.dir = Some(a);
+    Ok(Some(encode_body(&rep)?))
 }
 
 /// A directory's attributes as the client has them right after a change this client

@@ -28,7 +28,7 @@ use crate::daemon::{self, DaemonId};
 use crate::samba;
 use crate::sys;
 use ceph_rs_wire::epochs::{xattrs_of, EpochTable};
-use ceph_rs_wire::{Creds, Ino, InodeKey, Stat, XattrValue, Xattrs};
+use ceph_rs_wire::{Creds, DirAfter, Ino, InodeKey, Stat, XattrValue, Xattrs};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -193,7 +193,7 @@ impl Cache {
 
     /// The attributes of what a kept lookup found, if it still holds: its own, or
     /// newer ones kept since (a change this process made in a directory brings the
-    /// directory's attributes after it, see [`put_stat_after`]).
+    /// directory's attributes after it, see [`put_dir_after`]).
     fn lookup_holds(&self, l: &Lookup) -> Option<Stat> {
         let k = l.stat.key();
         let holds = self.valid(xattrs_of(k.ino), &l.since)
@@ -441,6 +441,11 @@ impl Cache {
     /// (`latest`) and may be kept, across requests.
     fn put(&mut self, items: Vec<Item>, latest: bool) {
         let since = if latest { self.since() } else { None };
+        self.put_since(items, since)
+    }
+
+    /// Remember `items` for this request and, with `since`, across requests.
+    fn put_since(&mut self, items: Vec<Item>, since: Option<Since>) {
         let req = self.req_room();
         for item in items {
             if let Some(s) = since {
@@ -478,17 +483,18 @@ pub fn put_stat(s: &Stat) {
 }
 
 /// Remember a directory's attributes the daemon read right after a change it marked at
-/// `epoch` (they hold while the table shows no later change of it).
-pub fn put_stat_after(s: &Stat, epoch: u64) {
+/// `after.epoch` (they hold while the table shows no later change of it).
+pub fn put_dir_after(after: Option<DirAfter>) {
+    let Some(a) = after else {
+        return;
+    };
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if let Some(mut since) = c.since() {
-            since.stamp = epoch;
-            c.kept.insert(Item::Stat(*s), since);
-        }
-        if c.req_room() {
-            c.req.insert(Item::Stat(*s), ());
-        }
+        let since = c.since().map(|s| Since {
+            stamp: a.epoch,
+            ..s
+        });
+        c.put_since(vec![Item::Stat(a.stat)], since)
     })
 }
 

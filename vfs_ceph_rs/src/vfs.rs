@@ -1093,9 +1093,7 @@ unsafe extern "C" fn openat(
             } else {
                 call(d, &c, &open)?
             };
-            if let Some(after) = rep.dir {
-                cache::put_stat_after(&after.stat, after.epoch);
-            }
+            cache::put_dir_after(rep.dir);
             FileState::new(d, rep.ino, Some(rep.fh), rep.stat)
         } else if let Some((ino, stat)) = (flags & oflags::O_PATH != 0)
             .then(|| take_listed(h, dirfsp, name))
@@ -1939,9 +1937,7 @@ unsafe extern "C" fn unlinkat(
                 },
             )?
         };
-        if let Some(after) = rep.dir {
-            cache::put_stat_after(&after.stat, after.epoch);
-        }
+        cache::put_dir_after(rep.dir);
         Ok(0)
     })())
 }
