@@ -325,6 +325,10 @@ fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Outp
         A::SetAttr(r) => ok(setattr(s, p, r)?),
         A::Open(r) => ok(open(s, p, r)?),
         A::OpenPlus(r) => ok(open_plus(s, p, r)?),
+        A::OpenRead(r) => {
+            let (rep, data) = open_read(s, p, r)?;
+            ok_data(rep, data)
+        }
         A::OpenIno(r) => ok(open_ino(s, p, r)?),
         A::Close(r) => ok(close(s, r)?),
         A::Read(r) => ok_data((), read(s, r)?),
@@ -634,6 +638,36 @@ fn open_plus(s: &Session, p: &UserPerm, r: OpenPlusReq) -> R<OpenPlusRep> {
         xattrs: prefetch(&inode, &r.want, p),
         open,
     })
+}
+
+/// Open for reading only, plus the whole file when it is small (see [`OpenReadReq`]):
+/// read after the open, up to one byte more than `max` so that a file that grew since
+/// its stat is not taken for whole. A failed read leaves the open standing, without
+/// bytes.
+fn open_read(s: &Session, p: &UserPerm, r: OpenReadReq) -> R<(OpenReadRep, Vec<u8>)> {
+    let f = r.open.flags;
+    if f & oflags::O_ACCMODE != oflags::O_RDONLY || f & (oflags::O_CREAT | oflags::O_TRUNC) != 0 {
+        return Err(fail(Errno::EINVAL, "OpenRead opens for reading only"));
+    }
+    bulk_len("open read", r.max)?;
+    let open = open(s, p, r.open)?;
+    let small = open.stat.is_reg() && open.stat.size <= r.max as u64;
+    let data = small
+        .then(|| s.file(open.fh).ok())
+        .flatten()
+        .and_then(|(_, file)| match file.read(0, r.max as usize + 1) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::debug!("open read of {:?}: {e}", open.ino);
+                None
+            }
+        })
+        .filter(|d| d.len() <= r.max as usize);
+    let rep = OpenReadRep {
+        open,
+        whole: data.is_some(),
+    };
+    Ok((rep, data.unwrap_or_default()))
 }
 
 fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {

@@ -3346,3 +3346,90 @@ fn a_change_in_a_directory_answers_with_the_directory_after_it() {
     });
     s.cleanup();
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn open_read_brings_a_small_file_whole_and_nothing_else() {
+    let d = Daemon::start("openread", &[]);
+    let mut s = Share::new(&d, "openread");
+    let dir = s.dir;
+    let content: Vec<u8> = (0..100u8).collect();
+    let f = s.create(dir, "f", 0o644);
+    assert_eq!(s.write(f.fh, 0, &content), 100);
+    s.ok(&CloseReq { fh: f.fh });
+    let e = s.create(dir, "empty", 0o644);
+    s.ok(&CloseReq { fh: e.fh });
+    let open = |name: &str, flags| OpenReq {
+        dir,
+        name: name.into(),
+        flags,
+        mode: 0,
+    };
+    let mut inos = vec![f.ino, e.ino];
+    // (name, flags, max) -> the bytes that come, or None for no bytes.
+    let cases: [(&str, i32, u32, Option<&[u8]>); 5] = [
+        ("f", O_RDONLY, 100, Some(&content)),
+        ("f", O_RDONLY, 4096, Some(&content)),
+        ("f", O_RDONLY, 99, None),
+        ("empty", O_RDONLY, 4096, Some(b"")),
+        (".", O_RDONLY | O_DIRECTORY, 4096, None),
+    ];
+    for (name, flags, max, want) in cases {
+        let req = OpenReadReq {
+            open: open(name, flags),
+            max,
+        };
+        let (rep, data) =
+            s.c.call(0, &req, &[])
+                .unwrap_or_else(|e| panic!("{req:?}: {e}"));
+        assert_eq!(rep.whole, want.is_some(), "{req:?}");
+        assert_eq!(data, want.unwrap_or_default(), "{req:?}");
+        assert!(!rep.open.created && rep.open.dir.is_none());
+        // The handle is a normal read handle.
+        if name == "f" {
+            let (_, got) =
+                s.c.call(
+                    0,
+                    &ReadReq {
+                        fh: rep.open.fh,
+                        offset: 10,
+                        len: 5,
+                    },
+                    &[],
+                )
+                .expect("read");
+            assert_eq!(got, &content[10..15]);
+        }
+        s.ok(&CloseReq { fh: rep.open.fh });
+        inos.push(rep.open.ino);
+    }
+    // Anything but a plain open for reading is refused, before anything is opened.
+    let before = d.status().total_handles;
+    for (flags, max, errno) in [
+        (O_RDWR, 100, Errno::EINVAL),
+        (O_WRONLY, 100, Errno::EINVAL),
+        (O_RDONLY | O_TRUNC, 100, Errno::EINVAL),
+        (O_RDONLY | O_CREAT, 100, Errno::EINVAL),
+        (O_RDONLY, MAX_DATA + 1, Errno::EINVAL),
+    ] {
+        let req = OpenReadReq {
+            open: open("f", flags),
+            max,
+        };
+        assert_eq!(s.call(&req).unwrap_err(), errno, "{req:?}");
+    }
+    let req = OpenReadReq {
+        open: open("missing", O_RDONLY),
+        max: 100,
+    };
+    assert_eq!(s.call(&req).unwrap_err(), Errno::ENOENT);
+    assert_eq!(
+        d.status().total_handles,
+        before,
+        "a refused open left a handle"
+    );
+    let st = s.ok(&GetAttrReq { ino: f.ino });
+    assert_eq!(st.size, 100, "a refused O_TRUNC truncated");
+    s.ok(&ForgetReq { inos });
+    s.cleanup();
+}

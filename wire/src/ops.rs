@@ -126,7 +126,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_SEND_TO
     | FEATURE_RECV_FROM
     | FEATURE_EPOCHS
-    | FEATURE_OPEN_PLUS;
+    | FEATURE_OPEN_PLUS
+    | FEATURE_OPEN_READ;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -143,6 +144,8 @@ pub const FEATURE_RECV_FROM: u64 = 32;
 pub const FEATURE_EPOCHS: u64 = 64;
 /// The daemon answers [`OpenPlusReq`].
 pub const FEATURE_OPEN_PLUS: u64 = 128;
+/// The daemon answers [`OpenReadReq`].
+pub const FEATURE_OPEN_READ: u64 = 256;
 
 // ---------------------------------------------------------------- session
 
@@ -500,6 +503,26 @@ pub struct OpenPlusReq {
 pub struct OpenPlusRep {
     pub open: OpenRep,
     pub xattrs: Xattrs,
+}
+
+/// Open an existing file for reading only (`open.flags` without O_CREAT, O_TRUNC or
+/// write access: EINVAL), plus its bytes when it has at most `max` of them (at most
+/// [`crate::frame::MAX_DATA`]): an SMB client that opens a small file to read reads it
+/// next, and that read then needs no round trip. The bytes are the file's as read after
+/// the open; a reader must not use them once the change table shows a change of the
+/// inode since before its request went out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenReadReq {
+    pub open: OpenReq,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenReadRep {
+    pub open: OpenRep,
+    /// The reply's bulk data is the whole file (it had at most `max` bytes); false: no
+    /// bytes came (a larger file, or not a regular file).
+    pub whole: bool,
 }
 
 /// Open an inode the client already holds (no O_CREAT).
@@ -941,6 +964,8 @@ ops! {
     OpenIno = 21 => OpenInoReq -> OpenInoRep;
     /// Behind [`FEATURE_OPEN_PLUS`].
     OpenPlus = 35 => OpenPlusReq -> OpenPlusRep;
+    /// Behind [`FEATURE_OPEN_READ`]. Reply bulk data: the file's bytes when `whole`.
+    OpenRead = 36 => OpenReadReq -> OpenReadRep;
     Close = 22 => CloseReq -> ();
     /// Reply bulk data: the bytes read.
     Read = 23 => ReadReq -> ();

@@ -156,6 +156,15 @@ fn sample_requests() -> Vec<AnyRequest> {
                 list: true,
             },
         }),
+        AnyRequest::OpenRead(OpenReadReq {
+            open: OpenReq {
+                dir: ino,
+                name: "h".into(),
+                flags: oflags::O_RDONLY,
+                mode: 0,
+            },
+            max: 65536,
+        }),
         AnyRequest::Close(CloseReq { fh }),
         AnyRequest::Read(ReadReq {
             fh,
@@ -288,6 +297,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Status,
         Epochs,
         OpenPlus,
+        OpenRead,
         RegisterCreds,
         UnregisterCreds,
         Mount,
@@ -534,6 +544,19 @@ fn replies_round_trip() {
             },
         },
         &[],
+    );
+    reply_rt::<OpenReadReq>(
+        OpenReadRep {
+            open: OpenRep {
+                fh: Fh::new(1, 1),
+                ino: Ino::new(2, 2),
+                stat: stat(3),
+                created: false,
+                dir: None,
+            },
+            whole: true,
+        },
+        b"the file",
     );
     reply_rt::<SetXattrReq>(stat(5), &[]);
     reply_rt::<RemoveXattrReq>(stat(6), &[]);
@@ -941,7 +964,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 7, 36, 39, 99, 1000, u16::MAX] {
+    for op in [0u16, 7, 37, 39, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()
