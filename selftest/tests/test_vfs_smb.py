@@ -400,3 +400,49 @@ def test_kept_lookups_answer_until_a_change_and_are_given_back(unique):
     a.unlink(unique + ".2")
     a.close()
     b.close()
+
+
+def test_a_small_file_comes_with_its_open_and_stays_true(unique):
+    """A file of at most ceph_rs:open_read_max bytes opened for reading comes whole with
+    its open (OpenRead): the READs that follow ask the daemon nothing. A write through
+    another smbd between the open and the read is seen by the read (the change table),
+    one by another Ceph client within ceph_rs:attr_cache_msecs (1 s)."""
+    a, b = B.connect("cephrs"), B.connect("cephrs")
+    data = bytes(range(256)) * 4
+    a.create_write_close(unique, data)
+    reads = ("Read", "ReadTo", "SendTo")
+
+    def open_for_read():
+        return a.open(unique, B.FilePipePrinterAccessMask.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
+                      B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+
+    def read(o, offset, n):
+        return a.run("read", o.read(offset, n, send=False))
+
+    opens, asked = op_count("OpenRead"), sum(op_count(x) for x in reads)
+    o = open_for_read()
+    assert read(o, 0, 100) == data[:100]
+    assert read(o, 100, 4096) == data[100:]
+    a.close_handle(o)
+    assert op_count("OpenRead") == opens + 1, "the open did not bring the file"
+    assert sum(op_count(x) for x in reads) == asked, "the reads asked the daemon"
+    # Written through another smbd after the open: the read sees the new bytes.
+    o = open_for_read()
+    new = bytes(reversed(data))
+    w = b.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE, B.CreateDisposition.FILE_OPEN,
+               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    b.run("write", w.write(new, 0, send=False))
+    b.close_handle(w)
+    assert read(o, 0, 4096) == new
+    a.close_handle(o)
+    # Written by another Ceph client (not through the daemon): within the bound.
+    o = open_for_read()
+    cephfs_admin(f"fd = fs.open('{SHARE_PATH}/{unique}', 'r+')\n"
+                 "fs.write(fd, b'z' * 1024, 0)\n"
+                 "fs.close(fd)")
+    time.sleep(1.2)
+    assert read(o, 0, 4096) == b"z" * 1024
+    a.close_handle(o)
+    a.unlink(unique)
+    a.close()
+    b.close()

@@ -671,3 +671,71 @@ pub fn xattr_changed(k: InodeKey, name: &str, v: Option<&[u8]>, list: Option<Vec
 pub fn clear() {
     CACHE.with(|c| c.borrow_mut().req.clear())
 }
+
+// ------------------------------------------------------------------ small files' bytes
+
+/// Bytes of whole small files read with their open ([`ceph_rs_wire::OpenReadReq`]) held
+/// in one smbd process at most: 16 files of the default `ceph_rs:open_read_max`.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+thread_local! {
+    static FILE_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A whole file's bytes as the latest reply brought them, held by the fsp that opened
+/// it until a read takes them. They answer a read under the rule of kept entries: while
+/// the change table shows no change of the inode since before the open went out (every
+/// write, truncate or fallocate through the daemon marks it), and for at most the
+/// share's `attr_cache_msecs`.
+pub struct FileBytes {
+    data: Vec<u8>,
+    ino: u64,
+    since: Since,
+}
+
+impl Drop for FileBytes {
+    fn drop(&mut self) {
+        FILE_BYTES.with(|t| t.set(t.get().saturating_sub(self.data.len())));
+    }
+}
+
+/// Room to hold up to `max` more bytes of a file (and they could be kept at all).
+pub fn file_bytes_room(max: usize) -> bool {
+    let keeps = CACHE.with(|c| {
+        let c = c.borrow();
+        c.shares == 1 && !c.ttl.is_zero()
+    });
+    keeps && FILE_BYTES.with(|t| t.get() + max <= MAX_FILE_BYTES)
+}
+
+/// Keep `data`, the whole of file `k` as the latest reply brought it.
+pub fn keep_file_bytes(k: InodeKey, data: Vec<u8>) -> Option<FileBytes> {
+    let since = CACHE.with(|c| c.borrow_mut().since())?;
+    FILE_BYTES.with(|t| t.set(t.get() + data.len()));
+    Some(FileBytes {
+        data,
+        ino: k.ino,
+        since,
+    })
+}
+
+impl FileBytes {
+    /// Copy what a read of `buf.len()` bytes at `offset` returns into `buf` (fewer at
+    /// the end of the file, 0 past it), if the bytes still hold.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Option<usize> {
+        if !CACHE.with(|c| c.borrow().valid(self.ino, &self.since)) {
+            return None;
+        }
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        let n = buf.len().min(self.data.len() - start);
+        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        Some(n)
+    }
+
+    /// A read of `len` bytes at `offset` reaches the end of the file.
+    pub fn ends(&self, offset: u64, len: usize) -> bool {
+        offset.saturating_add(len as u64) >= self.data.len() as u64
+    }
+}

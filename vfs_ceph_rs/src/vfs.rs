@@ -42,6 +42,8 @@ pub struct Share {
     cwd_key: Cell<Option<InodeKey>>,
     /// FsCapabilities bits (case sensitivity) computed once.
     case_caps: Option<u32>,
+    /// `ceph_rs:open_read_max`: files this small come whole with their open for reading.
+    open_read_max: u32,
 }
 
 /// Per open file: the fsp extension.
@@ -57,6 +59,8 @@ pub struct FileState {
     dir: Option<Box<DirStream>>,
     /// Opened for reading only: its close cannot fail and is not waited for.
     read_only: bool,
+    /// The whole file, read with the open (until a read takes it).
+    bytes: Option<cache::FileBytes>,
 }
 
 impl Drop for FileState {
@@ -82,15 +86,27 @@ impl FileState {
             fd: fake_fd(),
             dir: None,
             read_only: false,
+            bytes: None,
         }
     }
 
     /// A daemon handle opened with `flags`.
     fn opened(daemon: DaemonId, rep: OpenRep, flags: c_int) -> FileState {
         let mut f = FileState::new(daemon, rep.ino, Some(rep.fh), rep.stat);
-        f.read_only = flags & oflags::O_ACCMODE == oflags::O_RDONLY
-            && flags & (oflags::O_TRUNC | oflags::O_CREAT) == 0;
+        f.read_only = reads_only(flags);
         f
+    }
+
+    /// The bytes kept from the open answer a read of `buf.len()` bytes at `offset`
+    /// (copied into `buf`; the count returned). They are given up once a read reaches
+    /// the end of the file, or no longer hold.
+    fn read_kept(&mut self, offset: u64, buf: &mut [u8]) -> Option<usize> {
+        let b = self.bytes.as_ref()?;
+        let r = b.read(offset, buf);
+        if r.is_none() || b.ends(offset, buf.len()) {
+            self.bytes = None;
+        }
+        r
     }
 
     /// A pathref (O_PATH) open of an inode reference the caller owns; ENOTDIR (giving
@@ -171,6 +187,10 @@ const DEFAULT_SPIN_USECS: u64 = 50;
 /// (`ceph_rs:attr_cache_msecs`): the bound on seeing changes made by other Ceph clients;
 /// changes made through the daemon show at once.
 const DEFAULT_ATTR_CACHE_MSECS: u64 = 1000;
+
+/// Default of `ceph_rs:open_read_max` (bytes; 0 = off): a file opened for reading that
+/// is at most this large comes whole with its open.
+const DEFAULT_OPEN_READ_MAX: u32 = 64 * 1024;
 
 /// An inode reference that is given back when dropped (unless it is borrowed).
 struct InoRef {
@@ -602,6 +622,10 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(DEFAULT_ATTR_CACHE_MSECS)
         .min(60_000);
+    let open_read_max = samba::share_option(snum, c"open_read_max", None)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_OPEN_READ_MAX)
+        .min(cache::MAX_FILE_BYTES as u32);
     // The daemon admits root only (SO_PEERCRED): connect as root.
     sys::become_root();
     let attached = daemon::attach(&socket, Duration::from_micros(spin));
@@ -671,6 +695,7 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
             cwd_ino: cwd_e.ino,
             cwd_key: Cell::new(Some(cwd_e.stat.key())),
             case_caps: None,
+            open_read_max,
         }),
     );
     cache::share_opened(Some(Duration::from_millis(attr_cache)));
@@ -1045,6 +1070,34 @@ unsafe extern "C" fn mkdirat(
 /// Flags the daemon does not take (O_PATH opens are lookups here).
 const STRIP_FLAGS: c_int = oflags::O_PATH;
 
+/// An open with `flags` changes nothing: it reads, and neither creates nor truncates.
+fn reads_only(flags: c_int) -> bool {
+    flags & oflags::O_ACCMODE == oflags::O_RDONLY
+        && flags & (oflags::O_TRUNC | oflags::O_CREAT) == 0
+}
+
+/// Open an existing file (not O_CREAT, not O_PATH). One smbd opens to read it reads
+/// next: a small one comes whole with the open (OpenRead) while this process has room
+/// to hold it, and that read needs no round trip.
+fn open_existing(sh: &Share, c: &Creds, d: DaemonId, open: OpenReq) -> R<FileState> {
+    let flags = open.flags;
+    let max = sh.open_read_max;
+    if max == 0
+        || !reads_only(flags)
+        || flags & oflags::O_DIRECTORY != 0
+        || !daemon::has_feature(d, FEATURE_OPEN_READ)
+        || !cache::file_bytes_room(max as usize)
+    {
+        return Ok(FileState::opened(d, call(d, c, &open)?, flags));
+    }
+    let (rep, data) = daemon::call(d, c, &OpenReadReq { open, max }, &[])?;
+    let mut f = FileState::opened(d, rep.open, flags);
+    if rep.whole && data.len() <= max as usize {
+        f.bytes = cache::keep_file_bytes(rep.open.stat.key(), data);
+    }
+    Ok(f)
+}
+
 unsafe extern "C" fn openat(
     h: *mut Handle,
     dirfsp: *const Fsp,
@@ -1117,21 +1170,17 @@ unsafe extern "C" fn openat(
                 want: lookup_want(),
             })?
         } else {
-            let rep: OpenRep = call(
-                d,
-                &c,
-                &OpenReq {
-                    dir: dir.ino,
-                    name: if leaf.is_empty() {
-                        ".".into()
-                    } else {
-                        leaf.to_string()
-                    },
-                    flags: flags & !STRIP_FLAGS,
-                    mode: 0,
+            let open = OpenReq {
+                dir: dir.ino,
+                name: if leaf.is_empty() {
+                    ".".into()
+                } else {
+                    leaf.to_string()
                 },
-            )?;
-            FileState::opened(d, rep, flags)
+                flags: flags & !STRIP_FLAGS,
+                mode: 0,
+            };
+            open_existing(share(h)?, &c, d, open)?
         };
         state.install(h, fsp)
     })();
@@ -1233,6 +1282,9 @@ unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
 }
 
 unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) -> R<isize> {
+    if let Some(n) = read_kept(h, fsp, buf.as_mut_ptr(), buf.len(), offset) {
+        return Ok(n as isize);
+    }
     let (d, fh) = io_fh(h, fsp)?;
     let mut done = 0usize;
     // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway); the
@@ -1357,6 +1409,32 @@ struct AioState {
     offset: u64,
 }
 
+impl AioState {
+    fn new(
+        kind: AioKind,
+        daemon: DaemonId,
+        buf: *mut u8,
+        len: usize,
+        ev: *mut TeventCtx,
+        offset: u64,
+    ) -> AioState {
+        AioState {
+            kind,
+            daemon,
+            rid: 0,
+            buf,
+            len,
+            ret: -1,
+            err: 0,
+            start: std::time::Instant::now(),
+            duration_ns: 0,
+            ev,
+            fh: Fh(0),
+            offset,
+        }
+    }
+}
+
 unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_state) {
     let st = samba::req_state::<AioState>(req);
     if st.rid != 0 {
@@ -1462,23 +1540,7 @@ unsafe fn aio_send<Q: Request>(
     data: &[u8],
 ) -> *mut TeventReq {
     let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
-    let Some(req) = samba::req_create(
-        mem_ctx,
-        AioState {
-            kind,
-            daemon: d,
-            rid: 0,
-            buf,
-            len,
-            ret: -1,
-            err: 0,
-            start: std::time::Instant::now(),
-            duration_ns: 0,
-            ev,
-            fh: Fh(0),
-            offset,
-        },
-    ) else {
+    let Some(req) = samba::req_create(mem_ctx, AioState::new(kind, d, buf, len, ev, offset)) else {
         return std::ptr::null_mut();
     };
     // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
@@ -1527,6 +1589,24 @@ unsafe fn aio_recv(req: *mut TeventReq, out: *mut sys::vfs_aio_state) -> isize {
     ret
 }
 
+/// A read of `n` bytes at `offset` into smbd's `buf` answered by the bytes the fsp's
+/// open brought (see [`FileState::read_kept`]).
+unsafe fn read_kept(
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    buf: *mut u8,
+    n: usize,
+    offset: u64,
+) -> Option<usize> {
+    let f = ext(h, fsp).ok()?;
+    f.bytes.as_ref()?;
+    if n == 0 || buf.is_null() {
+        return None;
+    }
+    // SAFETY: smbd's buffer has room for the n bytes it asked for.
+    f.read_kept(offset, std::slice::from_raw_parts_mut(buf, n))
+}
+
 /// Reads at least this large ask the daemon to write into smbd's buffer itself
 /// (ReadTo), when it can; smaller ones come in the reply frame (one syscall less).
 const READ_TO_MIN: usize = 64 * 1024;
@@ -1542,6 +1622,22 @@ unsafe extern "C" fn pread_send(
 ) -> *mut TeventReq {
     let n = n.min(MAX_DATA as usize);
     let (buf, offset) = (data as *mut u8, offset.max(0) as u64);
+    if let Some(got) = read_kept(h, fsp, buf, n, offset) {
+        // Answered by the bytes that came with the open: done before it is returned.
+        let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
+        let st = AioState::new(AioKind::Read, d, buf, n, ev, offset);
+        let Some(req) = samba::req_create(
+            mem_ctx as _,
+            AioState {
+                ret: got as isize,
+                ..st
+            },
+        ) else {
+            return std::ptr::null_mut();
+        };
+        samba::req_done(req);
+        return samba::req_post(req, ev);
+    }
     let d = ext(h, fsp).map(|f| f.daemon);
     if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
         let make = |fh| ReadToReq {
@@ -1699,7 +1795,10 @@ unsafe extern "C" fn sendfile(
 ) -> isize {
     let r = (|| -> R<isize> {
         let (d, fh) = io_fh(h, fsp).map_err(|_| Errno::ENOSYS)?;
+        // Bytes kept from the open answer smbd's pread instead.
+        let kept = ext(h, fsp).is_ok_and(|f| f.bytes.is_some());
         if offset < 0
+            || kept
             || !(SEND_TO_MIN..=MAX_DATA as usize).contains(&n)
             || !daemon::can_take_socket(d, FEATURE_SEND_TO)
         {
