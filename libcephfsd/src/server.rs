@@ -113,7 +113,7 @@ pub struct Daemon {
     pub inline_now: AtomicU64,
     /// The change table clients check their cached attributes against (None: it could
     /// not be made; clients then cache nothing across requests).
-    pub epochs: Option<Epochs>,
+    pub epochs: Option<Arc<Epochs>>,
 }
 
 /// The daemon's change table ([`ceph_rs_wire::epochs`]) and where it is.
@@ -144,17 +144,34 @@ impl Daemon {
     pub fn new(config: Config) -> Arc<Daemon> {
         let mut options = ceph_options();
         options.extend(config.ceph_options.iter().cloned());
-        let mounter = move |conf: &Path, key: &MountKey| {
-            Mount::connect(conf, &key.client_id, key.filesystem.as_deref(), &options)
-        };
         let epochs = match Epochs::create(&config.socket) {
-            Ok(e) => Some(e),
+            Ok(e) => Some(Arc::new(e)),
             Err(e) => {
                 tracing::warn!(
                     "no change table next to the socket ({e}): clients cache per request only"
                 );
                 None
             }
+        };
+        let marks = epochs.clone();
+        let mounter = move |conf: &Path, key: &MountKey| {
+            let m = Mount::connect(conf, &key.client_id, key.filesystem.as_deref(), &options)?;
+            // Another Ceph client is about to change a file this mount cached (the MDS
+            // took back its cache capability): mark it, so that what smbds keep of it
+            // (attributes, a small file's bytes) stops answering now rather than at the
+            // end of their attr_cache_msecs. (A truncation drops a range; this mount's
+            // own are marked by their requests, another client's come after the
+            // capability went back.)
+            if let Some(e) = &marks {
+                let e = e.clone();
+                m.on_data_dropped(Box::new(move |ino, whole| {
+                    if whole {
+                        let epoch = e.table.touch(&[ino]);
+                        tracing::debug!(ino, epoch, "cache capability taken back: marked");
+                    }
+                }));
+            }
+            Ok(m)
         };
         Arc::new(Daemon {
             registry: Registry::new(config.mount_grace, Box::new(mounter)),

@@ -3433,3 +3433,103 @@ fn open_read_brings_a_small_file_whole_and_nothing_else() {
     s.ok(&ForgetReq { inos });
     s.cleanup();
 }
+
+/// Another Ceph client (here a second daemon: its own libcephfs mount) opening a file for
+/// writing makes the MDS take the cache capability back from this daemon's mount, which
+/// marks the inode in the change table then, with no request of this daemon's own. One
+/// that only reads it takes nothing back and marks nothing.
+#[test]
+#[ignore]
+fn another_clients_write_marks_what_this_daemon_cached() {
+    let d = Daemon::start("dropped", &[]);
+    let mut s = Share::new(&d, "dropped");
+    let t = s.epochs();
+    let f = s.create(s.dir, "f", 0o644);
+    let f_no = f.stat.ino;
+    assert_eq!(s.write(f.fh, 0, &[b'a'; 100]), 100);
+    s.ok(&CloseReq { fh: f.fh });
+    // Opened and read here: the mount caches the file's data.
+    let r = s.ok(&OpenReq {
+        dir: s.dir,
+        name: "f".into(),
+        flags: O_RDONLY,
+        mode: 0,
+    });
+    let read = |s: &mut Share| {
+        s.c.call(
+            0,
+            &ReadReq {
+                fh: r.fh,
+                offset: 0,
+                len: 200,
+            },
+            &[],
+        )
+        .unwrap()
+        .1
+    };
+    assert_eq!(read(&mut s), vec![b'a'; 100]);
+
+    // The other client, on the same directory.
+    let other = Daemon::start("dropped-other", &[]);
+    let mut c = other.client("dropped-other");
+    let (m, _) = c.call(0, &mount_req("/"), &[]).unwrap();
+    let (dir, _) = c
+        .call(
+            0,
+            &LookupReq {
+                dir: m.root,
+                name: s.dir_name.clone(),
+            },
+            &[],
+        )
+        .unwrap();
+    let mut o = Share {
+        c,
+        mount: m.mount,
+        root: m.root,
+        dir: dir.ino,
+        dir_name: s.dir_name.clone(),
+    };
+    let open = |o: &mut Share, flags| {
+        o.ok(&OpenReq {
+            dir: o.dir,
+            name: "f".into(),
+            flags,
+            mode: 0,
+        })
+    };
+    let marked_within = |stamp, wait: Duration| {
+        let t0 = Instant::now();
+        loop {
+            if !t.unchanged(f_no, stamp) {
+                return true;
+            }
+            if t0.elapsed() > wait {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    let stamp = t.epoch();
+    let w = open(&mut o, O_RDONLY);
+    o.ok(&CloseReq { fh: w.fh });
+    assert!(
+        !marked_within(stamp, Duration::from_secs(1)),
+        "another client's read marked the file"
+    );
+
+    let stamp = t.epoch();
+    let w = open(&mut o, O_RDWR);
+    assert!(
+        marked_within(stamp, Duration::from_secs(10)),
+        "another client's open for writing did not mark the file; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(o.write(w.fh, 0, &[b'z'; 150]), 150);
+    o.ok(&CloseReq { fh: w.fh });
+    // And this daemon reads what it wrote (its cache was dropped with the capability).
+    assert_eq!(read(&mut s), vec![b'z'; 150]);
+    s.ok(&CloseReq { fh: r.fh });
+}

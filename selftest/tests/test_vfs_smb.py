@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import (REPO, SHARE_PATH, SOCKET, cephfs_admin, smbclient, smbd_children)
+from conftest import (CEPH_CONF, CEPH_FS, REPO, SHARE_PATH, SOCKET, cephfs_admin, smbclient,
+                      smbd_children)
 
 sys.path.insert(0, os.path.join(REPO, "selftest"))
 import benchlib as B  # noqa: E402
@@ -446,3 +447,69 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     a.unlink(unique)
     a.close()
     b.close()
+
+
+class OtherCephClient:
+    """Another Ceph client (its own libcephfs mount, not through libcephfsd), kept mounted
+    so that what it does takes milliseconds, not a mount."""
+
+    def __init__(self):
+        prog = (
+            "import sys, cephfs\n"
+            f"fs = cephfs.LibCephFS(conffile={CEPH_CONF!r}, auth_id='admin')\n"
+            f"fs.mount(filesystem_name={CEPH_FS.encode()!r})\n"
+            "print('ready', flush=True)\n"
+            "for line in sys.stdin:\n"
+            "    path, byte, n = line.split()\n"
+            "    fd = fs.open(path, 'r+')\n"
+            "    fs.write(fd, bytes([int(byte)]) * int(n), 0)\n"
+            "    fs.close(fd)\n"
+            "    print('done', flush=True)\n"
+            "fs.unmount(); fs.shutdown()\n")
+        self.p = subprocess.Popen(["/usr/bin/python3", "-c", prog], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout.readline().strip() == "ready", "the other client did not mount"
+
+    def write(self, path, byte, n):
+        """Write n bytes `byte` at offset 0 of path; returns once it is closed."""
+        self.p.stdin.write(f"{SHARE_PATH}/{path} {byte} {n}\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "done", "the other client's write failed"
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=60)
+
+
+def test_a_write_by_another_ceph_client_is_seen_at_once(unique):
+    """Before another Ceph client writes a file the daemon's libcephfs caches, the MDS
+    takes the cache capability back from it; libcephfsd then marks the inode in the change
+    table. So the bytes a small file's open brought, and its kept attributes, stop
+    answering at once, not only at the end of ceph_rs:attr_cache_msecs (1 s here): the
+    read and the stat right after the write (well within 1 s of the open) see it."""
+    other = OtherCephClient()
+    a = B.connect("cephrs")
+    try:
+        for attempt in range(3):
+            name = f"{unique}.{attempt}"
+            a.create_write_close(name, b"a" * 1024)
+            assert a.stat(name)["size"] == 1024
+            opens = op_count("OpenRead")
+            start = time.monotonic()
+            o = a.open(name, B.FilePipePrinterAccessMask.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
+                       B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+            other.write(name, ord("z"), 2048)
+            got = a.run("read", o.read(0, 4096, send=False))
+            size = a.stat(name)["size"]
+            took = time.monotonic() - start
+            a.close_handle(o)
+            a.unlink(name)
+            assert op_count("OpenRead") == opens + 1, "the open did not bring the file"
+            if took < 0.8:
+                break
+        assert took < 0.8, f"too slow to tell a mark from the 1 s bound ({took:.2f} s)"
+        assert got == b"z" * 2048, "the read answered from bytes another client had changed"
+        assert size == 2048, "the stat answered from attributes another client had changed"
+    finally:
+        a.close()
+        other.close()

@@ -82,8 +82,42 @@ pub const CEPH_SETATTR_MTIME_NOW: c_int = 1 << 7;
 pub const CEPH_SETATTR_ATIME_NOW: c_int = 1 << 8;
 pub const CEPH_SETATTR_BTIME: c_int = 1 << 9;
 
+/// `vinodeno_t` (`cephfs/ceph_ll_client.h`): an inode number and snapshot id, passed by
+/// value to callbacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct vinodeno_t {
+    pub ino: u64,
+    pub snapid: u64,
+}
+
+/// `client_ino_callback_t`: libcephfs dropped cached data of `ino` (`off`, `len`; 0, 0 =
+/// all of it).
+pub type client_ino_callback_t =
+    unsafe extern "C" fn(handle: *mut c_void, ino: vinodeno_t, off: i64, len: i64);
+
+/// A callback slot libcephfsd leaves empty (NULL: "left alone").
+pub type unused_callback_t = Option<unsafe extern "C" fn()>;
+
+/// `struct ceph_client_callback_args` (`cephfs/ceph_ll_client.h`); libcephfs copies the
+/// fields it is given and keeps `handle` for the mount's lifetime.
+#[repr(C)]
+pub struct ceph_client_callback_args {
+    pub handle: *mut c_void,
+    pub ino_cb: Option<client_ino_callback_t>,
+    pub dentry_cb: unused_callback_t,
+    pub switch_intr_cb: unused_callback_t,
+    pub remount_cb: unused_callback_t,
+    pub umask_cb: unused_callback_t,
+    pub ino_release_cb: unused_callback_t,
+}
+
 #[link(name = "cephfs")]
 extern "C" {
+    pub fn ceph_ll_register_callbacks(
+        cmount: *mut ceph_mount_info,
+        args: *mut ceph_client_callback_args,
+    );
     pub fn ceph_userperm_new(
         uid: uid_t,
         gid: gid_t,
@@ -335,7 +369,7 @@ mod tests {
 
     extern "C" {
         static cephfsd_statx_layout: [libc::c_ulong; 17];
-        static cephfsd_other_layout: [libc::c_ulong; 9];
+        static cephfsd_other_layout: [libc::c_ulong; 14];
     }
 
     #[test]
@@ -373,6 +407,11 @@ mod tests {
             offset_of!(libc::flock, l_pid),
             size_of::<off_t>(),
             size_of::<dev_t>(),
+            size_of::<ceph_client_callback_args>(),
+            offset_of!(ceph_client_callback_args, ino_cb),
+            offset_of!(ceph_client_callback_args, ino_release_cb),
+            size_of::<vinodeno_t>(),
+            offset_of!(vinodeno_t, snapid),
         ];
         let o: Vec<usize> = o.iter().map(|v| *v as usize).collect();
         assert_eq!(other.to_vec(), o, "dirent/statvfs/flock layout");

@@ -36,4 +36,9 @@ const unsigned long cephfsd_other_layout[] = {
     OFF(struct flock, l_pid),
     sizeof(off_t),
     sizeof(dev_t),
+    sizeof(struct ceph_client_callback_args),
+    OFF(struct ceph_client_callback_args, ino_cb),
+    OFF(struct ceph_client_callback_args, ino_release_cb),
+    sizeof(vinodeno_t),
+    OFF(vinodeno_t, snapid),
 };

@@ -126,6 +126,38 @@ pub struct Mount {
     desc: String,
 }
 
+/// Called with an inode number when libcephfs drops what it cached of that inode's data,
+/// and whether it dropped all of it (the cache capability went back to the MDS) rather
+/// than a range (a truncation, this mount's own included).
+pub type DataDropped = dyn Fn(u64, bool) + Send + Sync;
+
+/// What [`Mount::on_data_dropped`] registered, by mount address. libcephfs passes one
+/// handle to all of a mount's callbacks, and its own umask callback reads the
+/// `ceph_mount_info` through it: so the handle stays the mount, and ours is found here.
+static DATA_DROPPED: std::sync::Mutex<Vec<(usize, Arc<DataDropped>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn data_dropped_of(cm: usize) -> Option<Arc<DataDropped>> {
+    let list = DATA_DROPPED.lock().unwrap_or_else(|p| p.into_inner());
+    list.iter().find(|(m, _)| *m == cm).map(|(_, f)| f.clone())
+}
+
+/// libcephfs's `ino_cb`: runs on the mount's invalidator thread (a libcephfs Finisher),
+/// never inside a libcephfs call of ours.
+unsafe extern "C" fn data_dropped_cb(
+    handle: *mut libc::c_void,
+    ino: ffi::vinodeno_t,
+    off: i64,
+    len: i64,
+) {
+    if let Some(f) = data_dropped_of(handle as usize) {
+        // A panic must not unwind into libcephfs.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(ino.ino, off == 0 && len == 0)
+        }));
+    }
+}
+
 // SAFETY: libcephfs serializes access to a ceph_mount_info internally (client_lock);
 // the ll_* API is documented for concurrent use.
 unsafe impl Send for Mount {}
@@ -179,6 +211,36 @@ impl Mount {
         }))
     }
 
+    /// Have `f` called whenever libcephfs drops data it cached of an inode: all of it
+    /// when the MDS took back the cache capability (Fc: another client opened the file
+    /// for writing or changes its size), a range when the file was truncated (by this
+    /// mount too). Called on a libcephfs thread, shortly after the fact. Once per mount
+    /// (false: one is registered already).
+    pub fn on_data_dropped(&self, f: Box<DataDropped>) -> bool {
+        let cm = self.raw() as usize;
+        {
+            let mut list = DATA_DROPPED.lock().unwrap_or_else(|p| p.into_inner());
+            if list.iter().any(|(m, _)| *m == cm) {
+                return false;
+            }
+            list.push((cm, Arc::from(f)));
+        }
+        let mut args = ffi::ceph_client_callback_args {
+            // The mount itself: see DATA_DROPPED.
+            handle: self.raw().cast(),
+            ino_cb: Some(data_dropped_cb),
+            dentry_cb: None,
+            switch_intr_cb: None,
+            remount_cb: None,
+            umask_cb: None,
+            ino_release_cb: None,
+        };
+        // SAFETY: a mounted handle; libcephfs copies the fields (NULL ones are left
+        // alone, so its own umask callback stays).
+        unsafe { ffi::ceph_ll_register_callbacks(self.raw(), &mut args) };
+        true
+    }
+
     fn raw(&self) -> *mut ffi::ceph_mount_info {
         self.cm.as_ptr()
     }
@@ -228,6 +290,13 @@ impl Drop for Mount {
             }
             ffi::ceph_release(self.raw());
         }
+        // Released: no callback of this mount runs any more, and its address may be
+        // reused by the next one.
+        let cm = self.raw() as usize;
+        DATA_DROPPED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(m, _)| *m != cm);
         tracing::info!(mount = %self.desc, "unmounted");
     }
 }
