@@ -278,6 +278,7 @@ fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
         {
             vec![ino(r.dir), named(r.dir, &r.name)]
         }
+        A::OpenIno(r) if r.flags & libc::O_TRUNC != 0 => vec![ino(r.ino)],
         A::Mkdir(r) => vec![ino(r.dir)],
         A::Symlink(r) => vec![ino(r.dir)],
         A::Mknod(r) => vec![ino(r.dir)],

@@ -3251,6 +3251,28 @@ fn the_change_table_marks_what_requests_change_and_nothing_else() {
     });
     assert!(!t.unchanged(xattrs_of(f_no), stamp));
 
+    // An open of the inode that truncates it: its attributes; one that does not: nothing.
+    let stamp = t.epoch();
+    let o = s.ok(&OpenInoReq {
+        ino: f.ino,
+        flags: O_RDWR,
+    });
+    s.ok(&CloseReq { fh: o.fh });
+    assert!(
+        t.unchanged(f_no, stamp),
+        "an open that changes nothing marked"
+    );
+    let o = s.ok(&OpenInoReq {
+        ino: f.ino,
+        flags: O_RDWR | O_TRUNC,
+    });
+    s.ok(&CloseReq { fh: o.fh });
+    assert!(
+        !t.unchanged(f_no, stamp),
+        "a truncating OpenIno was not marked"
+    );
+    assert!(t.unchanged(xattrs_of(f_no), stamp) && t.unchanged(dir_no, stamp));
+
     // A create (OpenPlus): the directory, and the new file's xattrs come along.
     let stamp = t.epoch();
     let want = XattrWant {
