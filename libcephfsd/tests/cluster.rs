@@ -223,6 +223,29 @@ impl Share {
         }
     }
 
+    /// Another client of `d` on the share directory `dir_name` another [`Share`] made.
+    fn attach(d: &Daemon, tag: &str, dir_name: &str) -> Share {
+        let mut c = d.client(tag);
+        let (m, _) = c.call(0, &mount_req("/"), &[]).unwrap();
+        let (dir, _) = c
+            .call(
+                0,
+                &LookupReq {
+                    dir: m.root,
+                    name: dir_name.into(),
+                },
+                &[],
+            )
+            .unwrap();
+        Share {
+            c,
+            mount: m.mount,
+            root: m.root,
+            dir: dir.ino,
+            dir_name: dir_name.into(),
+        }
+    }
+
     fn call<R: Request>(&mut self, req: &R) -> Result<R::Reply, Errno> {
         self.c.call(0, req, &[]).map(|(r, _)| r)
     }
@@ -1721,23 +1744,12 @@ fn a_session_that_dies_mid_operation_releases_its_handles() {
     );
 
     // 2. A connection dropped with pipelined requests in flight and a half-sent frame.
-    let mut c = d.client("dropper");
-    let (m, _) = c.call(0, &mount_req("/"), &[]).unwrap();
-    let (dir, _) = c
-        .call(
-            0,
-            &LookupReq {
-                dir: m.root,
-                name: s.dir_name.clone(),
-            },
-            &[],
-        )
-        .unwrap();
+    let Share { mut c, dir, .. } = Share::attach(&d, "dropper", &s.dir_name);
     for i in 0..50 {
         c.submit(
             0,
             &OpenReq {
-                dir: dir.ino,
+                dir,
                 name: format!("p{i}"),
                 flags: O_CREAT | O_RDWR,
                 mode: 0o644,
@@ -1748,7 +1760,7 @@ fn a_session_that_dies_mid_operation_releases_its_handles() {
         c.submit(
             0,
             &LookupReq {
-                dir: dir.ino,
+                dir,
                 name: ".".into(),
             },
             &[],
@@ -3494,25 +3506,7 @@ fn another_clients_write_marks_what_this_daemon_cached() {
 
     // The other client, on the same directory.
     let other = Daemon::start("dropped-other", &[]);
-    let mut c = other.client("dropped-other");
-    let (m, _) = c.call(0, &mount_req("/"), &[]).unwrap();
-    let (dir, _) = c
-        .call(
-            0,
-            &LookupReq {
-                dir: m.root,
-                name: s.dir_name.clone(),
-            },
-            &[],
-        )
-        .unwrap();
-    let mut o = Share {
-        c,
-        mount: m.mount,
-        root: m.root,
-        dir: dir.ino,
-        dir_name: s.dir_name.clone(),
-    };
+    let mut o = Share::attach(&other, "dropped-other", &s.dir_name);
     let open = |o: &mut Share, flags| {
         o.ok(&OpenReq {
             dir: o.dir,

@@ -516,27 +516,23 @@ fn replies_round_trip() {
         &[],
     );
     reply_rt::<RmdirReq>(RemoveRep { dir: None }, &[]);
-    reply_rt::<OpenReq>(
-        OpenRep {
-            fh: Fh::new(1, 1),
-            ino: Ino::new(2, 2),
-            stat: stat(3),
-            created: true,
-            dir: Some(DirAfter {
-                stat: stat(4),
-                epoch: 9,
-            }),
-        },
-        &[],
-    );
+    let open_rep = OpenRep {
+        fh: Fh::new(1, 1),
+        ino: Ino::new(2, 2),
+        stat: stat(3),
+        created: true,
+        dir: Some(DirAfter {
+            stat: stat(4),
+            epoch: 9,
+        }),
+    };
+    reply_rt::<OpenReq>(open_rep, &[]);
     reply_rt::<OpenPlusReq>(
         OpenPlusRep {
             open: OpenRep {
-                fh: Fh::new(1, 1),
-                ino: Ino::new(2, 2),
-                stat: stat(3),
                 created: false,
                 dir: None,
+                ..open_rep
             },
             xattrs: Xattrs {
                 values: vec![XattrValue::Absent, XattrValue::Value(b"v".to_vec())],
@@ -548,11 +544,9 @@ fn replies_round_trip() {
     reply_rt::<OpenReadReq>(
         OpenReadRep {
             open: OpenRep {
-                fh: Fh::new(1, 1),
-                ino: Ino::new(2, 2),
-                stat: stat(3),
                 created: false,
                 dir: None,
+                ..open_rep
             },
             whole: true,
         },
