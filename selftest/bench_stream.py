@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """selftest/bench_stream.py - streaming benchmark: sequential writes and reads of 16 MiB
-files, MiB/s, on [cephrs], [cephnew] and [plain] in the same run.
+files, MiB/s, on [cephrs], [cephrs_rf] (ceph_rs on an smbd with recvfile), [cephnew] and
+[plain] in the same run.
 
-  /var/cache/ceph_rs/venv/bin/python selftest/bench_stream.py          # all three shares
+  /var/cache/ceph_rs/venv/bin/python selftest/bench_stream.py          # all four shares
   ... --shares cephnew,plain --rounds 2 --doc /tmp/bench.md
 
 Per share one SMB connection (smbprotocol's low-level API, the same requests for every
@@ -11,7 +12,7 @@ share). A round writes --files files of --file-size (create, WRITE --chunk piece
 READ pieces, each checked against recomputed content, close), then once more through a new
 connection (a new smbd child: for ceph_new a cold libcephfs; --no-cold-read skips it). Each round and each --depths
 value runs on every share in turn (the order rotates per round); MiB/s per round, the median
-is reported, with ratios cephrs/cephnew (> 1: ceph_rs is faster). A share that cannot be
+is reported, with ratios cephrs/cephnew and cephrs_rf/cephnew (> 1: ceph_rs is faster). A share that cannot be
 connected is reported FAILED, never skipped. Writes its section of docs/bench.md (--doc) and
 a JSON line.
 """
@@ -128,9 +129,11 @@ def ratio(a, b):
 
 def report(results, a, depths, info, elapsed):
     shares = list(results)
-    lines = ["| stream | " + " | ".join(f"{s} MiB/s" for s in shares) + " | cephrs/cephnew |",
-             "| --- |" + " ---: |" * len(shares) + " ---: |"]
-    rows = {}
+    mine = [s for s in ("cephrs", "cephrs_rf") if s in shares] or ["cephrs"]
+    lines = ["| stream | " + " | ".join(f"{s} MiB/s" for s in shares) + " | "
+             + " | ".join(f"{s}/cephnew" for s in mine) + " |",
+             "| --- |" + " ---: |" * (len(shares) + len(mine))]
+    rows = {s: {} for s in mine}
     for depth in depths:
         for kind in ("write", "read", "read-new-conn"):
             key = f"{kind}_depth{depth}"
@@ -149,9 +152,10 @@ def report(results, a, depths, info, elapsed):
                     row.append(f"{r['median_mib_s']} ({r['min_mib_s']}-{r['max_mib_s']})")
                 else:
                     row.append("FAILED" if st["failed"] or st["errors"] else "-")
-            rt = ratio(vals.get("cephrs"), vals.get("cephnew"))
-            rows[key] = rt
-            row.append(f"{rt}" if rt is not None else "n/a")
+            for s in mine:
+                rt = ratio(vals.get(s), vals.get("cephnew"))
+                rows[s][key] = rt
+                row.append(f"{rt}" if rt is not None else "n/a")
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for s in shares:
@@ -169,6 +173,10 @@ def report(results, a, depths, info, elapsed):
             f"{' not' if a.no_cold_read else ''} again through a new one (a new smbd child: a cold "
             f"libcephfs for ceph_new, the shared libcephfsd for ceph_rs), {a.rounds} rounds, shares alternating, one SMB connection "
             f"per share. Median MiB/s over the rounds (min-max). Ratio > 1: ceph_rs is faster. "
+            f"[cephrs_rf] is [cephrs] on the environment's second smbd, set up as a server with ceph_rs "
+            f"shares only (`min receivefile size = 65536`: the bytes of an unsigned WRITE of 64 KiB or "
+            f"more are left in the socket for libcephfsd to take; global, and a ceph_new share fails "
+            f"under it, so [cephrs] and [cephnew] share an smbd without it). "
             f"The client is Python (smbprotocol) on the same 2-core machine as smbd and the cluster: "
             f"read numbers near the client's own limit compress the ratios (bench.sh fixes the client's malloc thresholds: their run-to-run drift moved reads by up to 40%). Run took {elapsed:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")
@@ -177,7 +185,7 @@ def report(results, a, depths, info, elapsed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shares", default="cephrs,cephnew,plain")
+    ap.add_argument("--shares", default="cephrs,cephrs_rf,cephnew,plain")
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--file-size", type=B.parse_size, default=16 * B.MiB)
@@ -195,8 +203,8 @@ def main():
     import logging
     logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
     shares = [s.strip() for s in a.shares.split(",") if s.strip()]
-    if any(s not in B.SHARES for s in shares):
-        ap.error(f"shares must be among {B.SHARES}")
+    if any(s not in B.ALL_SHARES for s in shares):
+        ap.error(f"shares must be among {B.ALL_SHARES}")
     depths = [int(x) for x in a.depths.split(",") if x.strip()]
     if any(s != "plain" for s in shares):
         ok, msg = B.ceph_space_check(a.files * a.file_size * 2)
@@ -229,7 +237,9 @@ def main():
     print()
     print(table)
     line = json.dumps({"tool": "bench_stream", "date": info["date"], "results": results,
-                       "cpu_use": info["cpu_use"], "ratios_cephrs_cephnew": rows}, sort_keys=True)
+                       "cpu_use": info["cpu_use"],
+                       "ratios_cephrs_cephnew": rows.get("cephrs", {}),
+                       "ratios_cephrs_rf_cephnew": rows.get("cephrs_rf", {})}, sort_keys=True)
     print(line)
     if a.json_out:
         with open(a.json_out, "w") as f:

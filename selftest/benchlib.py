@@ -47,6 +47,12 @@ SMBD_EXE = "/usr/sbin/smbd"
 DAEMON_PIDFILE = f"{STATE}/libcephfsd.pid"
 USERS = {"rsuser1": "Ceph-rs-1", "rsuser2": "Ceph-rs-2"}
 SHARES = ("cephrs", "cephnew", "plain")
+SMB_RF_PORT = int(os.environ.get("CEPH_RS_SMB_RF_PORT", "4456"))
+# Shares of the second smbd (selftest/env.sh), by the name the tools give them: [cephrs] on
+# an smbd set up as a server with ceph_rs shares only is (`min receivefile size`, which a
+# ceph_new share does not survive).
+OTHER_SMBD = {"cephrs_rf": ("cephrs", SMB_RF_PORT)}
+ALL_SHARES = SHARES + tuple(OTHER_SMBD)
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -104,6 +110,7 @@ class Client:
 
     def __init__(self, share, user="rsuser1", host="127.0.0.1", port=SMB_PORT, timeout=120,
                  sign=False):
+        share, port = OTHER_SMBD.get(share, (share, port))
         self.share, self.user, self.host, self.port = share, user, host, port
         self.timeout, self.sign = timeout, sign
         self.conn = self.session = self.tree = None

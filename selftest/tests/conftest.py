@@ -13,6 +13,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE = os.environ.get("CEPH_RS_STATE", "/var/tmp/ceph_rs")
 SMB_PORT = int(os.environ.get("CEPH_RS_SMB_PORT", "4455"))
+# The second smbd: [cephrs] alone, with `min receivefile size` (selftest/env.sh).
+SMB_RF_PORT = int(os.environ.get("CEPH_RS_SMB_RF_PORT", "4456"))
 CEPH_CONF = os.environ.get("CEPH_RS_CEPH_CONF", f"{STATE}/ceph/ceph.conf")
 CEPH_FS = os.environ.get("CEPH_RS_FS", "cephfs")
 SOCKET = os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")
@@ -21,9 +23,9 @@ USERS = {"rsuser1": "Ceph-rs-1", "rsuser2": "Ceph-rs-2"}
 SMBD_PIDFILE = f"{STATE}/smb/pid/smbd.pid"
 
 
-def smbclient(share, commands, user="rsuser1", check=True, timeout=600):
+def smbclient(share, commands, user="rsuser1", check=True, timeout=600, port=SMB_PORT):
     """Run smbclient against //127.0.0.1/<share> with `commands` (';'-separated)."""
-    cmd = ["smbclient", "-p", str(SMB_PORT), f"//127.0.0.1/{share}",
+    cmd = ["smbclient", "-p", str(port), f"//127.0.0.1/{share}",
            "-U", f"{user}%{USERS[user]}", "-c", commands]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and (r.returncode != 0 or "NT_STATUS_" in r.stdout + r.stderr):

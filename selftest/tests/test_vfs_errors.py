@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SMB_PORT, STATE, USERS, smbclient, smbd_parent_pid
+from conftest import REPO, SMB_PORT, SMB_RF_PORT, STATE, USERS, smbclient, smbd_parent_pid
 
 
 
@@ -110,15 +110,15 @@ def restart_daemon(wrap=""):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def put_get(unique, tmp_path, names):
-    """Write each file through smbd, read it back, compare, delete."""
+def put_get(unique, tmp_path, names, port=SMB_PORT):
+    """Write each file through smbd (the one on `port`), read it back, compare, delete."""
     data = os.urandom(3 << 20)
     src = tmp_path / "src"
     src.write_bytes(data)
     cmds = [f"put {src} {unique}-{n}" for n in names]
     cmds += [f"get {unique}-{n} {tmp_path / n}" for n in names]
     cmds += [f"del {unique}-{n}" for n in names]
-    smbclient("cephrs", "; ".join(cmds))
+    smbclient("cephrs", "; ".join(cmds), port=port)
     for n in names:
         assert (tmp_path / n).read_bytes() == data, n
 
@@ -164,27 +164,19 @@ def test_recvfile_takes_the_bytes_off_the_socket_or_the_module_does(unique, tmp_
     daemon does (RecvFrom); a daemon without CAP_SYS_PTRACE may not, and then the module
     takes them and writes them. Either way every file round-trips (the old ENOTSUP stub
     lost the connection at the first such write). The setting is global and ceph_new's
-    recvfile is ENOTSUP, so [cephnew] would break under it: only this test sets it, in
-    smb.conf for new connections, and puts the file back after."""
-    conf = f"{STATE}/smb/smb.conf"
-    with open(conf) as f:
-        orig = f.read()
-    assert "[global]\n" in orig
+    recvfile is ENOTSUP, so it is set on the environment's second smbd only, which
+    serves [cephrs] alone, as a server without ceph_new shares would."""
     try:
-        with open(conf, "w") as f:
-            f.write(orig.replace("[global]\n", "[global]\n\tmin receivefile size = 65536\n", 1))
         before = op_counts()
-        put_get(unique, tmp_path, ["a", "b"])
+        put_get(unique, tmp_path, ["a", "b"], port=SMB_RF_PORT)
         after = op_counts()
         assert after.get("RecvFrom", 0) >= before.get("RecvFrom", 0) + 2, after
         restart_daemon("setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
-        put_get(unique, tmp_path, ["c", "d"])
+        put_get(unique, tmp_path, ["c", "d"], port=SMB_RF_PORT)
         counts = op_counts()
         # One connection: its first recvfile is refused, the module takes those bytes and
         # every later write's itself and sends them in Write requests.
         assert counts.get("RecvFrom") == 1, counts
         assert counts.get("Write", 0) >= 2, counts
     finally:
-        with open(conf, "w") as f:
-            f.write(orig)
         restart_daemon()
