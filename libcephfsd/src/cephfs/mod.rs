@@ -282,6 +282,14 @@ impl Drop for Unmounted {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        // Its callback goes first, while the address is still this mount's (a callback
+        // during the unmount finds nothing and does nothing; once released, the address
+        // may be the next mount's).
+        let cm = self.raw() as usize;
+        DATA_DROPPED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(m, _)| *m != cm);
         // SAFETY: all Inode/File/Dir objects hold an Arc<Mount>, so none is left.
         unsafe {
             let r = ffi::ceph_unmount(self.raw());
@@ -290,13 +298,6 @@ impl Drop for Mount {
             }
             ffi::ceph_release(self.raw());
         }
-        // Released: no callback of this mount runs any more, and its address may be
-        // reused by the next one.
-        let cm = self.raw() as usize;
-        DATA_DROPPED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(m, _)| *m != cm);
         tracing::info!(mount = %self.desc, "unmounted");
     }
 }
