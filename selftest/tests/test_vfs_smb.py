@@ -436,6 +436,14 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     b.close_handle(w)
     assert read(o, 0, 4096) == new
     a.close_handle(o)
+    # Written through another handle of the same smbd: seen too.
+    o = open_for_read()
+    w = a.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE, B.CreateDisposition.FILE_OPEN,
+               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    a.run("write", w.write(data, 0, send=False))
+    a.close_handle(w)
+    assert read(o, 0, 4096) == data
+    a.close_handle(o)
     # Written by another Ceph client (not through the daemon): within the bound.
     o = open_for_read()
     cephfs_admin(f"fd = fs.open('{SHARE_PATH}/{unique}', 'r+')\n"
