@@ -406,8 +406,8 @@ def test_kept_lookups_answer_until_a_change_and_are_given_back(unique):
 def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     """A file of at most ceph_rs:open_read_max bytes opened for reading comes whole with
     its open (OpenRead): the READs that follow ask the daemon nothing. A write through
-    another smbd between the open and the read is seen by the read (the change table),
-    one by another Ceph client within ceph_rs:attr_cache_msecs (1 s)."""
+    another smbd or another handle between the open and the read is seen by the read (the
+    change table), one by another Ceph client within ceph_rs:attr_cache_msecs (1 s)."""
     a, b = B.connect("cephrs"), B.connect("cephrs")
     data = bytes(range(256)) * 4
     a.create_write_close(unique, data)
@@ -427,23 +427,16 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     a.close_handle(o)
     assert op_count("OpenRead") == opens + 1, "the open did not bring the file"
     assert sum(op_count(x) for x in reads) == asked, "the reads asked the daemon"
-    # Written through another smbd after the open: the read sees the new bytes.
-    o = open_for_read()
-    new = bytes(reversed(data))
-    w = b.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE, B.CreateDisposition.FILE_OPEN,
-               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
-    b.run("write", w.write(new, 0, send=False))
-    b.close_handle(w)
-    assert read(o, 0, 4096) == new
-    a.close_handle(o)
-    # Written through another handle of the same smbd: seen too.
-    o = open_for_read()
-    w = a.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE, B.CreateDisposition.FILE_OPEN,
-               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
-    a.run("write", w.write(data, 0, send=False))
-    a.close_handle(w)
-    assert read(o, 0, 4096) == data
-    a.close_handle(o)
+    # Written after the open through another smbd, then through another handle of the
+    # same smbd: the read sees the new bytes.
+    for writer, content in ((b, bytes(reversed(data))), (a, data)):
+        o = open_for_read()
+        w = writer.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE,
+                        B.CreateDisposition.FILE_OPEN, B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        writer.run("write", w.write(content, 0, send=False))
+        writer.close_handle(w)
+        assert read(o, 0, 4096) == content
+        a.close_handle(o)
     # Written by another Ceph client (not through the daemon): within the bound.
     o = open_for_read()
     cephfs_admin(f"fd = fs.open('{SHARE_PATH}/{unique}', 'r+')\n"
