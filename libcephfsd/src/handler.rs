@@ -163,59 +163,74 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
         return run(s, p, req, data);
     };
     let changed = changes(s, p, &req);
-    let after = DirChange::of(&req);
+    let after = ReadAfter::of(&req);
     epochs.table.touch(&changed);
     let mut out = run(s, p, req, data);
     let epoch = epochs.table.touch(&changed);
-    // (Epoch 0: nothing was marked, the directory could not be resolved; no claim.)
-    // The change was made: a reply that cannot carry the directory goes without it.
+    // (Epoch 0: nothing was marked, the inode could not be resolved; no claim.)
+    // The change was made: a reply that cannot carry what it read after goes without it.
     if let (Some(after), Ok((body, _)), true) = (after, &mut out, epoch > 0) {
         match after.reply(s, p, epoch, body) {
-            Ok(Some(with_dir)) => *body = with_dir,
+            Ok(Some(with_after)) => *body = with_after,
             Ok(None) => {}
-            Err(e) => tracing::warn!("reply without the directory's attributes: {e:?}"),
+            Err(e) => tracing::warn!("reply without what was read after the change: {e:?}"),
         }
     }
     out
 }
 
-/// A request that adds a name to or removes one from a directory: its reply brings the
-/// directory's attributes after the change ([`DirAfter`]), so smbd's look at the
-/// directory right after needs no round trip.
-enum DirChange {
+/// A change whose reply brings what it changed as it is right after: a name added to or
+/// removed from a directory brings the directory's attributes ([`DirAfter`]), an xattr
+/// change the xattr ([`XattrAfter`]), so smbd's next look at them needs no round trip.
+enum ReadAfter {
     Removed(Ino),
     Created(Ino),
     CreatedPlus(Ino),
+    Xattr(Ino, String),
 }
 
-impl DirChange {
-    fn of(req: &AnyRequest) -> Option<DirChange> {
+impl ReadAfter {
+    fn of(req: &AnyRequest) -> Option<ReadAfter> {
         use AnyRequest as A;
         Some(match req {
-            A::Unlink(r) => DirChange::Removed(r.dir),
-            A::Rmdir(r) => DirChange::Removed(r.dir),
-            A::Open(r) if r.flags & libc::O_CREAT != 0 => DirChange::Created(r.dir),
+            A::Unlink(r) => ReadAfter::Removed(r.dir),
+            A::Rmdir(r) => ReadAfter::Removed(r.dir),
+            A::Open(r) if r.flags & libc::O_CREAT != 0 => ReadAfter::Created(r.dir),
             A::OpenPlus(r) if r.open.flags & libc::O_CREAT != 0 => {
-                DirChange::CreatedPlus(r.open.dir)
+                ReadAfter::CreatedPlus(r.open.dir)
             }
+            A::SetXattr(r) => ReadAfter::Xattr(r.ino, r.name.clone()),
+            A::RemoveXattr(r) => ReadAfter::Xattr(r.ino, r.name.clone()),
             _ => return None,
         })
     }
 
-    /// The encoded reply `body` with the directory's attributes, read after the change
-    /// table's mark at `epoch` (a change by anyone after that mark marks a later epoch,
-    /// so the module keeps them only as long as they are true); None when there are none
-    /// to give (an open that created nothing, a directory libcephfs cannot stat).
+    /// The encoded reply `body` with what was read after the change table's mark at
+    /// `epoch` (a change by anyone after that mark marks a later epoch, so the module
+    /// keeps it only as long as it is true); None when there is nothing to give (an open
+    /// that created nothing, a directory libcephfs cannot stat).
     fn reply(self, s: &Session, p: &UserPerm, epoch: u64, body: &[u8]) -> R<Option<Vec<u8>>> {
         let after = |dir| attrs_after(s, p, dir).map(|stat| DirAfter { stat, epoch });
         match self {
-            DirChange::Removed(dir) => match after(dir) {
+            ReadAfter::Removed(dir) => match after(dir) {
                 Some(a) => Ok(Some(encode_body(&RemoveRep { dir: Some(a) })?)),
                 None => Ok(None),
             },
-            DirChange::Created(dir) => with_created::<OpenRep>(body, |r| r, || after(dir)),
-            DirChange::CreatedPlus(dir) => {
+            ReadAfter::Created(dir) => with_created::<OpenRep>(body, |r| r, || after(dir)),
+            ReadAfter::CreatedPlus(dir) => {
                 with_created::<OpenPlusRep>(body, |r| &mut r.open, || after(dir))
+            }
+            ReadAfter::Xattr(ino, name) => {
+                let (_, inode) = s.inode(ino)?;
+                let want = XattrWant {
+                    names: vec![name],
+                    list: true,
+                };
+                let Xattrs { mut values, list } = prefetch(&inode, &want, p);
+                let value = values.pop().unwrap_or(XattrValue::Unknown);
+                let mut rep: XattrChangeRep = decode_body(body)?;
+                rep.after = Some(XattrAfter { value, list, epoch });
+                Ok(Some(encode_body(&rep)?))
             }
         }
     }
@@ -1627,11 +1642,19 @@ fn getxattr(s: &Session, p: &UserPerm, r: GetXattrReq) -> R<(XattrSizeRep, Vec<u
     Ok((XattrSizeRep { size: n as u32 }, buf))
 }
 
-fn setxattr(s: &Session, p: &UserPerm, r: SetXattrReq, value: &[u8]) -> R<Stat> {
+fn setxattr(s: &Session, p: &UserPerm, r: SetXattrReq, value: &[u8]) -> R<XattrChangeRep> {
     let (_, inode) = s.inode(r.ino)?;
     xattr_name(&r.name)?;
     inode.setxattr(&r.name, value, r.flags, p)?;
-    Ok(cephfs::to_stat(&inode.getattr(p)?))
+    changed_xattr(&inode, p)
+}
+
+/// An xattr change's reply before the change table's last mark (see [`ReadAfter`]).
+fn changed_xattr(inode: &Inode, p: &UserPerm) -> R<XattrChangeRep> {
+    Ok(XattrChangeRep {
+        stat: cephfs::to_stat(&inode.getattr(p)?),
+        after: None,
+    })
 }
 
 fn listxattr(s: &Session, p: &UserPerm, r: ListXattrReq) -> R<(XattrSizeRep, Vec<u8>)> {
@@ -1646,9 +1669,9 @@ fn listxattr(s: &Session, p: &UserPerm, r: ListXattrReq) -> R<(XattrSizeRep, Vec
     Ok((XattrSizeRep { size: n as u32 }, buf))
 }
 
-fn removexattr(s: &Session, p: &UserPerm, r: RemoveXattrReq) -> R<Stat> {
+fn removexattr(s: &Session, p: &UserPerm, r: RemoveXattrReq) -> R<XattrChangeRep> {
     let (_, inode) = s.inode(r.ino)?;
     xattr_name(&r.name)?;
     inode.removexattr(&r.name, p)?;
-    Ok(cephfs::to_stat(&inode.getattr(p)?))
+    changed_xattr(&inode, p)
 }

@@ -3383,6 +3383,79 @@ fn a_change_in_a_directory_answers_with_the_directory_after_it() {
 
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn an_xattr_change_answers_with_the_xattr_after_it() {
+    use ceph_rs_wire::epochs::xattrs_of;
+    let d = Daemon::start("xattrafter", &[]);
+    let mut s = Share::new(&d, "xattrafter");
+    let t = s.epochs();
+    let f = s.create(s.dir, "f", 0o644);
+    let key = xattrs_of(f.stat.ino);
+    let names = |l: &Option<Vec<u8>>| -> Vec<Vec<u8>> {
+        let l = l.as_ref().expect("the name list");
+        l.split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| n.to_vec())
+            .collect()
+    };
+    let set = |s: &mut Share, name: &str, v: &[u8]| {
+        let req = SetXattrReq {
+            ino: f.ino,
+            name: name.into(),
+            flags: 0,
+        };
+        s.c.call(0, &req, v).unwrap().0
+    };
+    set(&mut s, "user.other", b"o");
+    let rep = set(&mut s, "user.DOSATTRIB", b"value-1");
+    let a = rep.after.expect("SetXattr: no xattr after");
+    assert_eq!(a.value, XattrValue::Value(b"value-1".to_vec()));
+    let l = names(&a.list);
+    assert!(l.contains(&b"user.DOSATTRIB".to_vec()) && l.contains(&b"user.other".to_vec()));
+    assert!(t.unchanged(key, a.epoch), "marked after it");
+    assert!(!t.unchanged(key, a.epoch - 1), "not marked at it");
+    // A write leaves it true; another session's change of it does not.
+    assert_eq!(s.write(f.fh, 0, b"data"), 4);
+    assert!(t.unchanged(key, a.epoch), "a write marked the xattrs");
+    let mut o = Share::attach(&d, "xattrafter-other", &s.dir_name);
+    let g = o.ok(&LookupReq {
+        dir: o.dir,
+        name: "f".into(),
+    });
+    o.c.call(
+        0,
+        &SetXattrReq {
+            ino: g.ino,
+            name: "user.DOSATTRIB".into(),
+            flags: 0,
+        },
+        b"value-2",
+    )
+    .unwrap();
+    assert!(!t.unchanged(key, a.epoch), "another session's change");
+    // A removal: absent after it, gone from the list.
+    let rep = s.ok(&RemoveXattrReq {
+        ino: f.ino,
+        name: "user.DOSATTRIB".into(),
+    });
+    let a = rep.after.expect("RemoveXattr: no xattr after");
+    assert_eq!(a.value, XattrValue::Absent);
+    assert_eq!(names(&a.list), vec![b"user.other".to_vec()]);
+    assert!(t.unchanged(key, a.epoch));
+    // A change that fails brings nothing (it is an error).
+    let req = SetXattrReq {
+        ino: f.ino,
+        name: "user.other".into(),
+        flags: 1,
+    };
+    assert_eq!(s.c.call(0, &req, b"x").unwrap_err(), Errno::EEXIST);
+    o.ok(&ForgetReq { inos: vec![g.ino] });
+    s.ok(&CloseReq { fh: f.fh });
+    s.ok(&ForgetReq { inos: vec![f.ino] });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn open_read_brings_a_small_file_whole_and_nothing_else() {
     let d = Daemon::start("openread", &[]);
     let mut s = Share::new(&d, "openread");

@@ -17,6 +17,7 @@ from conftest import (CEPH_CONF, CEPH_FS, REPO, SHARE_PATH, SOCKET, cephfs_admin
 
 sys.path.insert(0, os.path.join(REPO, "selftest"))
 import benchlib as B  # noqa: E402
+from smbprotocol.file_info import FileBasicInformation  # noqa: E402
 from smbprotocol.open import (InfoType, SMB2QueryInfoRequest,  # noqa: E402
                               SMB2QueryInfoResponse, SMB2SetInfoRequest)
 from smbprotocol.security_descriptor import (AccessAllowedAce, AclPacket,  # noqa: E402
@@ -445,6 +446,53 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     time.sleep(1.2)
     assert read(o, 0, 4096) == b"z" * 1024
     a.close_handle(o)
+    a.unlink(unique)
+    a.close()
+    b.close()
+
+
+def set_attributes(c, path, attrs):
+    """SET_INFO FileBasicInformation: the DOS attributes `attrs`, times unchanged."""
+    o = c.open(path, B.FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES, B.CreateDisposition.FILE_OPEN,
+               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    info = FileBasicInformation()
+    info["file_attributes"] = attrs
+    s = SMB2SetInfoRequest()
+    s["info_type"] = FileBasicInformation.INFO_TYPE
+    s["file_info_class"] = FileBasicInformation.INFO_CLASS
+    s["file_id"] = o.file_id
+    s["buffer"] = info.pack()
+    c.run("set_info", (s, lambda req: c.conn.receive(req)))
+    c.close_handle(o)
+
+
+def test_attributes_stored_here_are_known_after_without_asking(unique):
+    """Overwriting a file makes smbd store its DOS attributes (user.DOSATTRIB), and its
+    first WRITE reads them back (to set the archive bit if it is not): the SetXattr's
+    reply brings the xattr as the daemon read it after the change, so that WRITE asks the
+    daemon nothing. A change of the attributes through another smbd in between is seen
+    by that WRITE (it sets the archive bit the other smbd cleared)."""
+    a, b = B.connect("cephrs"), B.connect("cephrs")
+    a.create_write_close(unique, b"x" * 100)
+    M, A = B.FilePipePrinterAccessMask, B.FileAttributes
+
+    def overwrite_and_write(between=lambda: None):
+        o = a.open(unique, M.GENERIC_WRITE | M.FILE_READ_ATTRIBUTES,
+                   B.CreateDisposition.FILE_OVERWRITE, B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        between()
+        gets = op_count("GetXattr")
+        a.run("write", o.write(b"y" * 10, 0, send=False))
+        asked = op_count("GetXattr") - gets
+        info = a.run("query", a.all_info_query(o))
+        a.close_handle(o)
+        return asked, info["basic_information"]["file_attributes"].get_value()
+
+    asked, attrs = overwrite_and_write()
+    assert asked == 0, "the WRITE asked the daemon for the attributes"
+    assert attrs & A.FILE_ATTRIBUTE_ARCHIVE, hex(attrs)
+    asked, attrs = overwrite_and_write(lambda: set_attributes(b, unique, A.FILE_ATTRIBUTE_HIDDEN))
+    assert asked > 0, "the WRITE did not look at the attributes the other smbd set"
+    assert attrs & A.FILE_ATTRIBUTE_HIDDEN and attrs & A.FILE_ATTRIBUTE_ARCHIVE, hex(attrs)
     a.unlink(unique)
     a.close()
     b.close()

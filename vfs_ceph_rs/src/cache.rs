@@ -28,7 +28,7 @@ use crate::daemon::{self, DaemonId};
 use crate::samba;
 use crate::sys;
 use ceph_rs_wire::epochs::{xattrs_of, EpochTable};
-use ceph_rs_wire::{Creds, DirAfter, Ino, InodeKey, Stat, XattrValue, Xattrs};
+use ceph_rs_wire::{Creds, DirAfter, Ino, InodeKey, Stat, XattrAfter, XattrValue, Xattrs};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -485,16 +485,35 @@ pub fn put_stat(s: &Stat) {
 /// Remember a directory's attributes the daemon read right after a change it marked at
 /// `after.epoch` (they hold while the table shows no later change of it).
 pub fn put_dir_after(after: Option<DirAfter>) {
+    if let Some(a) = after {
+        put_after(vec![Item::Stat(a.stat)], a.epoch)
+    }
+}
+
+/// Remember xattr `name` of `k` (and the name list) as the daemon read it right after a
+/// change it marked at `after.epoch`.
+pub fn put_xattr_after(k: InodeKey, name: &str, after: Option<XattrAfter>) {
     let Some(a) = after else {
         return;
     };
+    let items = xattr_items(
+        k,
+        &[name],
+        &Xattrs {
+            values: vec![a.value],
+            list: a.list,
+        },
+    );
+    put_after(items, a.epoch)
+}
+
+/// Remember `items` the daemon read after its change-table mark at `epoch`: kept while
+/// the table shows no change of them above it.
+fn put_after(items: Vec<Item>, epoch: u64) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let since = c.since().map(|s| Since {
-            stamp: a.epoch,
-            ..s
-        });
-        c.put_since(vec![Item::Stat(a.stat)], since)
+        let since = c.since().map(|s| Since { stamp: epoch, ..s });
+        c.put_since(items, since)
     })
 }
 

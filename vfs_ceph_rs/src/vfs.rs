@@ -2713,7 +2713,7 @@ unsafe extern "C" fn flistxattr(
 /// what this request reads back next is known without asking.
 fn change_xattr(c: &Creds, r: &InoRef, name: &str, value: Option<&[u8]>, flags: c_int) -> R<()> {
     let list = cache::xattr_changing(r.key, name);
-    let st = match value {
+    let rep = match value {
         Some(v) => {
             let req = SetXattrReq {
                 ino: r.ino,
@@ -2732,7 +2732,8 @@ fn change_xattr(c: &Creds, r: &InoRef, name: &str, value: Option<&[u8]>, flags: 
         )?,
     };
     if let Some(k) = r.key {
-        cache::xattr_changed(k, name, value, list, &st);
+        cache::xattr_changed(k, name, value, list, &rep.stat);
+        cache::put_xattr_after(k, name, rep.after);
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -906,8 +906,7 @@ pub struct SetXattrReq {
     pub name: String,
     pub flags: i32,
 }
-/// The inode's attributes after the change (its ctime moved).
-pub type SetXattrRep = Stat;
+pub type SetXattrRep = XattrChangeRep;
 
 /// List xattr names: NUL-terminated names as bulk data. `size == 0` asks the length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -922,8 +921,28 @@ pub struct RemoveXattrReq {
     pub ino: Ino,
     pub name: String,
 }
-/// The inode's attributes after the change.
-pub type RemoveXattrRep = Stat;
+pub type RemoveXattrRep = XattrChangeRep;
+
+/// SetXattr's and RemoveXattr's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrChangeRep {
+    /// The inode's attributes after the change (its ctime moved).
+    pub stat: Stat,
+    /// The xattr as it is after the change (None without a change table).
+    pub after: Option<XattrAfter>,
+}
+
+/// An xattr right after a change this reply is for, read by the daemon after it marked
+/// the change in its change table ([`crate::epochs`]) at `epoch`: the value (and the
+/// name list, when not larger than [`PREFETCH_MAX`]) hold while the inode's xattr key
+/// there is not above `epoch`, so smbd's next look at it (a write's archive bit, a
+/// close's attributes) needs no round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrAfter {
+    pub value: XattrValue,
+    pub list: Option<Vec<u8>>,
+    pub epoch: u64,
+}
 
 // ---------------------------------------------------------------- pushes
 

@@ -552,8 +552,24 @@ fn replies_round_trip() {
         },
         b"the file",
     );
-    reply_rt::<SetXattrReq>(stat(5), &[]);
-    reply_rt::<RemoveXattrReq>(stat(6), &[]);
+    reply_rt::<SetXattrReq>(
+        XattrChangeRep {
+            stat: stat(5),
+            after: Some(XattrAfter {
+                value: XattrValue::Value(b"v".to_vec()),
+                list: Some(b"user.a\0".to_vec()),
+                epoch: 9,
+            }),
+        },
+        &[],
+    );
+    reply_rt::<RemoveXattrReq>(
+        XattrChangeRep {
+            stat: stat(6),
+            after: None,
+        },
+        &[],
+    );
     reply_rt::<ReadReq>((), &[1, 2, 3, 4]);
     reply_rt::<ReadToReq>(ReadToRep { placed: 1 << 20 }, &[]);
     reply_rt::<ReadToReq>(ReadToRep { placed: 0 }, &[5, 6]);
