@@ -490,23 +490,6 @@ pub fn put_dir_after(after: Option<DirAfter>) {
     }
 }
 
-/// Remember xattr `name` of `k` (and the name list) as the daemon read it right after a
-/// change it marked at `after.epoch`.
-pub fn put_xattr_after(k: InodeKey, name: &str, after: Option<XattrAfter>) {
-    let Some(a) = after else {
-        return;
-    };
-    let items = xattr_items(
-        k,
-        &[name],
-        &Xattrs {
-            values: vec![a.value],
-            list: a.list,
-        },
-    );
-    put_after(items, a.epoch)
-}
-
 /// Remember `items` the daemon read after its change-table mark at `epoch`: kept while
 /// the table shows no change of them above it.
 fn put_after(items: Vec<Item>, epoch: u64) {
@@ -651,8 +634,35 @@ pub fn xattr_changing(k: Option<InodeKey>, name: &str) -> Option<Vec<u8>> {
 
 /// This process set xattr `name` of `k` to `v` (`None`: removed it) and the daemon
 /// answered with the inode's new attributes: what smbd reads back next in this request
-/// (the value, the name list, an fstat) is known without asking.
-pub fn xattr_changed(k: InodeKey, name: &str, v: Option<&[u8]>, list: Option<Vec<u8>>, st: &Stat) {
+/// (the value, the name list, an fstat) is known without asking. What the daemon read
+/// back after the change (`after`) replaces the value and list derived here and is kept
+/// across requests; where it has none (a value or list too large to send, no change
+/// table) the derived ones answer for this request.
+pub fn xattr_changed(
+    k: InodeKey,
+    name: &str,
+    v: Option<&[u8]>,
+    list: Option<Vec<u8>>,
+    st: &Stat,
+    after: Option<XattrAfter>,
+) {
+    derive_changed_xattr(k, name, v, list, st);
+    if let Some(a) = after {
+        let read_back = Xattrs {
+            values: vec![a.value],
+            list: a.list,
+        };
+        put_after(xattr_items(k, &[name], &read_back), a.epoch)
+    }
+}
+
+fn derive_changed_xattr(
+    k: InodeKey,
+    name: &str,
+    v: Option<&[u8]>,
+    list: Option<Vec<u8>>,
+    st: &Stat,
+) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if !c.req_room() {

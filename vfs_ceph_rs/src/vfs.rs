@@ -2732,8 +2732,7 @@ fn change_xattr(c: &Creds, r: &InoRef, name: &str, value: Option<&[u8]>, flags: 
         )?,
     };
     if let Some(k) = r.key {
-        cache::xattr_changed(k, name, value, list, &rep.stat);
-        cache::put_xattr_after(k, name, rep.after);
+        cache::xattr_changed(k, name, value, list, &rep.stat, rep.after);
     }
     Ok(())
 }
