@@ -159,6 +159,11 @@ pub fn wont_wait_for_client(s: &Session, req: &AnyRequest, data_len: usize) -> b
 /// table before it runs and again once it is done, before its reply is sent.
 pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> R<Output> {
     let p = &*s.perm(cred)?;
+    if let AnyRequest::SetXattr(r) = &req {
+        if let Some(rep) = same_xattr(s, p, r, &data) {
+            return ok(rep);
+        }
+    }
     let Some(epochs) = &s.daemon.epochs else {
         return run(s, p, req, data);
     };
@@ -1647,6 +1652,50 @@ fn setxattr(s: &Session, p: &UserPerm, r: SetXattrReq, value: &[u8]) -> R<XattrC
     xattr_name(&r.name)?;
     inode.setxattr(&r.name, value, r.flags, p)?;
     changed_xattr(&inode, p)
+}
+
+/// A SetXattr [`unless_same`](SetXattrReq::unless_same) that would change nothing: the
+/// xattr already holds exactly this value (libcephfs answers from its cache while it
+/// holds the xattr capability, else asks the MDS once) and the caller certainly may set
+/// it — root, or the owner (of an inode whose mode lets the owner write, except for
+/// `system.` names, which only the owner may set anyway), on the live filesystem, not
+/// with XATTR_CREATE and not Ceph's virtual `ceph.` xattrs. Then the answer a change
+/// would get, without the change: no MDS request, no ctime change, no change-table mark
+/// (the value read is true as of the epoch read before it). Everyone else gets the
+/// real setxattr, and its error. None: do the real setxattr.
+fn same_xattr(s: &Session, p: &UserPerm, r: &SetXattrReq, value: &[u8]) -> Option<XattrChangeRep> {
+    if !r.unless_same
+        || r.flags & libc::XATTR_CREATE != 0
+        || r.name.starts_with("ceph.")
+        || value.len() > PREFETCH_MAX
+    {
+        return None;
+    }
+    let (_, inode) = s.inode(r.ino).ok()?;
+    let stat = cephfs::to_stat(&inode.getattr(p).ok()?);
+    let may = p.uid() == 0
+        || (p.uid() == stat.uid
+            && (r.name.starts_with("system.") || stat.mode & libc::S_IWUSR != 0));
+    if !may || stat.snapid != CEPH_NOSNAP {
+        return None;
+    }
+    let epoch = s.daemon.epochs.as_ref().map(|e| e.table.epoch());
+    let want = XattrWant {
+        names: vec![r.name.clone()],
+        list: epoch.is_some(),
+    };
+    let Xattrs { values, list } = prefetch(&inode, &want, p);
+    if values.first() != Some(&XattrValue::Value(value.to_vec())) {
+        return None;
+    }
+    Some(XattrChangeRep {
+        stat,
+        after: epoch.map(|epoch| XattrAfter {
+            value: XattrValue::Value(value.to_vec()),
+            list,
+            epoch,
+        }),
+    })
 }
 
 /// An xattr change's reply before the change table's last mark (see [`ReadAfter`]).

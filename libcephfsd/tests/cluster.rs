@@ -820,6 +820,7 @@ fn every_op_works_on_cephfs() {
             ino: f.ino,
             name: "user.test".into(),
             flags: 0,
+            unless_same: false,
         },
         b"value-1",
     )
@@ -860,7 +861,8 @@ fn every_op_works_on_cephfs() {
             &SetXattrReq {
                 ino: f.ino,
                 name: "user.test".into(),
-                flags: 1
+                flags: 1,
+                unless_same: false,
             },
             b"x"
         )
@@ -2319,6 +2321,7 @@ fn plus_ops_bring_the_xattrs_smbd_reads_next() {
             ino: o.ino,
             name: "user.DOSATTRIB".into(),
             flags: 0,
+            unless_same: false,
         });
         s.ok(&CloseReq { fh: o.fh });
         s.ok(&ForgetReq { inos: vec![o.ino] });
@@ -2334,6 +2337,7 @@ fn plus_ops_bring_the_xattrs_smbd_reads_next() {
             ino: p0.ino,
             name: "user.DOSATTRIB".into(),
             flags: 0,
+            unless_same: false,
         },
         b"attr-p0",
     )
@@ -3223,6 +3227,7 @@ fn the_change_table_marks_what_requests_change_and_nothing_else() {
             ino: f.ino,
             name: "user.DOSATTRIB".into(),
             flags: 0,
+            unless_same: false,
         },
         b"v",
     )
@@ -3402,6 +3407,7 @@ fn an_xattr_change_answers_with_the_xattr_after_it() {
             ino: f.ino,
             name: name.into(),
             flags: 0,
+            unless_same: false,
         };
         s.c.call(0, &req, v).unwrap().0
     };
@@ -3427,6 +3433,7 @@ fn an_xattr_change_answers_with_the_xattr_after_it() {
             ino: g.ino,
             name: "user.DOSATTRIB".into(),
             flags: 0,
+            unless_same: false,
         },
         b"value-2",
     )
@@ -3446,11 +3453,150 @@ fn an_xattr_change_answers_with_the_xattr_after_it() {
         ino: f.ino,
         name: "user.other".into(),
         flags: 1,
+        unless_same: false,
     };
     assert_eq!(s.c.call(0, &req, b"x").unwrap_err(), Errno::EEXIST);
     o.ok(&ForgetReq { inos: vec![g.ino] });
     s.ok(&CloseReq { fh: f.fh });
     s.ok(&ForgetReq { inos: vec![f.ino] });
+    s.cleanup();
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn setting_an_xattr_to_the_value_it_has_changes_nothing_for_who_may_set_it() {
+    use ceph_rs_wire::epochs::xattrs_of;
+    let d = Daemon::start("xattrsame", &[]);
+    let mut s = Share::new(&d, "xattrsame");
+    let t = s.epochs();
+    let creds = |uid| Creds {
+        uid,
+        gid: uid,
+        groups: vec![],
+    };
+    let (u1, u2) = (
+        s.c.register_creds(&creds(1001)).unwrap(),
+        s.c.register_creds(&creds(1002)).unwrap(),
+    );
+    // uid 1001 owns f (0666: 1002 may write it too) and g (0644).
+    let mut made = vec![];
+    for (name, mode) in [("f", 0o666), ("g", 0o644)] {
+        let (o, _) =
+            s.c.call(
+                u1,
+                &OpenReq {
+                    dir: s.dir,
+                    name: name.into(),
+                    flags: O_CREAT | O_EXCL | O_RDWR,
+                    mode,
+                },
+                &[],
+            )
+            .unwrap();
+        s.c.call(
+            u1,
+            &SetAttrReq {
+                ino: o.ino,
+                attr: SetAttr {
+                    mode: Some(mode),
+                    ..SetAttr::default()
+                },
+            },
+            &[],
+        )
+        .unwrap();
+        s.c.call(u1, &CloseReq { fh: o.fh }, &[]).unwrap();
+        made.push(o.ino);
+    }
+    let (f, g) = (made[0], made[1]);
+    let set = |s: &mut Share, cred, ino, v: &[u8], flags, unless_same| {
+        let req = SetXattrReq {
+            ino,
+            name: "user.DOSATTRIB".into(),
+            flags,
+            unless_same,
+        };
+        s.c.call(cred, &req, v).map(|r| r.0)
+    };
+    let ctime = |s: &mut Share, ino| s.ok(&GetAttrReq { ino }).ctime;
+    set(&mut s, u1, f, b"attr-1", 0, false).unwrap();
+    set(&mut s, u1, g, b"attr-1", 0, false).unwrap();
+    let key = xattrs_of(s.ok(&GetAttrReq { ino: f }).ino);
+    let c0 = ctime(&mut s, f);
+    std::thread::sleep(Duration::from_millis(20));
+
+    // The owner sets what is there: the answer of a change, and nothing changed.
+    let e0 = t.epoch();
+    let rep = set(&mut s, u1, f, b"attr-1", 0, true).unwrap();
+    assert_eq!(rep.stat.ctime, c0, "the reply's ctime moved");
+    assert_eq!(ctime(&mut s, f), c0, "the ctime moved: it was set");
+    assert!(t.unchanged(key, e0), "marked in the change table");
+    let a = rep.after.expect("no xattr after");
+    assert_eq!(a.value, XattrValue::Value(b"attr-1".to_vec()));
+    assert!(a.epoch <= t.epoch() && t.unchanged(key, a.epoch));
+    // The same with XATTR_REPLACE; XATTR_CREATE still says it exists.
+    set(&mut s, u1, f, b"attr-1", 2, true).unwrap();
+    assert_eq!(ctime(&mut s, f), c0);
+    assert_eq!(
+        set(&mut s, u1, f, b"attr-1", 1, true).unwrap_err(),
+        Errno::EEXIST
+    );
+
+    // Another value is set (ctime moves, marked) even when the sender guessed wrong.
+    let rep = set(&mut s, u1, f, b"attr-2", 0, true).unwrap();
+    assert_ne!(ctime(&mut s, f), c0, "a different value was not set");
+    assert!(!t.unchanged(key, e0));
+    assert_eq!(
+        rep.after.unwrap().value,
+        XattrValue::Value(b"attr-2".to_vec())
+    );
+    let got =
+        s.c.call(
+            0,
+            &GetXattrReq {
+                ino: f,
+                name: "user.DOSATTRIB".into(),
+                size: 64,
+            },
+            &[],
+        )
+        .unwrap()
+        .1;
+    assert_eq!(got, b"attr-2");
+
+    // Not the owner: the real setxattr, its ctime change where it may (f is 0666) and
+    // its error where it may not (g is 0644), same value or not.
+    let c1 = ctime(&mut s, f);
+    std::thread::sleep(Duration::from_millis(20));
+    set(&mut s, u2, f, b"attr-2", 0, true).unwrap();
+    assert_ne!(ctime(&mut s, f), c1, "another user's set was skipped");
+    assert_eq!(
+        set(&mut s, u2, g, b"attr-1", 0, true).unwrap_err(),
+        Errno::EACCES
+    );
+    // The owner of an inode the owner may not write (0444): the real setxattr's error.
+    s.c.call(
+        u1,
+        &SetAttrReq {
+            ino: g,
+            attr: SetAttr {
+                mode: Some(0o444),
+                ..SetAttr::default()
+            },
+        },
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        set(&mut s, u1, g, b"attr-1", 0, true).unwrap_err(),
+        Errno::EACCES
+    );
+    // Root may: skipped.
+    let cg = ctime(&mut s, g);
+    std::thread::sleep(Duration::from_millis(20));
+    set(&mut s, 0, g, b"attr-1", 0, true).unwrap();
+    assert_eq!(ctime(&mut s, g), cg);
+    s.ok(&ForgetReq { inos: vec![f, g] });
     s.cleanup();
 }
 

@@ -3,7 +3,9 @@
 trip, two users and CephFS permissions, an NT ACL that persists, and a killed smbd child
 whose daemon handles are released. Where it makes sense the same test runs against
 [cephnew] (the reference) with the same assertions."""
+import glob
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -496,6 +498,74 @@ def test_attributes_stored_here_are_known_after_without_asking(unique):
     a.unlink(unique)
     a.close()
     b.close()
+
+
+def mds_setxattrs():
+    """setxattr requests the MDS has served (its own perf counters)."""
+    asoks = glob.glob(os.path.join(os.path.dirname(CEPH_CONF), "run", "mds.*.asok"))
+    assert len(asoks) == 1, asoks
+    out = subprocess.run(["ceph", "--admin-daemon", asoks[0], "perf", "dump"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    return json.loads(out)["mds_server"]["req_setxattr_latency"]["avgcount"]
+
+
+def dos_xattr(path):
+    return cephfs_admin(f"print(fs.getxattr('{SHARE_PATH}/{path}', 'user.DOSATTRIB').hex())").strip()
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_dos_attributes_stored_again_unchanged_cost_the_mds_nothing(share, unique):
+    """smbd stores a file's DOS attributes (user.DOSATTRIB) again on every overwrite, the
+    same bytes unless they changed. ceph_new sends each to the MDS (one setxattr per
+    overwrite, counted by the MDS); through ceph_rs the daemon sees the value is there and
+    asks the MDS nothing. Attributes that change are stored through both."""
+    c = B.connect(share)
+    M, A = B.FilePipePrinterAccessMask, B.FileAttributes
+    c.create_write_close(unique, b"x" * 100)
+    stored = dos_xattr(unique)
+
+    def overwrite():
+        o = c.open(unique, M.GENERIC_WRITE, B.CreateDisposition.FILE_OVERWRITE,
+                   B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        c.run("write", o.write(b"y" * 10, 0, send=False))
+        c.close_handle(o)
+
+    before = mds_setxattrs()
+    for _ in range(5):
+        overwrite()
+    sets = mds_setxattrs() - before
+    if share == "cephrs":
+        assert sets == 0, f"{sets} setxattr requests for attributes already stored"
+    else:
+        assert sets >= 5, f"ceph_new stored the attributes {sets} times in 5 overwrites"
+    assert dos_xattr(unique) == stored
+    assert c.stat(unique)["size"] == 10
+    # A change is stored, and seen by another connection.
+    before = mds_setxattrs()
+    set_attributes(c, unique, A.FILE_ATTRIBUTE_READONLY)
+    assert mds_setxattrs() - before >= 1
+    assert dos_xattr(unique) != stored
+    other = B.connect(share)
+    o = other.open(unique, M.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
+                   B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    q = SMB2QueryInfoRequest()
+    q["info_type"] = FileBasicInformation.INFO_TYPE
+    q["file_info_class"] = FileBasicInformation.INFO_CLASS
+    q["file_id"] = o.file_id
+    q["output_buffer_length"] = 1024
+
+    def basic(req):
+        resp = SMB2QueryInfoResponse()
+        resp.unpack(other.conn.receive(req)["data"].get_value())
+        return resp.parse_buffer(FileBasicInformation)
+
+    attrs = other.run("query", (q, basic))["file_attributes"].get_value()
+    other.close_handle(o)
+    assert attrs & A.FILE_ATTRIBUTE_READONLY, hex(attrs)
+    set_attributes(c, unique, A.FILE_ATTRIBUTE_ARCHIVE)
+    c.unlink(unique)
+    c.close()
+    other.close()
 
 
 class OtherCephClient:

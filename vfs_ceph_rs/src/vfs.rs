@@ -2712,6 +2712,10 @@ unsafe extern "C" fn flistxattr(
 /// Set xattr `name` of `r` to `value` (`None`: remove it), keeping the cache in step:
 /// what this request reads back next is known without asking.
 fn change_xattr(c: &Creds, r: &InoRef, name: &str, value: Option<&[u8]>, flags: c_int) -> R<()> {
+    // smbd stores the DOS attributes again on every overwrite, mostly unchanged: where
+    // this process knows the value is already there, the daemon checks and skips it.
+    let unless_same = matches!((r.key, value), (Some(k), Some(v))
+        if cache::get_xattr(k, name).is_some_and(|now| now.as_deref() == Some(v)));
     let list = cache::xattr_changing(r.key, name);
     let rep = match value {
         Some(v) => {
@@ -2719,6 +2723,7 @@ fn change_xattr(c: &Creds, r: &InoRef, name: &str, value: Option<&[u8]>, flags: 
                 ino: r.ino,
                 name: name.to_string(),
                 flags,
+                unless_same,
             };
             daemon::call(r.daemon, c, &req, v)?.0
         }

@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -905,6 +905,12 @@ pub struct SetXattrReq {
     pub ino: Ino,
     pub name: String,
     pub flags: i32,
+    /// The sender believes the xattr holds this value already (smbd stores the DOS
+    /// attributes again on every overwrite): the daemon compares it with what libcephfs
+    /// has and, where they are equal and the caller certainly may set it, changes
+    /// nothing (no MDS request, no ctime change, no change-table mark) and answers as
+    /// for a change. Otherwise, and always with XATTR_CREATE, a plain set.
+    pub unless_same: bool,
 }
 pub type SetXattrRep = XattrChangeRep;
 

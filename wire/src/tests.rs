@@ -274,6 +274,7 @@ fn sample_requests() -> Vec<AnyRequest> {
             ino,
             name: "user.a".into(),
             flags: 1,
+            unless_same: true,
         }),
         AnyRequest::ListXattr(ListXattrReq { ino, size: 4096 }),
         AnyRequest::RemoveXattr(RemoveXattrReq {

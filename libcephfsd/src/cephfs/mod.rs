@@ -81,6 +81,7 @@ pub fn to_stat(s: &Statx) -> Stat {
 /// group list, so it lives here alongside.
 pub struct UserPerm {
     ptr: NonNull<ffi::UserPerm>,
+    uid: u32,
     _groups: Box<[libc::gid_t]>,
 }
 
@@ -102,8 +103,14 @@ impl UserPerm {
         let ptr = NonNull::new(p).ok_or(Errno::ENOMEM)?;
         Ok(UserPerm {
             ptr,
+            uid,
             _groups: groups,
         })
+    }
+
+    /// The user these credentials act as.
+    pub fn uid(&self) -> u32 {
+        self.uid
     }
 
     fn as_ptr(&self) -> *const ffi::UserPerm {
