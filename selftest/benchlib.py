@@ -300,9 +300,14 @@ class Client:
 
     def all_info_query(self, o):
         """QUERY_INFO(FileAllInformation) of `o` as a compound item: (request, receiver)."""
+        return self.info_query(o, FileAllInformation)
+
+    def info_query(self, o, info):
+        """QUERY_INFO of file information class `info` (smbprotocol.file_info) of `o` as a
+        compound item: (request, receiver)."""
         q = SMB2QueryInfoRequest()
-        q["info_type"] = FileAllInformation.INFO_TYPE
-        q["file_info_class"] = FileAllInformation.INFO_CLASS
+        q["info_type"] = info.INFO_TYPE
+        q["file_info_class"] = info.INFO_CLASS
         q["file_id"] = o.file_id
         q["output_buffer_length"] = 4096
 
@@ -310,7 +315,7 @@ class Client:
             r = self.conn.receive(req)
             resp = SMB2QueryInfoResponse()
             resp.unpack(r["data"].get_value())
-            return resp.parse_buffer(FileAllInformation)
+            return resp.parse_buffer(info)
 
         return q, recv_q
 

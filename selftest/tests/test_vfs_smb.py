@@ -548,18 +548,7 @@ def test_dos_attributes_stored_again_unchanged_cost_the_mds_nothing(share, uniqu
     other = B.connect(share)
     o = other.open(unique, M.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
                    B.CreateOptions.FILE_NON_DIRECTORY_FILE)
-    q = SMB2QueryInfoRequest()
-    q["info_type"] = FileBasicInformation.INFO_TYPE
-    q["file_info_class"] = FileBasicInformation.INFO_CLASS
-    q["file_id"] = o.file_id
-    q["output_buffer_length"] = 1024
-
-    def basic(req):
-        resp = SMB2QueryInfoResponse()
-        resp.unpack(other.conn.receive(req)["data"].get_value())
-        return resp.parse_buffer(FileBasicInformation)
-
-    attrs = other.run("query", (q, basic))["file_attributes"].get_value()
+    attrs = other.run("query", other.info_query(o, FileBasicInformation))["file_attributes"].get_value()
     other.close_handle(o)
     assert attrs & A.FILE_ATTRIBUTE_READONLY, hex(attrs)
     set_attributes(c, unique, A.FILE_ATTRIBUTE_ARCHIVE)
