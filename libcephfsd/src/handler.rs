@@ -227,12 +227,7 @@ impl ReadAfter {
             }
             ReadAfter::Xattr(ino, name) => {
                 let (_, inode) = s.inode(ino)?;
-                let want = XattrWant {
-                    names: vec![name],
-                    list: true,
-                };
-                let Xattrs { mut values, list } = prefetch(&inode, &want, p);
-                let value = values.pop().unwrap_or(XattrValue::Unknown);
+                let (value, list) = xattr_now(&inode, name, true, p);
                 let mut rep: XattrChangeRep = decode_body(body)?;
                 rep.after = Some(XattrAfter { value, list, epoch });
                 Ok(Some(encode_body(&rep)?))
@@ -1680,22 +1675,34 @@ fn same_xattr(s: &Session, p: &UserPerm, r: &SetXattrReq, value: &[u8]) -> Optio
         return None;
     }
     let epoch = s.daemon.epochs.as_ref().map(|e| e.table.epoch());
-    let want = XattrWant {
-        names: vec![r.name.clone()],
-        list: epoch.is_some(),
-    };
-    let Xattrs { values, list } = prefetch(&inode, &want, p);
-    if values.first() != Some(&XattrValue::Value(value.to_vec())) {
+    let (now, list) = xattr_now(&inode, r.name.clone(), epoch.is_some(), p);
+    if !matches!(&now, XattrValue::Value(v) if v == value) {
         return None;
     }
     Some(XattrChangeRep {
         stat,
         after: epoch.map(|epoch| XattrAfter {
-            value: XattrValue::Value(value.to_vec()),
+            value: now,
             list,
             epoch,
         }),
     })
+}
+
+/// Xattr `name` of `inode` as libcephfs has it now, and the name list if `list`
+/// (see [`prefetch`]).
+fn xattr_now(
+    inode: &Inode,
+    name: String,
+    list: bool,
+    p: &UserPerm,
+) -> (XattrValue, Option<Vec<u8>>) {
+    let want = XattrWant {
+        names: vec![name],
+        list,
+    };
+    let Xattrs { mut values, list } = prefetch(inode, &want, p);
+    (values.pop().unwrap_or(XattrValue::Unknown), list)
 }
 
 /// An xattr change's reply before the change table's last mark (see [`ReadAfter`]).

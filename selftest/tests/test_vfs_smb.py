@@ -3,9 +3,7 @@
 trip, two users and CephFS permissions, an NT ACL that persists, and a killed smbd child
 whose daemon handles are released. Where it makes sense the same test runs against
 [cephnew] (the reference) with the same assertions."""
-import glob
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +17,7 @@ from conftest import (CEPH_CONF, CEPH_FS, REPO, SHARE_PATH, SOCKET, cephfs_admin
 
 sys.path.insert(0, os.path.join(REPO, "selftest"))
 import benchlib as B  # noqa: E402
+import bench_mds  # noqa: E402
 from smbprotocol.file_info import FileBasicInformation  # noqa: E402
 from smbprotocol.open import (InfoType, SMB2QueryInfoRequest,  # noqa: E402
                               SMB2QueryInfoResponse, SMB2SetInfoRequest)
@@ -502,11 +501,7 @@ def test_attributes_stored_here_are_known_after_without_asking(unique):
 
 def mds_setxattrs():
     """setxattr requests the MDS has served (its own perf counters)."""
-    asoks = glob.glob(os.path.join(os.path.dirname(CEPH_CONF), "run", "mds.*.asok"))
-    assert len(asoks) == 1, asoks
-    out = subprocess.run(["ceph", "--admin-daemon", asoks[0], "perf", "dump"], capture_output=True,
-                         text=True, timeout=60, check=True).stdout
-    return json.loads(out)["mds_server"]["req_setxattr_latency"]["avgcount"]
+    return bench_mds.mds_counters(bench_mds.mds_asok()).get("setxattr", 0)
 
 
 def dos_xattr(path):
