@@ -30,11 +30,13 @@ import smbprotocol
 import smbprotocol.transport
 from smbprotocol.connection import Connection
 from smbprotocol.exceptions import SMBException, SMBResponseException
-from smbprotocol.file_info import FileAllInformation, FileAttributes, FileInformationClass
+from smbprotocol.file_info import (FileAllInformation, FileAttributes, FileInformationClass,
+                                   FileRenameInformation)
 from smbprotocol.header import NtStatus
 from smbprotocol.open import (CreateDisposition, CreateOptions, DirectoryAccessMask,
                               FilePipePrinterAccessMask, ImpersonationLevel, Open,
-                              SMB2QueryInfoRequest, SMB2QueryInfoResponse, ShareAccess)
+                              SMB2QueryInfoRequest, SMB2QueryInfoResponse, SMB2SetInfoRequest,
+                              SMB2SetInfoResponse, ShareAccess)
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
@@ -282,6 +284,32 @@ class Client:
 
     def rmdir(self, path):
         self._delete(path, True, "rmdir")
+
+    def rename(self, src, dst, replace=False):
+        """Rename `src` to `dst` (both relative to the share): open for DELETE, SET_INFO
+        FileRenameInformation, close, one compound."""
+        o = self.handle(src)
+        info = FileRenameInformation()
+        info["replace_if_exists"] = replace
+        info["file_name"] = dst.replace("/", "\\")
+        q = SMB2SetInfoRequest()
+        q["info_type"] = info.INFO_TYPE
+        q["file_info_class"] = info.INFO_CLASS
+        q["file_id"] = o.file_id
+        q["buffer"] = info
+
+        def recv_set(req):
+            r = self.conn.receive(req)
+            resp = SMB2SetInfoResponse()
+            resp.unpack(r["data"].get_value())
+            return resp
+
+        self.compound("rename", [
+            o.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.DELETE
+                     | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES, 0, SHARE_ALL,
+                     CreateDisposition.FILE_OPEN, 0, send=False),
+            (q, recv_set),
+            o.close(send=False)])
 
     def stat(self, path):
         """create(READ_ATTRIBUTES) + QUERY_INFO(FileAllInformation) + close, one compound

@@ -189,6 +189,8 @@ pub fn dispatch(s: &Arc<Session>, cred: u32, req: AnyRequest, data: Vec<u8>) -> 
 /// change the xattr ([`XattrAfter`]), so smbd's next look at them needs no round trip.
 enum ReadAfter {
     Removed(Ino),
+    Made(Ino),
+    Renamed(Ino, Ino),
     Created(Ino),
     CreatedPlus(Ino),
     Xattr(Ino, String),
@@ -200,6 +202,8 @@ impl ReadAfter {
         Some(match req {
             A::Unlink(r) => ReadAfter::Removed(r.dir),
             A::Rmdir(r) => ReadAfter::Removed(r.dir),
+            A::Mkdir(r) => ReadAfter::Made(r.dir),
+            A::Rename(r) => ReadAfter::Renamed(r.src_dir, r.dst_dir),
             A::Open(r) if r.flags & libc::O_CREAT != 0 => ReadAfter::Created(r.dir),
             A::OpenPlus(r) if r.open.flags & libc::O_CREAT != 0 => {
                 ReadAfter::CreatedPlus(r.open.dir)
@@ -221,6 +225,18 @@ impl ReadAfter {
                 Some(a) => Ok(Some(encode_body(&RemoveRep { dir: Some(a) })?)),
                 None => Ok(None),
             },
+            ReadAfter::Made(dir) => {
+                let mut rep: MkdirRep = decode_body(body)?;
+                rep.dir = after(dir);
+                Ok(rep.dir.is_some().then(|| encode_body(&rep)).transpose()?)
+            }
+            ReadAfter::Renamed(src, dst) => {
+                let rep = RenameRep {
+                    src_dir: after(src),
+                    dst_dir: if dst == src { None } else { after(dst) },
+                };
+                Ok(Some(encode_body(&rep)?))
+            }
             ReadAfter::Created(dir) => with_created::<OpenRep>(body, |r| r, || after(dir)),
             ReadAfter::CreatedPlus(dir) => {
                 with_created::<OpenPlusRep>(body, |r| &mut r.open, || after(dir))
@@ -1535,7 +1551,12 @@ fn mkdir(s: &Session, p: &UserPerm, r: MkdirReq) -> R<MkdirRep> {
     let (sm, dir) = s.inode(r.dir)?;
     plain_name(&r.name, Errno::EEXIST)?;
     let (inode, stx) = dir.mkdir(&r.name, r.mode & 0o7777, p)?;
-    entry(s, &sm, Arc::new(inode), &stx)
+    let Entry { ino, stat } = entry(s, &sm, Arc::new(inode), &stx)?;
+    Ok(MkdirRep {
+        ino,
+        stat,
+        dir: None,
+    })
 }
 
 fn unlink(s: &Session, p: &UserPerm, r: UnlinkReq) -> R<RemoveRep> {
@@ -1557,7 +1578,7 @@ fn rmdir(s: &Session, p: &UserPerm, r: RmdirReq) -> R<RemoveRep> {
     Ok(RemoveRep { dir: None })
 }
 
-fn rename(s: &Session, p: &UserPerm, r: RenameReq) -> R<()> {
+fn rename(s: &Session, p: &UserPerm, r: RenameReq) -> R<RenameRep> {
     let (_, src) = s.inode(r.src_dir)?;
     let (_, dst) = s.inode(r.dst_dir)?;
     plain_name(&r.src_name, Errno::EINVAL)?;
@@ -1571,9 +1592,14 @@ fn rename(s: &Session, p: &UserPerm, r: RenameReq) -> R<()> {
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        return Ok(src.rename(&r.src_name, &dst, &r.dst_name, p)?);
+        src.rename(&r.src_name, &dst, &r.dst_name, p)?;
+    } else {
+        src.rename(&r.src_name, &dst, &r.dst_name, p)?;
     }
-    Ok(src.rename(&r.src_name, &dst, &r.dst_name, p)?)
+    Ok(RenameRep {
+        src_dir: None,
+        dst_dir: None,
+    })
 }
 
 fn link(s: &Session, p: &UserPerm, r: LinkReq) -> R<Stat> {

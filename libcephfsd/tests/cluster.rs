@@ -3339,7 +3339,7 @@ fn a_change_in_a_directory_answers_with_the_directory_after_it() {
     let before = s.ok(&GetAttrReq { ino: dir });
     std::thread::sleep(std::time::Duration::from_millis(20));
     // Attributes as a fresh GetAttr sees them, marked at the epoch the table shows.
-    let check = |s: &mut Share, after: Option<DirAfter>, what: &str| {
+    let check_dir = |s: &mut Share, dir: Ino, after: Option<DirAfter>, what: &str| {
         let after = after.unwrap_or_else(|| panic!("{what}: no directory attributes"));
         let now = s.ok(&GetAttrReq { ino: dir });
         assert_eq!(after.stat, now, "{what}");
@@ -3349,6 +3349,7 @@ fn a_change_in_a_directory_answers_with_the_directory_after_it() {
             "{what}: not marked at it"
         );
     };
+    let check = |s: &mut Share, after: Option<DirAfter>, what: &str| check_dir(s, dir, after, what);
     let f = s.create(dir, "f", 0o644);
     assert!(f.stat.ino != 0 && f.created);
     assert!(
@@ -3374,14 +3375,51 @@ fn a_change_in_a_directory_answers_with_the_directory_after_it() {
         name: "f".into(),
     });
     check(&mut s, u.dir, "unlink");
-    s.mkdirs(dir, &["sub"]);
+    let before = s.ok(&GetAttrReq { ino: dir });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let m = s.ok(&MkdirReq {
+        dir,
+        name: "sub".into(),
+        mode: 0o755,
+    });
+    assert!(
+        m.dir.is_some_and(|a| a.stat.mtime != before.mtime),
+        "mkdir: mtime moved"
+    );
+    check(&mut s, m.dir, "mkdir");
+    // A rename within one directory answers with it once; into another, with both.
+    let rename = |s: &mut Share, dst_dir: Ino, src: &str, dst: &str| {
+        s.ok(&RenameReq {
+            src_dir: dir,
+            src_name: src.into(),
+            dst_dir,
+            dst_name: dst.into(),
+            noreplace: true,
+        })
+    };
+    let rn = rename(&mut s, dir, "g", "h");
+    check(&mut s, rn.src_dir, "rename");
+    assert!(rn.dst_dir.is_none(), "rename within one directory: dst_dir");
+    let sub_before = s.ok(&GetAttrReq { ino: m.ino });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let rn = rename(&mut s, m.ino, "h", "h");
+    check(&mut s, rn.src_dir, "rename out of the directory");
+    assert!(
+        rn.dst_dir.is_some_and(|a| a.stat.mtime != sub_before.mtime),
+        "rename into another directory: its mtime moved"
+    );
+    check_dir(&mut s, m.ino, rn.dst_dir, "rename into another directory");
+    s.ok(&UnlinkReq {
+        dir: m.ino,
+        name: "h".into(),
+    });
     let r = s.ok(&RmdirReq {
         dir,
         name: "sub".into(),
     });
     check(&mut s, r.dir, "rmdir");
     s.ok(&ForgetReq {
-        inos: vec![f.ino, o.ino, p.open.ino],
+        inos: vec![f.ino, o.ino, p.open.ino, m.ino],
     });
     s.cleanup();
 }

@@ -352,28 +352,43 @@ def op_count(name):
 
 
 def test_a_directory_changed_here_is_seen_as_it_is_without_asking(unique):
-    """A create or delete through this smbd brings the directory's attributes after it
-    with the daemon's reply: the next stat of the directory asks the daemon nothing, and
-    what it shows is what a new connection (another smbd) reads."""
-    a = B.connect("cephrs")
+    """A create, delete, mkdir or rename through this smbd brings the directories'
+    attributes after it with the daemon's reply. After a create or delete the next stat
+    of the directory asks the daemon nothing. What a stat shows, also after smbd's mkdir
+    (under a temporary name, then a rename) and renames within a directory and between
+    two, is what another connection (another smbd) reads. (The daemon's counters are
+    the daemon's: the other connection stays up, so that no smbd ends meanwhile.)"""
+    a, other = B.connect("cephrs"), B.connect("cephrs")
     a.mkdir(unique)
-    a.stat(unique)
+    sub, sub2 = unique + "\\sub", unique + "\\sub2"
     asked = ("LookupPlus", "WalkPlus", "Walk", "GetAttr", "GetAttrPlus", "Lookup")
-    for step in ("create", "delete"):
+    steps = [  # (step, change, directories it changes, their stats ask nothing)
+        ("create", lambda: a.create_write_close(unique + "\\f", b"x"), [unique], True),
+        ("delete", lambda: a.unlink(unique + "\\f"), [unique], True),
+        ("mkdir", lambda: a.mkdir(sub), [unique], False),
+        ("mkdir beside", lambda: a.mkdir(sub2), [unique], False),
+        ("create in sub", lambda: a.create_write_close(sub + "\\f", b"x"), [sub], True),
+        ("rename in one directory", lambda: a.rename(sub + "\\f", sub + "\\g"), [sub], False),
+        ("rename to another", lambda: a.rename(sub + "\\g", sub2 + "\\g"), [sub, sub2], False),
+    ]
+    for step, change, dirs, unasked in steps:
+        for d in dirs:
+            a.stat(d)
         time.sleep(0.05)  # a visible change of the timestamps
-        if step == "create":
-            a.create_write_close(unique + "\\f", b"x")
-        else:
-            a.unlink(unique + "\\f")
+        change()
         n = sum(op_count(o) for o in asked)
-        mine = a.stat(unique)
-        assert sum(op_count(o) for o in asked) == n, f"{step}: the stat asked the daemon"
-        other = B.connect("cephrs")
-        theirs = other.stat(unique)
-        other.close()
-        assert (mine["mtime"], mine["ctime"]) == (theirs["mtime"], theirs["ctime"]), step
+        mine = [a.stat(d) for d in dirs]
+        if unasked:
+            assert sum(op_count(o) for o in asked) == n, f"{step}: a stat asked the daemon"
+        theirs = [other.stat(d) for d in dirs]
+        assert [(m["mtime"], m["ctime"]) for m in mine] == \
+            [(t["mtime"], t["ctime"]) for t in theirs], step
+    a.unlink(sub2 + "\\g")
+    a.rmdir(sub2)
+    a.rmdir(sub)
     a.rmdir(unique)
     a.close()
+    other.close()
 
 
 def test_kept_lookups_answer_until_a_change_and_are_given_back(unique):

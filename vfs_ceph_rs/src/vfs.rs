@@ -1051,7 +1051,7 @@ unsafe extern "C" fn mkdirat(
 ) -> c_int {
     int_ret((|| {
         let (dir, leaf) = at_parent(h, dirfsp, samba::fname_base(fname))?;
-        let e = call(
+        let rep = call(
             dir.daemon,
             &creds(h),
             &MkdirReq {
@@ -1060,7 +1060,9 @@ unsafe extern "C" fn mkdirat(
                 mode: mode & 0o7777,
             },
         )?;
-        drop(InoRef::owned(dir.daemon, e));
+        cache::put_dir_after(rep.dir);
+        let (ino, stat) = (rep.ino, rep.stat);
+        drop(InoRef::owned(dir.daemon, Entry { ino, stat }));
         Ok(0)
     })())
 }
@@ -1904,7 +1906,7 @@ unsafe extern "C" fn renameat(
         }
         let (sdir, sname) = at_parent(h, srcfsp, samba::fname_base(src))?;
         let (ddir, dname) = at_parent(h, dstfsp, samba::fname_base(dst))?;
-        call(
+        let rep = call(
             sdir.daemon,
             &creds(h),
             &RenameReq {
@@ -1915,6 +1917,8 @@ unsafe extern "C" fn renameat(
                 noreplace: flags & sys::VFS_RENAME_HOW_NO_REPLACE as c_int != 0,
             },
         )?;
+        cache::put_dir_after(rep.src_dir);
+        cache::put_dir_after(rep.dst_dir);
         Ok(0)
     })())
 }

@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -797,7 +797,14 @@ pub struct MkdirReq {
     pub name: String,
     pub mode: u32,
 }
-pub type MkdirRep = Entry;
+/// Mkdir's reply: the new directory (a reference, as [`Entry`]) and its parent after the
+/// mkdir (None without a change table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkdirRep {
+    pub ino: Ino,
+    pub stat: Stat,
+    pub dir: Option<DirAfter>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnlinkReq {
@@ -836,6 +843,14 @@ pub struct RenameReq {
     /// RENAME_NOREPLACE: EEXIST if the target exists (CephFS has no such flag: the
     /// daemon checks and renames under one lock, so sessions of one node never race).
     pub noreplace: bool,
+}
+
+/// Rename's reply: the source directory after the rename, and the destination directory
+/// when it is another one (None without a change table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameRep {
+    pub src_dir: Option<DirAfter>,
+    pub dst_dir: Option<DirAfter>,
 }
 
 /// Hard link `ino` as `dir/name`; returns the inode's new attributes.
@@ -1017,7 +1032,7 @@ ops! {
     Mkdir = 50 => MkdirReq -> MkdirRep;
     Unlink = 51 => UnlinkReq -> RemoveRep;
     Rmdir = 52 => RmdirReq -> RemoveRep;
-    Rename = 53 => RenameReq -> ();
+    Rename = 53 => RenameReq -> RenameRep;
     Link = 54 => LinkReq -> LinkRep;
     Symlink = 55 => SymlinkReq -> SymlinkRep;
     Readlink = 56 => ReadlinkReq -> ReadlinkRep;
