@@ -48,6 +48,10 @@ def mds_counters(asok):
     return c
 
 
+# Requests the module does not wait for, and the counters' own Status requests.
+DAEMON_UNWAITED = ("Forget", "Status")
+
+
 def plan_of(a):
     """Per op type, --ops operations that need no other type between them: reads and stats
     of untouched files, writes of distinct files, creates of new names, deletes of those."""
@@ -97,12 +101,14 @@ def main():
         if r.failed:
             sys.exit(f"bench_mds: [{s}] setup failed: {r.failed}")
     counts = {s: {} for s in shares}
+    daemon = {s: {} for s in shares}
     try:
         time.sleep(2)  # the setup's cap releases and journal flushes settle
         for k, op in enumerate(OPS):
             for s in shares[k % len(shares):] + shares[:k % len(shares)]:
                 r = runs[s]
                 before = mds_counters(asok)
+                d_before = B.daemon_op_counts() if s == "cephrs" else {}
                 for step in plan[op]:
                     r.run_op(*step)
                     if r.failed:
@@ -111,28 +117,42 @@ def main():
                 after = mds_counters(asok)
                 counts[s][op] = {key: round((after[key] - before.get(key, 0)) / a.ops, 2)
                                  for key in after if after[key] != before.get(key, 0)}
+                if s == "cephrs":
+                    d_after = B.daemon_op_counts()
+                    daemon[s][op] = {k: round((v - d_before.get(k, 0)) / a.ops, 2)
+                                     for k, v in d_after.items()
+                                     if k not in DAEMON_UNWAITED and v != d_before.get(k, 0)}
     finally:
         for r in runs.values():
             r.cleanup()
-    results = {s: {"counts": counts[s], "stats": runs[s].stats()} for s in shares}
+    results = {s: {"counts": counts[s], "daemon": daemon[s], "stats": runs[s].stats()}
+               for s in shares}
     kinds = sorted({k for s in shares for op in OPS for k in counts[s].get(op, {})
                     if not k.startswith("msgs_")})
-    lines = ["| op | share | p50 ms | MDS requests | of which | MDS msgs in/out |",
-             "| --- | --- | ---: | ---: | --- | ---: |"]
+    lines = ["| op | share | p50 ms | MDS requests | of which | MDS msgs in/out "
+             "| daemon requests | of which |",
+             "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |"]
     for op in OPS:
         for s in shares:
             c = counts[s].get(op, {})
             reqs = sum(v for k, v in c.items() if k in kinds)
             which = ", ".join(f"{k} {c[k]}" for k in kinds if k in c)
             p50 = results[s]["stats"]["ops"][op]["p50_ms"]
+            d = daemon[s].get(op)
+            dreqs = f"{sum(d.values()):.2f}" if d is not None else "-"
+            dwhich = ", ".join(f"{k} {v}" for k, v in sorted(d.items())) if d else "-"
             lines.append(f"| {op} | {s} | {p50} | {reqs:.2f} | {which} | "
-                         f"{c.get('msgs_in', 0)}/{c.get('msgs_out', 0)} |")
+                         f"{c.get('msgs_in', 0)}/{c.get('msgs_out', 0)} | {dreqs} | {dwhich} |")
     table = "\n".join(lines)
     print(table)
     body = (f"## MDS requests per SMB operation (bench_mds)\n\n"
             f"`bash selftest/bench.sh mds` / `selftest/bench_mds.py`: {a.ops} operations of each "
             f"type of bench_meta on a tree of {a.dirs} x {a.files} files, one type at a time, "
-            f"counted by the MDS (`perf dump`), per operation. Run took {time.time() - t0:.0f} s.\n\n"
+            f"counted by the MDS (`perf dump`), per operation; for [cephrs] also the requests the "
+            f"module made of libcephfsd (its per-op counters; Forget, never waited for, and the "
+            f"counter reads themselves left out; a Close of a file opened only for reading "
+            f"is counted but not waited for). "
+            f"Run took {time.time() - t0:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")
     print(json.dumps({"tool": "bench_mds", "date": info["date"], "results": results}, sort_keys=True))
     if not a.no_doc:

@@ -704,6 +704,26 @@ def _cmd(args):
         return ""
 
 
+def daemon_bin():
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/cache/ceph_rs/target"),
+                        "release", "libcephfsd")
+
+
+def daemon_op_counts(socket_path=None):
+    """{op: requests answered} from the daemon's per-op counters (`libcephfsd status`)."""
+    sock = socket_path or os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")
+    out = subprocess.run([daemon_bin(), "status", "--socket", sock], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    counts, table = {}, False
+    for line in out.splitlines():
+        f = line.split()
+        if line.startswith("OP "):
+            table = True
+        elif table and len(f) > 1 and f[1].isdigit():
+            counts[f[0]] = int(f[1])
+    return counts
+
+
 def sysinfo():
     cpu = ""
     try:
@@ -716,8 +736,7 @@ def sysinfo():
         pass
     git = _cmd(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     dirty = _cmd(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
-    daemon = os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/cache/ceph_rs/target"),
-                          "release", "libcephfsd")
+    daemon = daemon_bin()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "host": socket.gethostname(),

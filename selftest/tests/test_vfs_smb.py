@@ -298,15 +298,8 @@ def query_size(c, o):
 
 def attr_fetches():
     """How many requests that fetch attributes the daemon has answered."""
-    out = subprocess.run([DAEMON, "status", "--socket", SOCKET], capture_output=True,
-                         text=True, timeout=30).stdout
-    n, table = 0, False
-    for line in out.splitlines():
-        if line.startswith("OP "):
-            table = True
-        elif table and line.split() and line.split()[0] in ("GetAttr", "GetAttrPlus", "FGetAttr"):
-            n += int(line.split()[1])
-    return n
+    c = B.daemon_op_counts(SOCKET)
+    return sum(c.get(o, 0) for o in ("GetAttr", "GetAttrPlus", "FGetAttr"))
 
 
 def test_attributes_cached_across_requests_follow_changes(unique):
@@ -340,15 +333,7 @@ def test_attributes_cached_across_requests_follow_changes(unique):
 
 
 def op_count(name):
-    out = subprocess.run([DAEMON, "status", "--socket", SOCKET], capture_output=True,
-                         text=True, timeout=30).stdout
-    table = False
-    for line in out.splitlines():
-        if line.startswith("OP "):
-            table = True
-        elif table and line.split() and line.split()[0] == name:
-            return int(line.split()[1])
-    return 0
+    return B.daemon_op_counts(SOCKET).get(name, 0)
 
 
 def test_a_directory_changed_here_is_seen_as_it_is_without_asking(unique):
