@@ -405,6 +405,28 @@ def test_kept_lookups_answer_until_a_change_and_are_given_back(unique):
     b.close()
 
 
+def test_a_path_through_kept_lookups_of_its_names_asks_nothing(unique):
+    """smbd resolves a path once name by name (the directory, then the name in it) and
+    later as a whole (e.g. right before an rmdir): the whole path is answered from the
+    kept lookups of its names, and once a name in it changes, asked again."""
+    a, b = B.connect("cephrs"), B.connect("cephrs")
+    a.mkdir(unique)
+    a.mkdir(unique + "\\sub")
+    walks = ("Walk", "WalkPlus")
+    n = sum(op_count(o) for o in walks)
+    a.rmdir(unique + "\\sub")
+    assert sum(op_count(o) for o in walks) == n, "the rmdir walked the path again"
+    # Removed through another smbd: this one's kept lookups no longer answer.
+    a.mkdir(unique + "\\sub")
+    a.stat(unique + "\\sub")
+    b.rmdir(unique + "\\sub")
+    with pytest.raises(B.SmbError):
+        a.stat(unique + "\\sub")
+    a.rmdir(unique)
+    a.close()
+    b.close()
+
+
 def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     """A file of at most ceph_rs:open_read_max bytes opened for reading comes whole with
     its open (OpenRead): the READs that follow ask the daemon nothing. A write through

@@ -210,6 +210,33 @@ impl Cache {
             .map(|(st, _)| *st)
     }
 
+    /// `path` (two or more names) from `start` through kept lookups of one name each,
+    /// every one of which still holds (a walk without symlinks: none is ever kept).
+    fn kept_chain(
+        &mut self,
+        d: DaemonId,
+        creds: &Creds,
+        start: InodeKey,
+        path: &str,
+    ) -> Option<(Ino, Stat)> {
+        if !path.contains('/') {
+            return None;
+        }
+        let (mut at, mut found) = (start, None);
+        for name in path.split('/') {
+            if matches!(name, "" | "." | "..") {
+                return None;
+            }
+            let i = self.lookups.iter().position(|l| l.is(d, creds, at, name))?;
+            let stat = self.lookup_holds(&self.lookups[i])?;
+            self.tick += 1;
+            self.lookups[i].used = self.tick;
+            at = stat.key();
+            found = Some((self.lookups[i].ino, stat));
+        }
+        found
+    }
+
     /// A kept entry under change-table key `key` may answer.
     fn valid(&self, key: u64, s: &Since) -> bool {
         self.shares == 1
@@ -347,7 +374,11 @@ pub fn share_opened(ttl: Option<Duration>) {
 pub fn kept_lookup(d: DaemonId, creds: &Creds, start: InodeKey, path: &str) -> Option<(Ino, Stat)> {
     let (hit, stale) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let i = c.lookups.iter().position(|l| l.is(d, creds, start, path))?;
+        let Some(i) = c.lookups.iter().position(|l| l.is(d, creds, start, path)) else {
+            return c
+                .kept_chain(d, creds, start, path)
+                .map(|hit| (Some(hit), None));
+        };
         let Some(stat) = c.lookup_holds(&c.lookups[i]) else {
             return Some((None, Some(c.lookups.swap_remove(i))));
         };
