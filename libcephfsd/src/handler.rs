@@ -1583,19 +1583,18 @@ fn rename(s: &Session, p: &UserPerm, r: RenameReq) -> R<RenameRep> {
     let (_, dst) = s.inode(r.dst_dir)?;
     plain_name(&r.src_name, Errno::EINVAL)?;
     plain_name(&r.dst_name, Errno::EINVAL)?;
+    // With noreplace, check and rename under one daemon-wide lock: smbd's mkdir
+    // (temporary name, then rename) relies on it to never replace a directory another
+    // session made.
+    let _g = r.noreplace.then(|| lock(&s.daemon.noreplace_lock));
     if r.noreplace {
-        // Check and rename under one daemon-wide lock: smbd's mkdir (temporary name,
-        // then rename) relies on it to never replace a directory another session made.
-        let _g = lock(&s.daemon.noreplace_lock);
         match dst.lookup(&r.dst_name, p) {
             Ok(_) => return Err(Errno::EEXIST.into()),
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        src.rename(&r.src_name, &dst, &r.dst_name, p)?;
-    } else {
-        src.rename(&r.src_name, &dst, &r.dst_name, p)?;
     }
+    src.rename(&r.src_name, &dst, &r.dst_name, p)?;
     Ok(RenameRep {
         src_dir: None,
         dst_dir: None,
