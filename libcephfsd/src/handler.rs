@@ -361,6 +361,10 @@ fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Outp
             let (rep, data) = open_read(s, p, r)?;
             ok_data(rep, data)
         }
+        A::OpenInoRead(r) => {
+            let (rep, data) = open_ino_read(s, p, r)?;
+            ok_data(rep, data)
+        }
         A::OpenIno(r) => ok(open_ino(s, p, r)?),
         A::Close(r) => ok(close(s, r)?),
         A::Read(r) => ok_data((), read(s, r)?),
@@ -672,34 +676,63 @@ fn open_plus(s: &Session, p: &UserPerm, r: OpenPlusReq) -> R<OpenPlusRep> {
     })
 }
 
-/// Open for reading only, plus the whole file when it is small (see [`OpenReadReq`]):
-/// read after the open, up to one byte more than `max` so that a file that grew since
-/// its stat is not taken for whole. A failed read leaves the open standing, without
-/// bytes.
+/// Open for reading only, plus the whole file when it is small (see [`OpenReadReq`]).
 fn open_read(s: &Session, p: &UserPerm, r: OpenReadReq) -> R<(OpenReadRep, Vec<u8>)> {
-    let f = r.open.flags;
-    if f & oflags::O_ACCMODE != oflags::O_RDONLY || f & (oflags::O_CREAT | oflags::O_TRUNC) != 0 {
-        return Err(fail(Errno::EINVAL, "OpenRead opens for reading only"));
-    }
-    bulk_len("open read", r.max)?;
+    reads_only(r.open.flags, r.max)?;
     let open = open(s, p, r.open)?;
-    let small = open.stat.is_reg() && open.stat.size <= r.max as u64;
-    let data = small
-        .then(|| s.file(open.fh).ok())
-        .flatten()
-        .and_then(|(_, file)| match file.read(0, r.max as usize + 1) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::debug!("open read of {:?}: {e}", open.ino);
-                None
-            }
-        })
-        .filter(|d| d.len() <= r.max as usize);
+    let data = small_file(s, open.fh, &open.stat, r.max);
     let rep = OpenReadRep {
         open,
         whole: data.is_some(),
     };
     Ok((rep, data.unwrap_or_default()))
+}
+
+/// [`open_read`] of an inode the client holds (see [`OpenInoReadReq`]).
+fn open_ino_read(s: &Session, p: &UserPerm, r: OpenInoReadReq) -> R<(OpenInoReadRep, Vec<u8>)> {
+    reads_only(r.flags, r.max)?;
+    let (sm, inode) = s.inode(r.ino)?;
+    let stx = inode.getattr(p)?;
+    check_openable(&stx, r.flags)?;
+    let file = inode.open(ll_open_flags(&stx, r.flags & !HANDLED_FLAGS), p)?;
+    let fh = Fh(s.insert(Object::File(sm, Arc::new(file)))?);
+    let stat = cephfs::to_stat(&stx);
+    let data = small_file(s, fh, &stat, r.max);
+    let rep = OpenInoReadRep {
+        fh,
+        stat,
+        whole: data.is_some(),
+    };
+    Ok((rep, data.unwrap_or_default()))
+}
+
+/// The flags of an OpenRead / OpenInoRead (reading only) and its byte bound.
+fn reads_only(flags: i32, max: u32) -> R<()> {
+    if flags & oflags::O_ACCMODE != oflags::O_RDONLY
+        || flags & (oflags::O_CREAT | oflags::O_TRUNC) != 0
+    {
+        return Err(fail(Errno::EINVAL, "OpenRead opens for reading only"));
+    }
+    bulk_len("open read", max)
+}
+
+/// The whole of the file just opened as `fh`, when it is a regular file of at most
+/// `max` bytes: read after the open, up to one byte more than `max` so that a file that
+/// grew since its stat is not taken for whole. A failed read leaves the open standing,
+/// without bytes.
+fn small_file(s: &Session, fh: Fh, stat: &Stat, max: u32) -> Option<Vec<u8>> {
+    if !stat.is_reg() || stat.size > max as u64 {
+        return None;
+    }
+    let (_, file) = s.file(fh).ok()?;
+    match file.read(0, max as usize + 1) {
+        Ok(d) if d.len() <= max as usize => Some(d),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!("open read of {fh:?}: {e}");
+            None
+        }
+    }
 }
 
 fn walk(s: &Session, p: &UserPerm, r: WalkReq) -> R<WalkRep> {

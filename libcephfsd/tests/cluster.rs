@@ -3725,6 +3725,92 @@ fn open_read_brings_a_small_file_whole_and_nothing_else() {
     s.cleanup();
 }
 
+/// OpenInoRead opens for reading an inode the client holds, with the bytes of a small
+/// file as OpenRead brings them, hands out no new inode reference, checks the caller's
+/// permission like any open, and refuses anything but reading before opening anything.
+#[test]
+#[ignore]
+fn open_ino_read_opens_a_held_inode_with_its_bytes() {
+    let d = Daemon::start("openinoread", &[]);
+    let mut s = Share::new(&d, "openinoread");
+    let dir = s.dir;
+    let content: Vec<u8> = (0..100u8).collect();
+    let f = s.create(dir, "f", 0o600);
+    assert_eq!(s.write(f.fh, 0, &content), 100);
+    s.ok(&CloseReq { fh: f.fh });
+    let read = |ino, flags, max| OpenInoReadReq { ino, flags, max };
+    let before = d.status().total_handles;
+    // (ino, flags, max) -> the bytes that come, or None for no bytes.
+    let cases: [(Ino, i32, u32, Option<&[u8]>); 4] = [
+        (f.ino, O_RDONLY, 100, Some(&content)),
+        (f.ino, O_RDONLY, 4096, Some(&content)),
+        (f.ino, O_RDONLY, 99, None),
+        (dir, O_RDONLY | O_DIRECTORY, 4096, None),
+    ];
+    for (ino, flags, max, want) in cases {
+        let req = read(ino, flags, max);
+        let (rep, data) =
+            s.c.call(0, &req, &[])
+                .unwrap_or_else(|e| panic!("{req:?}: {e}"));
+        assert_eq!(rep.whole, want.is_some(), "{req:?}");
+        assert_eq!(data, want.unwrap_or_default(), "{req:?}");
+        let st = s.ok(&GetAttrReq { ino });
+        assert_eq!(rep.stat, st, "{req:?}: the attributes are the inode's");
+        if ino == f.ino {
+            let (_, got) =
+                s.c.call(
+                    0,
+                    &ReadReq {
+                        fh: rep.fh,
+                        offset: 10,
+                        len: 5,
+                    },
+                    &[],
+                )
+                .expect("read");
+            assert_eq!(got, &content[10..15]);
+        }
+        assert_eq!(
+            d.status().total_handles,
+            before + 1,
+            "{req:?}: one handle, no inode"
+        );
+        s.ok(&CloseReq { fh: rep.fh });
+        assert_eq!(d.status().total_handles, before);
+    }
+    // Another uid may not read the 0600 file: refused, nothing opened.
+    let other =
+        s.c.register_creds(&Creds {
+            uid: 1002,
+            gid: 1002,
+            groups: vec![],
+        })
+        .unwrap();
+    let req = read(f.ino, O_RDONLY, 100);
+    assert_eq!(s.c.call(other, &req, &[]).unwrap_err(), Errno::EACCES);
+    // Anything but a plain open for reading is refused before anything is opened; an
+    // inode the session does not hold is EBADF.
+    for (req, errno) in [
+        (read(f.ino, O_RDWR, 100), Errno::EINVAL),
+        (read(f.ino, O_WRONLY, 100), Errno::EINVAL),
+        (read(f.ino, O_RDONLY | O_TRUNC, 100), Errno::EINVAL),
+        (read(f.ino, O_RDONLY | O_CREAT, 100), Errno::EINVAL),
+        (read(f.ino, O_RDONLY, MAX_DATA + 1), Errno::EINVAL),
+        (read(Ino(f.ino.0 ^ 0x5555), O_RDONLY, 100), Errno::EBADF),
+    ] {
+        assert_eq!(s.call(&req).unwrap_err(), errno, "{req:?}");
+    }
+    assert_eq!(
+        d.status().total_handles,
+        before,
+        "a refused open left a handle"
+    );
+    let st = s.ok(&GetAttrReq { ino: f.ino });
+    assert_eq!(st.size, 100, "a refused O_TRUNC truncated");
+    s.ok(&ForgetReq { inos: vec![f.ino] });
+    s.cleanup();
+}
+
 /// Another Ceph client (here a second daemon: its own libcephfs mount) opening a file for
 /// writing makes the MDS take the cache capability back from this daemon's mount, which
 /// marks the inode in the change table then, with no request of this daemon's own. One

@@ -127,7 +127,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_RECV_FROM
     | FEATURE_EPOCHS
     | FEATURE_OPEN_PLUS
-    | FEATURE_OPEN_READ;
+    | FEATURE_OPEN_READ
+    | FEATURE_OPEN_INO_READ;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -146,6 +147,8 @@ pub const FEATURE_EPOCHS: u64 = 64;
 pub const FEATURE_OPEN_PLUS: u64 = 128;
 /// The daemon answers [`OpenReadReq`].
 pub const FEATURE_OPEN_READ: u64 = 256;
+/// The daemon answers [`OpenInoReadReq`].
+pub const FEATURE_OPEN_INO_READ: u64 = 512;
 
 // ---------------------------------------------------------------- session
 
@@ -522,6 +525,27 @@ pub struct OpenReadRep {
     pub open: OpenRep,
     /// The reply's bulk data is the whole file (it had at most `max` bytes); false: no
     /// bytes came (a larger file, or not a regular file).
+    pub whole: bool,
+}
+
+/// [`OpenReadReq`] of an inode the client already holds (no new reference): smbd
+/// reopens for reading the file it has just looked up. The module sends it without
+/// waiting and takes the reply at the handle's first use (a read, its close), so the
+/// open, and the MDS request it may need, overlap the SMB reply and the client's next
+/// request. Same flags rule and bytes as [`OpenReadReq`]; `stat` is the attributes the
+/// open checked (read before the open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInoReadReq {
+    pub ino: Ino,
+    pub flags: i32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInoReadRep {
+    pub fh: Fh,
+    pub stat: Stat,
+    /// As [`OpenReadRep::whole`].
     pub whole: bool,
 }
 
@@ -1006,6 +1030,8 @@ ops! {
     OpenPlus = 35 => OpenPlusReq -> OpenPlusRep;
     /// Behind [`FEATURE_OPEN_READ`]. Reply bulk data: the file's bytes when `whole`.
     OpenRead = 36 => OpenReadReq -> OpenReadRep;
+    /// Behind [`FEATURE_OPEN_INO_READ`]. Reply bulk data: the file's bytes when `whole`.
+    OpenInoRead = 37 => OpenInoReadReq -> OpenInoReadRep;
     Close = 22 => CloseReq -> ();
     /// Reply bulk data: the bytes read.
     Read = 23 => ReadReq -> ();

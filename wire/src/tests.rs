@@ -165,6 +165,11 @@ fn sample_requests() -> Vec<AnyRequest> {
             },
             max: 65536,
         }),
+        AnyRequest::OpenInoRead(OpenInoReadReq {
+            ino,
+            flags: oflags::O_RDONLY,
+            max: 65536,
+        }),
         AnyRequest::Close(CloseReq { fh }),
         AnyRequest::Read(ReadReq {
             fh,
@@ -299,6 +304,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Epochs,
         OpenPlus,
         OpenRead,
+        OpenInoRead,
         RegisterCreds,
         UnregisterCreds,
         Mount,
@@ -549,6 +555,14 @@ fn replies_round_trip() {
                 dir: None,
                 ..open_rep
             },
+            whole: true,
+        },
+        b"the file",
+    );
+    reply_rt::<OpenInoReadReq>(
+        OpenInoReadRep {
+            fh: open_rep.fh,
+            stat: stat(4),
             whole: true,
         },
         b"the file",
