@@ -336,6 +336,12 @@ def op_count(name):
     return B.daemon_op_counts(SOCKET).get(name, 0)
 
 
+def read_opens():
+    """Opens for reading that bring a small file: waited for (OpenRead) or not (OpenInoRead)."""
+    counts = B.daemon_op_counts(SOCKET)
+    return counts.get("OpenRead", 0) + counts.get("OpenInoRead", 0)
+
+
 def test_a_directory_changed_here_is_seen_as_it_is_without_asking(unique):
     """A create, delete, mkdir or rename through this smbd brings the directories'
     attributes after it with the daemon's reply. After a create or delete the next stat
@@ -444,12 +450,12 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     def read(o, offset, n):
         return a.run("read", o.read(offset, n, send=False))
 
-    opens, asked = op_count("OpenRead"), sum(op_count(x) for x in reads)
+    opens, asked = read_opens(), sum(op_count(x) for x in reads)
     o = open_for_read()
     assert read(o, 0, 100) == data[:100]
     assert read(o, 100, 4096) == data[100:]
     a.close_handle(o)
-    assert op_count("OpenRead") == opens + 1, "the open did not bring the file"
+    assert read_opens() == opens + 1, "the open did not bring the file"
     assert sum(op_count(x) for x in reads) == asked, "the reads asked the daemon"
     # Written after the open through another smbd, then through another handle of the
     # same smbd: the read sees the new bytes.
@@ -606,6 +612,62 @@ class OtherCephClient:
         self.p.wait(timeout=60)
 
 
+def test_a_read_open_is_not_waited_for_only_where_it_certainly_may(unique):
+    """smbd reopens for reading the file it has just looked up. Where the module can tell
+    from the lookup that the open will be allowed (the owner with the owner's read bit, or
+    the group/other bits of a file known to have no POSIX ACL), the open goes to the daemon
+    without waiting (OpenInoRead) and its reply is taken at the READ. Anywhere else it is
+    waited for (OpenRead), so a refusal still fails the CREATE, not the READ."""
+    path = f"{SHARE_PATH}/{unique}"
+    a = B.connect("cephrs")
+    data = b"read me " * 100
+    a.create_write_close(unique, data)
+
+    def open_for_read(c):
+        return c.open(unique, B.FilePipePrinterAccessMask.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
+                      B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+
+    def counts():
+        c = B.daemon_op_counts(SOCKET)
+        return c.get("OpenInoRead", 0), c.get("OpenRead", 0)
+
+    def read_as(c):
+        before = counts()
+        o = open_for_read(c)
+        got = c.run("read", o.read(0, 4096, send=False))
+        c.close_handle(o)
+        after = counts()
+        return got, (after[0] - before[0], after[1] - before[1])
+
+    # The owner (mode 0644 from the create): not waited for, and the bytes came with it.
+    assert a.stat(unique)["size"] == len(data)
+    assert read_as(a) == (data, (1, 0)), "the owner's read open was waited for"
+    b = B.connect("cephrs", user="rsuser2")
+    try:
+        # Not the owner, mode 0600, the POSIX ACL smbd stored: waited for, and refused
+        # at the CREATE.
+        cephfs_admin(f"fs.chmod('{path}', 0o600)")
+        time.sleep(1.2)  # the module's entries for what another client changed end
+        before = counts()
+        with pytest.raises(B.SmbError) as e:
+            open_for_read(b)
+        assert "ACCESS_DENIED" in str(e.value)
+        after = counts()
+        assert after[0] == before[0], "a read open the mode refuses was not waited for"
+        assert after[1] > before[1]
+        # Not the owner, others may read, and no POSIX ACL: not waited for.
+        cephfs_admin(f"fs.chmod('{path}', 0o604)\n"
+                     f"fs.removexattr('{path}', 'system.posix_acl_access') "
+                     f"if b'system.posix_acl_access' in fs.listxattr('{path}')[1] else None")
+        time.sleep(1.2)
+        assert b.stat(unique)["size"] == len(data)
+        assert read_as(b) == (data, (1, 0)), "a read the mode allows was waited for"
+    finally:
+        b.close()
+        a.unlink(unique)
+        a.close()
+
+
 def test_a_write_by_another_ceph_client_is_seen_at_once(unique):
     """Before another Ceph client writes a file the daemon's libcephfs caches, the MDS
     takes the cache capability back from it; libcephfsd then marks the inode in the change
@@ -619,7 +681,7 @@ def test_a_write_by_another_ceph_client_is_seen_at_once(unique):
             name = f"{unique}.{attempt}"
             a.create_write_close(name, b"a" * 1024)
             assert a.stat(name)["size"] == 1024
-            opens = op_count("OpenRead")
+            opens = read_opens()
             start = time.monotonic()
             o = a.open(name, B.FilePipePrinterAccessMask.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
                        B.CreateOptions.FILE_NON_DIRECTORY_FILE)
@@ -629,7 +691,7 @@ def test_a_write_by_another_ceph_client_is_seen_at_once(unique):
             took = time.monotonic() - start
             a.close_handle(o)
             a.unlink(name)
-            assert op_count("OpenRead") == opens + 1, "the open did not bring the file"
+            assert read_opens() == opens + 1, "the open did not bring the file"
             if took < 0.8:
                 break
         assert took < 0.8, f"too slow to tell a mark from the 1 s bound ({took:.2f} s)"

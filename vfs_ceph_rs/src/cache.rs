@@ -768,9 +768,11 @@ pub fn file_bytes_room(max: usize) -> bool {
     keeps && FILE_BYTES.with(|t| t.get() + max <= MAX_FILE_BYTES)
 }
 
-/// Keep `data`, the whole of file `k` as the latest reply brought it.
-pub fn keep_file_bytes(k: InodeKey, data: Vec<u8>) -> Option<FileBytes> {
-    let since = CACHE.with(|c| c.borrow_mut().since())?;
+/// Keep `data`, the whole of file `k` as the latest reply brought it (a reply to a
+/// request sent at `sent`: the bytes are no younger).
+pub fn keep_file_bytes(k: InodeKey, data: Vec<u8>, sent: Instant) -> Option<FileBytes> {
+    let mut since = CACHE.with(|c| c.borrow_mut().since())?;
+    since.at = since.at.min(sent);
     FILE_BYTES.with(|t| t.set(t.get() + data.len()));
     Some(FileBytes {
         data,

@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Distinct credentials cached per connection before the cache is reset (bounded).
 const MAX_CREDS: usize = 64;
@@ -46,6 +46,8 @@ pub struct Daemon {
     inflight: HashMap<u64, *mut TeventReq>,
     /// Replies of async requests waiting to be delivered from the event loop.
     ready: VecDeque<Completion>,
+    /// Requests sent by [`defer`]: their replies (once read) until [`redeem`] takes them.
+    deferred: HashMap<u64, Option<Completion>>,
     /// Inode references to give back, sent in batches without waiting for the reply.
     forget: Vec<Ino>,
     /// References handed out more than once (the lookup cache shares its own): a
@@ -111,6 +113,7 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         creds: HashMap::new(),
         inflight: HashMap::new(),
         ready: VecDeque::new(),
+        deferred: HashMap::new(),
         forget: Vec::new(),
         shared: HashMap::new(),
         write_from: HashMap::new(),
@@ -198,6 +201,8 @@ impl Daemon {
             for c in done {
                 if self.inflight.contains_key(&c.id) {
                     self.ready.push_back(c);
+                } else if let Some(slot) = self.deferred.get_mut(&c.id) {
+                    *slot = Some(c);
                 }
             }
         }
@@ -332,6 +337,43 @@ fn call_with<R: Request, T>(
         d.pump();
         d.kick(id);
         r
+    })
+}
+
+/// A request sent by [`defer`], whose reply [`redeem`] takes.
+pub struct Deferred {
+    rid: u64,
+    /// The change table's epoch read before it went out (see [`call`]).
+    stamp: Option<(Rc<EpochTable>, u64)>,
+    /// When it went out: what its reply says is as old as that.
+    pub sent: Instant,
+}
+
+/// Send a request now and take its reply later with [`redeem`] (which must be called,
+/// also to drop it): the daemon works on it while smbd goes on.
+pub fn defer<R: Request>(id: DaemonId, creds: &Creds, req: &R) -> Result<Deferred, Errno> {
+    with(id, |d| {
+        let cred = d.prepare(R::OP, creds)?;
+        let stamp = d.epochs.as_ref().map(|t| (t.clone(), t.epoch()));
+        let sent = Instant::now();
+        let rid = d.client.submit(cred, req, &[]).map_err(|_| Errno::EIO)?;
+        d.deferred.insert(rid, None);
+        Ok(Deferred { rid, stamp, sent })
+    })
+}
+
+/// The reply of a [`defer`]red request: already read, or waited for now. The cache's
+/// stamp is then the one read before the request went out.
+pub fn redeem<R: Request>(id: DaemonId, def: Deferred) -> Result<(R::Reply, Vec<u8>), Errno> {
+    with(id, |d| {
+        let c = match d.deferred.remove(&def.rid).flatten() {
+            Some(c) => Ok(c),
+            None => d.client.wait(def.rid),
+        };
+        crate::cache::replied(def.stamp);
+        d.pump();
+        d.kick(id);
+        c?.decode::<R>()
     })
 }
 

@@ -61,10 +61,17 @@ pub struct FileState {
     read_only: bool,
     /// The whole file, read with the open (until a read takes it).
     bytes: Option<cache::FileBytes>,
+    /// A reopen for reading sent without waiting ([`reopen_deferred`]): `fh` and
+    /// `bytes` come with its reply, taken at the handle's first use ([`opened`]).
+    pending: Option<daemon::Deferred>,
+    /// That reopen failed: every use of the handle fails so.
+    failed: Option<Errno>,
 }
 
 impl Drop for FileState {
     fn drop(&mut self) {
+        // A reopen still out: its handle, if it opened, is closed below.
+        let _ = self.settle();
         if let Some(ds) = self.dir.take() {
             daemon::post(self.daemon, &CloseDirReq { dh: ds.dh });
         }
@@ -87,6 +94,37 @@ impl FileState {
             dir: None,
             read_only: false,
             bytes: None,
+            pending: None,
+            failed: None,
+        }
+    }
+
+    /// Take the reply of a reopen sent without waiting: the handle, and the file's
+    /// bytes when they came and this process still has room for them (they hold from
+    /// the change-table epoch read before the request went out).
+    fn settle(&mut self) -> R<()> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let Some(def) = self.pending.take() else {
+            return Ok(());
+        };
+        let sent = def.sent;
+        match daemon::redeem::<OpenInoReadReq>(self.daemon, def) {
+            Ok((rep, data)) => {
+                self.fh = Some(rep.fh);
+                if rep.whole
+                    && rep.stat.key() == self.stat.key()
+                    && cache::file_bytes_room(data.len())
+                {
+                    self.bytes = cache::keep_file_bytes(rep.stat.key(), data, sent);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                Err(e)
+            }
         }
     }
 
@@ -355,9 +393,17 @@ unsafe fn ext<'a>(h: *mut Handle, fsp: *const Fsp) -> R<&'a mut FileState> {
     samba::ext_get::<FileState>(h, fsp).ok_or(Errno::EBADF)
 }
 
+/// An fsp's state with its daemon handle in place (a deferred reopen's reply taken):
+/// for every use of `fh` or `bytes`.
+unsafe fn opened<'a>(h: *mut Handle, fsp: *const Fsp) -> R<&'a mut FileState> {
+    let f = ext(h, fsp)?;
+    f.settle()?;
+    Ok(f)
+}
+
 /// The open file handle of an fsp (EBADF for a pathref).
 unsafe fn io_fh(h: *mut Handle, fsp: *const Fsp) -> R<(DaemonId, Fh)> {
-    let f = ext(h, fsp)?;
+    let f = opened(h, fsp)?;
     f.fh.map(|fh| (f.daemon, fh)).ok_or(Errno::EBADF)
 }
 
@@ -1095,9 +1141,82 @@ fn open_existing(sh: &Share, c: &Creds, d: DaemonId, open: OpenReq) -> R<FileSta
     let (rep, data) = daemon::call(d, c, &OpenReadReq { open, max }, &[])?;
     let mut f = FileState::opened(d, rep.open, flags);
     if rep.whole && data.len() <= max as usize {
-        f.bytes = cache::keep_file_bytes(rep.open.stat.key(), data);
+        f.bytes = cache::keep_file_bytes(rep.open.stat.key(), data, std::time::Instant::now());
     }
     Ok(f)
+}
+
+/// smbd reopens for reading the file it has just looked up (it closed the pathref
+/// right before). When that lookup is still kept and holds, and the caller certainly
+/// may read the file, the open (OpenInoRead, with a small file's bytes) goes out
+/// without waiting: the daemon, and the MDS if the open needs it, work on it while smbd
+/// answers the CREATE and the client sends its next request. The reply is taken at the
+/// handle's first use ([`opened`]). smbd's fstat right after the open is answered by
+/// the lookup's attributes. None: open as usual.
+fn reopen_deferred(
+    sh: &Share,
+    c: &Creds,
+    dir: &InoRef,
+    leaf: &str,
+    flags: c_int,
+) -> Option<FileState> {
+    let d = dir.daemon;
+    if !reads_only(flags)
+        || flags & oflags::O_DIRECTORY != 0
+        || leaf.is_empty()
+        || !daemon::has_feature(d, FEATURE_OPEN_INO_READ)
+    {
+        return None;
+    }
+    let (ino, stat) = cache::kept_lookup(d, c, dir.key?, leaf)?;
+    if !stat.is_reg() || !certainly_may_read(&stat, c) {
+        daemon::forget(d, ino);
+        return None;
+    }
+    let max = if cache::file_bytes_room(sh.open_read_max as usize) {
+        sh.open_read_max
+    } else {
+        0
+    };
+    let req = OpenInoReadReq {
+        ino,
+        flags: flags & !STRIP_FLAGS,
+        max,
+    };
+    match daemon::defer(d, c, &req) {
+        Ok(def) => {
+            let mut f = FileState::new(d, ino, None, stat);
+            f.fresh = false;
+            f.read_only = true;
+            f.pending = Some(def);
+            Some(f)
+        }
+        Err(_) => {
+            daemon::forget(d, ino);
+            None
+        }
+    }
+}
+
+/// `c` may open `st` for reading, decided as libcephfs decides it: root; the owner by
+/// the owner's bits (a POSIX ACL never narrows them); anyone else by the group or other
+/// bits only when the file is known to have no access ACL (one could name this user or
+/// a group). Anything else is left to the daemon's open, waited for.
+fn certainly_may_read(st: &Stat, c: &Creds) -> bool {
+    if c.uid == 0 {
+        return true;
+    }
+    if c.uid == st.uid {
+        return st.mode & 0o400 != 0;
+    }
+    if !matches!(cache::get_xattr(st.key(), ACL_ACCESS), Some(None)) {
+        return false;
+    }
+    if c.gid == st.gid || c.groups.contains(&st.gid) {
+        st.mode & 0o040 != 0
+    } else {
+        st.mode & 0o004 != 0
+    }
 }
 
 unsafe extern "C" fn openat(
@@ -1171,6 +1290,8 @@ unsafe extern "C" fn openat(
                 name: leaf.to_string(),
                 want: lookup_want(),
             })?
+        } else if let Some(f) = reopen_deferred(share(h)?, &c, &dir, leaf, flags) {
+            f
         } else {
             let open = OpenReq {
                 dir: dir.ino,
@@ -1268,6 +1389,11 @@ fn lookup_pathref<Q: Request<Reply = LookupPlusRep>>(
 unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
     let r = (|| {
         let f = ext(h, fsp)?;
+        if f.settle().is_err() {
+            // A reopen that failed left nothing open.
+            samba::ext_remove(h, fsp);
+            return Ok(0);
+        }
         let res = match f.fh.take() {
             // Nothing to flush: the reply would only say the handle is gone.
             Some(fh) if f.read_only => {
@@ -1340,7 +1466,7 @@ unsafe extern "C" fn pread(
 }
 
 unsafe fn write_from(h: *mut Handle, fsp: *mut Fsp, buf: &[u8], offset: u64) -> R<isize> {
-    let f = ext(h, fsp)?;
+    let f = opened(h, fsp)?;
     let (d, fh) = (f.daemon, f.fh.ok_or(Errno::EBADF)?);
     let mut done = 0usize;
     loop {
@@ -1600,7 +1726,7 @@ unsafe fn read_kept(
     n: usize,
     offset: u64,
 ) -> Option<usize> {
-    let f = ext(h, fsp).ok()?;
+    let f = opened(h, fsp).ok()?;
     f.bytes.as_ref()?;
     if n == 0 || buf.is_null() {
         return None;
@@ -2173,7 +2299,7 @@ unsafe extern "C" fn ftruncate(h: *mut Handle, fsp: *mut Fsp, len: libc::off_t) 
         let len = len as u64;
         if sys::lp_strict_allocate(samba::snum(h)) {
             // Grow with real allocation, as ceph_new does.
-            let f = ext(h, fsp)?;
+            let f = opened(h, fsp)?;
             let (d, fh) = (f.daemon, f.fh.ok_or(Errno::EBADF)?);
             let cur = call(d, &creds(h), &FGetAttrReq { fh })?;
             if !cur.is_reg() || cur.size == len {
