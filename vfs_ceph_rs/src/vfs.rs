@@ -59,6 +59,9 @@ pub struct FileState {
     dir: Option<Box<DirStream>>,
     /// Opened for reading only: its close cannot fail and is not waited for.
     read_only: bool,
+    /// Some request used `fh` (a read, write, lock, sync...). A handle nobody used has
+    /// nothing of its own to flush or unlock: its close is not waited for either.
+    used: bool,
     /// The whole file, read with the open (until a read takes it).
     bytes: Option<cache::FileBytes>,
     /// A reopen for reading sent without waiting ([`reopen_deferred`]): `fh` and
@@ -93,6 +96,7 @@ impl FileState {
             fd: fake_fd(),
             dir: None,
             read_only: false,
+            used: false,
             bytes: None,
             pending: None,
             failed: None,
@@ -398,6 +402,7 @@ unsafe fn ext<'a>(h: *mut Handle, fsp: *const Fsp) -> R<&'a mut FileState> {
 unsafe fn opened<'a>(h: *mut Handle, fsp: *const Fsp) -> R<&'a mut FileState> {
     let f = ext(h, fsp)?;
     f.settle()?;
+    f.used = true;
     Ok(f)
 }
 
@@ -1395,8 +1400,11 @@ unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
             return Ok(0);
         }
         let res = match f.fh.take() {
-            // Nothing to flush: the reply would only say the handle is gone.
-            Some(fh) if f.read_only => {
+            // Nothing to flush or unlock (a handle only created, or opened for reading):
+            // the reply would only say the handle is gone. (libcephfs's close also
+            // reports a flush error of data another session wrote to the inode, which
+            // ceph_new, with a libcephfs per smbd, never sees either.)
+            Some(fh) if f.read_only || !f.used => {
                 daemon::post(f.daemon, &CloseReq { fh });
                 Ok(())
             }
