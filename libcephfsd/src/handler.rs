@@ -348,6 +348,7 @@ fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Outp
         A::LookupPlus(r) => ok(lookup_plus(s, p, r)?),
         A::GetAttrPlus(r) => ok(getattr_plus(s, p, r)?),
         A::FindName(r) => ok(find_name(s, p, r)?),
+        A::LookupScan(r) => ok(lookup_scan(s, p, r)?),
         A::WalkPlus(r) => ok(walk_plus(s, p, r)?),
         A::Walk(r) => ok(walk(s, p, r)?),
         A::LookupInode(r) => ok(lookup_inode(s, p, r)?),
@@ -642,6 +643,22 @@ fn find_name(s: &Session, p: &UserPerm, r: FindNameReq) -> R<FindNameRep> {
     // creates but sent more stats to the MDS (docs/tuning.md).
     drop(dir.open(oflags::O_RDONLY | oflags::O_DIRECTORY, p));
     Err(Errno::ENOENT.into())
+}
+
+/// LookupPlus, and FindName's scan when the name does not exist (see [`LookupScanReq`]).
+fn lookup_scan(s: &Session, p: &UserPerm, r: LookupScanReq) -> R<LookupScanRep> {
+    let (dir, name) = (r.lookup.dir, r.lookup.name.clone());
+    match lookup_plus(s, p, r.lookup) {
+        Ok(rep) => Ok(LookupScanRep::Found(rep)),
+        Err(f) if f.errno == Errno::ENOENT => match find_name(s, p, FindNameReq { dir, name }) {
+            Ok(rep) => Ok(LookupScanRep::Missing {
+                case_match: Some(rep.name),
+            }),
+            Err(f) if f.errno == Errno::ENOENT => Ok(LookupScanRep::Missing { case_match: None }),
+            Err(f) => Err(f),
+        },
+        Err(f) => Err(f),
+    }
 }
 
 fn lookup_plus(s: &Session, p: &UserPerm, r: LookupPlusReq) -> R<LookupPlusRep> {

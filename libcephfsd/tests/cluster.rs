@@ -2483,6 +2483,48 @@ fn find_name_matches_ignoring_case() {
         name: "x".into(),
     };
     assert_eq!(s.call(&bogus).unwrap_err(), Errno::EBADF);
+    // LookupScan: a name that exists is LookupPlus's answer; one that does not comes
+    // with the scan's answer (FindName's) instead of ENOENT.
+    let scan = |dir, name: &str| LookupScanReq {
+        lookup: LookupPlusReq {
+            dir,
+            name: name.into(),
+            want: XattrWant::default(),
+        },
+    };
+    let plain = s.ok(&LookupPlusReq {
+        dir,
+        name: "ReadMe.TXT".into(),
+        want: XattrWant::default(),
+    });
+    match s.ok(&scan(dir, "ReadMe.TXT")) {
+        LookupScanRep::Found(rep) => {
+            assert_eq!(rep.entry.stat, plain.entry.stat);
+            assert_eq!(rep.via, plain.via);
+            s.ok(&ForgetReq {
+                inos: vec![rep.entry.ino, plain.entry.ino],
+            });
+        }
+        other => panic!("ReadMe.TXT exists: {other:?}"),
+    }
+    for (name, want) in [
+        ("readme.txt", Some("ReadMe.TXT")),
+        ("üBUNG", Some("Übung")),
+        ("readme.tx", None),
+    ] {
+        assert_eq!(
+            s.ok(&scan(dir, name)),
+            LookupScanRep::Missing {
+                case_match: want.map(String::from)
+            },
+            "{name}"
+        );
+    }
+    assert_eq!(s.call(&scan(dir, "a/b")).unwrap_err(), Errno::EINVAL);
+    assert_eq!(
+        s.call(&scan(Ino::new(999_999, 1), "x")).unwrap_err(),
+        Errno::EBADF
+    );
     s.cleanup();
 }
 

@@ -612,6 +612,38 @@ class OtherCephClient:
         self.p.wait(timeout=60)
 
 
+def test_a_missing_name_is_scanned_with_its_lookup(unique):
+    """On a share that ignores case, smbd scans the directory for each name it does not
+    find. [cephrs] asks for that scan with the lookup (LookupScan): opening a file by
+    another spelling, creating a new name and probing a missing one each make no
+    FindName request, and their answers are the ones the scan gives."""
+    a = B.connect("cephrs")
+    try:
+        a.mkdir(unique)
+        a.create_write_close(f"{unique}\\MixedCase.Txt", b"mixed")
+
+        def counts():
+            c = B.daemon_op_counts(SOCKET)
+            return c.get("FindName", 0), c.get("LookupScan", 0)
+
+        before = counts()
+        o = a.open(f"{unique}\\mIXEDcASE.tXT", B.FilePipePrinterAccessMask.GENERIC_READ,
+                   B.CreateDisposition.FILE_OPEN, B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        assert a.run("read", o.read(0, 100, send=False)) == b"mixed"
+        a.close_handle(o)
+        a.create_write_close(f"{unique}\\New.Txt", b"new")
+        with pytest.raises(B.SmbError) as e:
+            a.stat(f"{unique}\\NoSuchFile.Txt")
+        assert "OBJECT_NAME_NOT_FOUND" in str(e.value)
+        after = counts()
+        assert after[0] == before[0], "smbd's scans were asked of the daemon on their own"
+        assert after[1] >= before[1] + 3
+        assert sorted(a.listdir(unique)) == ["MixedCase.Txt", "New.Txt"]
+    finally:
+        a.rmtree(unique)
+        a.close()
+
+
 def test_a_read_open_is_not_waited_for_only_where_it_certainly_may(unique):
     """smbd reopens for reading the file it has just looked up. Where the module can tell
     from the lookup that the open will be allowed (the owner with the owner's read bit, or

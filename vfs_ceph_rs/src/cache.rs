@@ -137,6 +137,9 @@ struct Cache {
     shares: u32,
     armed: bool,
     imm: usize,
+    /// Names this request found missing in a directory, with the entry that matches
+    /// ignoring case (LookupScan), for smbd's scan that follows.
+    missing: Vec<(InodeKey, String, Option<String>)>,
 }
 
 impl Cache {
@@ -276,6 +279,7 @@ unsafe extern "C" fn on_loop(
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         c.req.clear();
+        c.missing.clear();
         c.armed = false;
     });
 }
@@ -643,9 +647,42 @@ pub fn before_change(op: ceph_rs_wire::Op) {
     clear_stats();
 }
 
-/// Attributes may have changed (a create or truncate): forget the per-request ones.
+/// Attributes may have changed (a create or truncate): forget the per-request ones
+/// (and the names found missing: one may exist now).
 pub fn clear_stats() {
-    CACHE.with(|c| c.borrow_mut().req.stats.clear());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.req.stats.clear();
+        c.missing.clear();
+    });
+}
+
+/// Name `name` is missing from directory `dir`; `case_match`: the entry whose name
+/// equals it ignoring case. Holds for this request only, until a change.
+pub fn put_missing(dir: InodeKey, name: &str, case_match: Option<String>) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if !arm(&mut c) {
+            return;
+        }
+        if c.missing.len() >= 16 {
+            c.missing.clear();
+        }
+        c.missing.retain(|(d, n, _)| !(*d == dir && n == name));
+        c.missing.push((dir, name.to_string(), case_match));
+    })
+}
+
+/// What [`put_missing`] said of `name` in `dir` this request (taken: smbd asks once).
+pub fn take_missing(dir: InodeKey, name: &str) -> Option<Option<String>> {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let i = c
+            .missing
+            .iter()
+            .position(|(d, n, _)| *d == dir && n == name)?;
+        Some(c.missing.swap_remove(i).2)
+    })
 }
 
 /// Xattr `name` of `k` is about to change (without a key: of some inode): forget it

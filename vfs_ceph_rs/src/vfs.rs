@@ -1290,11 +1290,16 @@ unsafe extern "C" fn openat(
             )?;
             FileState::pathref(d, flags, e.ino, e.stat)?
         } else if flags & oflags::O_PATH != 0 {
-            lookup_pathref(&c, &dir, leaf, flags, || LookupPlusReq {
+            let lookup = LookupPlusReq {
                 dir: dir.ino,
                 name: leaf.to_string(),
                 want: lookup_want(),
-            })?
+            };
+            if scans_missing(h, d) {
+                lookup_pathref(&c, &dir, leaf, flags, || lookup_or_scan(&c, &dir, lookup))?
+            } else {
+                lookup_pathref(&c, &dir, leaf, flags, || call(d, &c, &lookup))?
+            }
         } else if let Some(f) = reopen_deferred(share(h)?, &c, &dir, leaf, flags) {
             f
         } else {
@@ -1359,36 +1364,64 @@ unsafe fn open_no_symlinks(
     if !daemon::has_feature(d, FEATURE_WALK_PLUS) {
         return fail(Errno::ENOSYS);
     }
-    let state = lookup_pathref(&creds(h), &dir, name, flags, || WalkPlusReq {
+    let c = creds(h);
+    let req = WalkPlusReq {
         dir: dir.ino,
         path: name.to_string(),
         no_symlinks: true,
         want: lookup_want(),
-    })?;
+    };
+    let state = lookup_pathref(&c, &dir, name, flags, || call(d, &c, &req))?;
     state.install(h, fsp)
 }
 
 /// The pathref open of `path` from `dir` (with the xattrs smbd reads next): a kept
-/// lookup while one still holds, else the `req` (LookupPlus or WalkPlus) sent to the
-/// daemon, and its answer kept.
-fn lookup_pathref<Q: Request<Reply = LookupPlusRep>>(
+/// lookup while one still holds, else the daemon's answer to `ask` (a LookupPlus,
+/// LookupScan or WalkPlus), kept.
+fn lookup_pathref(
     c: &Creds,
     dir: &InoRef,
     path: &str,
     flags: c_int,
-    req: impl FnOnce() -> Q,
+    ask: impl FnOnce() -> R<LookupPlusRep>,
 ) -> R<FileState> {
     let d = dir.daemon;
     if let Some((ino, stat)) = dir.key.and_then(|k| cache::kept_lookup(d, c, k, path)) {
         return FileState::pathref_earlier(d, flags, ino, stat);
     }
-    let rep = call(d, c, &req())?;
+    let rep = ask()?;
     let e = rep.entry;
     cache::put_xattrs(e.stat.key(), &LOOKUP_XATTRS, &rep.xattrs);
     if let Some(k) = dir.key {
         cache::keep_lookup(d, c, k, path, e.ino, &e.stat, &rep.via);
     }
     FileState::pathref(d, flags, e.ino, e.stat)
+}
+
+/// smbd scans the directory for a name it does not find (its share is not case
+/// sensitive, the filesystem is: see [`get_real_filename_at`]), and the daemon can do
+/// that scan with the lookup.
+unsafe fn scans_missing(h: *mut Handle, d: DaemonId) -> bool {
+    let conn = &*(*h).conn;
+    !conn.case_sensitive
+        && (conn.fs_capabilities as u32) & sys::FILE_CASE_SENSITIVE_SEARCH != 0
+        && daemon::has_feature(d, FEATURE_LOOKUP_SCAN)
+}
+
+/// LookupPlus that also scans for the name ignoring case where it does not exist
+/// (LookupScan): the scan's answer is kept for this request, where smbd asks for it
+/// next ([`get_real_filename_at`]), and the lookup fails with ENOENT as before.
+fn lookup_or_scan(c: &Creds, dir: &InoRef, lookup: LookupPlusReq) -> R<LookupPlusRep> {
+    let name = lookup.name.clone();
+    match call(dir.daemon, c, &LookupScanReq { lookup })? {
+        LookupScanRep::Found(rep) => Ok(rep),
+        LookupScanRep::Missing { case_match } => {
+            if let Some(k) = dir.key {
+                cache::put_missing(k, &name, case_match);
+            }
+            fail(Errno::ENOENT)
+        }
+    }
 }
 
 unsafe extern "C" fn close(h: *mut Handle, fsp: *mut Fsp) -> c_int {
@@ -2565,6 +2598,10 @@ unsafe extern "C" fn get_real_filename_at(
     };
     let r = (|| -> R<FindNameRep> {
         let dir = dir_of(h, dirfsp)?;
+        // Answered with smbd's lookup of the name in this request (LookupScan).
+        if let Some(found) = dir.key.and_then(|k| cache::take_missing(k, name)) {
+            return found.map(|name| FindNameRep { name }).ok_or(Errno::ENOENT);
+        }
         if !daemon::has_feature(dir.daemon, FEATURE_FIND_NAME) {
             return fail(Errno::ENOTSUP);
         }

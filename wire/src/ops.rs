@@ -128,7 +128,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_EPOCHS
     | FEATURE_OPEN_PLUS
     | FEATURE_OPEN_READ
-    | FEATURE_OPEN_INO_READ;
+    | FEATURE_OPEN_INO_READ
+    | FEATURE_LOOKUP_SCAN;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -149,6 +150,8 @@ pub const FEATURE_OPEN_PLUS: u64 = 128;
 pub const FEATURE_OPEN_READ: u64 = 256;
 /// The daemon answers [`OpenInoReadReq`].
 pub const FEATURE_OPEN_INO_READ: u64 = 512;
+/// The daemon answers [`LookupScanReq`].
+pub const FEATURE_LOOKUP_SCAN: u64 = 1024;
 
 // ---------------------------------------------------------------- session
 
@@ -372,6 +375,23 @@ pub struct FindNameReq {
 pub struct FindNameRep {
     /// The name as stored.
     pub name: String,
+}
+
+/// [`LookupPlusReq`] from smbd on a share that is not case sensitive: smbd scans the
+/// directory for a name it does not find ([`FindNameReq`]) right after, so when there
+/// is no entry of that name the daemon does that scan too and answers both at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupScanReq {
+    pub lookup: LookupPlusReq,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LookupScanRep {
+    /// The name exists: as [`LookupPlusReq`] answers.
+    Found(LookupPlusRep),
+    /// No entry has the name (LookupPlus's ENOENT); `case_match`: the entry whose name
+    /// equals it ignoring case, as [`FindNameReq`] answers (None: its ENOENT).
+    Missing { case_match: Option<String> },
 }
 
 /// Whether two names are equal ignoring case the way Samba compares them
@@ -1023,6 +1043,8 @@ ops! {
     LookupPlus = 17 => LookupPlusReq -> LookupPlusRep;
     GetAttrPlus = 18 => GetAttrPlusReq -> GetAttrPlusRep;
     FindName = 19 => FindNameReq -> FindNameRep;
+    /// Behind [`FEATURE_LOOKUP_SCAN`].
+    LookupScan = 38 => LookupScanReq -> LookupScanRep;
     WalkPlus = 30 => WalkPlusReq -> LookupPlusRep;
     Open = 20 => OpenReq -> OpenRep;
     OpenIno = 21 => OpenInoReq -> OpenInoRep;

@@ -102,6 +102,13 @@ fn sample_requests() -> Vec<AnyRequest> {
             dir: ino,
             name: "ReadMe.TXT".into(),
         }),
+        AnyRequest::LookupScan(LookupScanReq {
+            lookup: LookupPlusReq {
+                dir: ino,
+                name: "ReadMe.TXT".into(),
+                want: XattrWant::default(),
+            },
+        }),
         AnyRequest::ReadDirPlus(ReadDirPlusReq {
             dh: Dh::new(4, 4),
             max_entries: 10,
@@ -313,6 +320,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         LookupPlus,
         GetAttrPlus,
         FindName,
+        LookupScan,
         WalkPlus,
         ReadDirPlus,
         Walk,
@@ -490,6 +498,17 @@ fn replies_round_trip() {
         },
         &[],
     );
+    reply_rt::<LookupScanReq>(
+        LookupScanRep::Found(LookupPlusRep {
+            entry: entry(9),
+            xattrs: xattrs.clone(),
+            via: vec![1],
+        }),
+        &[],
+    );
+    for case_match in [None, Some("readme.txt".to_string())] {
+        reply_rt::<LookupScanReq>(LookupScanRep::Missing { case_match }, &[]);
+    }
     reply_rt::<GetAttrPlusReq>(
         GetAttrPlusRep {
             stat: stat(4),
@@ -989,7 +1008,7 @@ fn oversized_lengths_are_rejected_before_allocation() {
 
 #[test]
 fn unknown_ops_and_flags_are_rejected() {
-    for op in [0u16, 7, 37, 39, 99, 1000, u16::MAX] {
+    for op in [0u16, 7, 39, 45, 99, 1000, u16::MAX] {
         let h = Header {
             op,
             ..Header::default()
