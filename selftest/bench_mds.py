@@ -150,8 +150,9 @@ def main():
             f"type of bench_meta on a tree of {a.dirs} x {a.files} files, one type at a time, "
             f"counted by the MDS (`perf dump`), per operation; for [cephrs] also the requests the "
             f"module made of libcephfsd (its per-op counters; Forget, never waited for, and the "
-            f"counter reads themselves left out; a Close of a file opened only for reading "
-            f"is counted but not waited for). "
+            f"counter reads themselves left out; a Close of a file opened only for reading, "
+            f"or of a handle no request used (a create's), is counted but not waited for, and "
+            f"so is the OpenInoRead of a read). "
             f"Run took {time.time() - t0:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")
     print(json.dumps({"tool": "bench_mds", "date": info["date"], "results": results}, sort_keys=True))
