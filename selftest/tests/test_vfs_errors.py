@@ -68,25 +68,42 @@ def test_daemon_restart_fails_open_connections_cleanly_and_new_ones_work(unique)
     """A libcephfsd restart: smbd children connected to the old daemon get I/O errors
     (never a crash), smbd keeps running, and new connections use the new daemon."""
     sys.path.insert(0, f"{REPO}/selftest")
-    from benchlib import Client
+    import benchlib as B
     parent = smbd_parent_pid()
-    c = Client("cephrs")
+    c = B.Client("cephrs")
     c.connect()
     c.mkdir(unique)
+    # A file opened for reading whose open the module did not wait for (OpenInoRead):
+    # its reply is taken at the READ, after the daemon is gone.
+    c.create_write_close(unique + "\\f", b"before")
+    o = c.open(unique + "\\f", B.FilePipePrinterAccessMask.GENERIC_READ, B.CreateDisposition.FILE_OPEN,
+               B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+    child = B.smbd_children_for([c.local_port])[c.local_port]
     old = daemon_pid()
     r = subprocess.run(["bash", f"{REPO}/selftest/env.sh", "restart-daemon"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert daemon_pid() != old
+    # An SMB error status (smbprotocol names the ones it knows, STATUS_..., and shows
+    # the others as 0xc...: STATUS_IO_DEVICE_ERROR is 0xc0000185).
+    def smb_status(e):
+        return "STATUS_" in str(e) or ": 0xc0" in str(e)
+    # The open file: the bytes it had (its small-file bytes may still answer within
+    # attr_cache_msecs) or a clean SMB error, not wrong bytes, a hang or a dead smbd.
+    try:
+        assert c.run("read", o.read(0, 6, send=False)) == b"before"
+    except B.SmbError as e:
+        assert smb_status(e), e
     # The old connection: a clean SMB error, not a hang or a dead smbd.
     with pytest.raises(Exception) as e:
         c.mkdir(unique + "\\after")
-    assert "STATUS_" in str(e.value) or "closed" in str(e.value).lower(), e.value
+    assert smb_status(e.value) or "closed" in str(e.value).lower(), e.value
+    os.kill(child, 0)  # this connection's smbd is still there (ProcessLookupError if not)
     c.abort()
     assert parent == smbd_parent_pid()
     # A new connection works and sees the folder made before the restart.
     smbclient("cephrs", f"cd {unique}; mkdir after; ls")
-    smbclient("cephrs", f"rmdir {unique}\\after; rmdir {unique}")
+    smbclient("cephrs", f"cd {unique}; get f /dev/null; rmdir after; del f; cd ..; rmdir {unique}")
 
 
 def op_counts():
