@@ -708,11 +708,7 @@ fn open_read(s: &Session, p: &UserPerm, r: OpenReadReq) -> R<(OpenReadRep, Vec<u
 /// [`open_read`] of an inode the client holds (see [`OpenInoReadReq`]).
 fn open_ino_read(s: &Session, p: &UserPerm, r: OpenInoReadReq) -> R<(OpenInoReadRep, Vec<u8>)> {
     reads_only(r.flags, r.max)?;
-    let (sm, inode) = s.inode(r.ino)?;
-    let stx = inode.getattr(p)?;
-    check_openable(&stx, r.flags)?;
-    let file = inode.open(ll_open_flags(&stx, r.flags & !HANDLED_FLAGS), p)?;
-    let fh = Fh(s.insert(Object::File(sm, Arc::new(file)))?);
+    let (fh, stx) = open_held(s, p, r.ino, r.flags)?;
     let stat = cephfs::to_stat(&stx);
     let data = small_file(s, fh, &stat, r.max);
     let rep = OpenInoReadRep {
@@ -1075,16 +1071,21 @@ fn open(s: &Session, p: &UserPerm, r: OpenReq) -> R<OpenRep> {
 }
 
 fn open_ino(s: &Session, p: &UserPerm, r: OpenInoReq) -> R<OpenInoRep> {
-    let (sm, inode) = s.inode(r.ino)?;
-    if r.flags & oflags::O_CREAT != 0 {
+    let (fh, _) = open_held(s, p, r.ino, r.flags)?;
+    Ok(OpenInoRep { fh })
+}
+
+/// Open inode `ino` the session holds (OpenIno, OpenInoRead): the new handle and the
+/// attributes the open was checked against.
+fn open_held(s: &Session, p: &UserPerm, ino: Ino, flags: i32) -> R<(Fh, Statx)> {
+    let (sm, inode) = s.inode(ino)?;
+    if flags & oflags::O_CREAT != 0 {
         return Err(fail(Errno::EINVAL, "O_CREAT needs Open with a name"));
     }
     let stx = inode.getattr(p)?;
-    check_openable(&stx, r.flags)?;
-    let file = Arc::new(inode.open(ll_open_flags(&stx, r.flags & !HANDLED_FLAGS), p)?);
-    Ok(OpenInoRep {
-        fh: Fh(s.insert(Object::File(sm, file))?),
-    })
+    check_openable(&stx, flags)?;
+    let file = Arc::new(inode.open(ll_open_flags(&stx, flags & !HANDLED_FLAGS), p)?);
+    Ok((Fh(s.insert(Object::File(sm, file))?), stx))
 }
 
 fn close(s: &Session, r: CloseReq) -> R<()> {
