@@ -179,6 +179,12 @@ impl Daemon {
         self.cred_id(creds)
     }
 
+    /// The change table and its epoch, read before a request goes out: what the reply
+    /// says holds while the table shows no later change (crate::cache).
+    fn stamp(&self) -> Option<(Rc<EpochTable>, u64)> {
+        self.epochs.as_ref().map(|t| (t.clone(), t.epoch()))
+    }
+
     fn flush_forgets(&mut self) {
         if !self.forget.is_empty() {
             let inos = std::mem::take(&mut self.forget);
@@ -311,9 +317,7 @@ fn call_with<R: Request, T>(
 ) -> Result<T, Errno> {
     with(id, |d| {
         let cred = d.prepare(R::OP, creds)?;
-        // Read before the request goes out: what its reply says holds while the change
-        // table shows no later change (crate::cache).
-        let stamp = d.epochs.as_ref().map(|t| (t.clone(), t.epoch()));
+        let stamp = d.stamp();
         let r = match f(&mut d.client, cred) {
             // The daemon forgot the credential id (cannot happen on a live session, but
             // re-registering is cheap and safe).
@@ -354,7 +358,7 @@ pub struct Deferred {
 pub fn defer<R: Request>(id: DaemonId, creds: &Creds, req: &R) -> Result<Deferred, Errno> {
     with(id, |d| {
         let cred = d.prepare(R::OP, creds)?;
-        let stamp = d.epochs.as_ref().map(|t| (t.clone(), t.epoch()));
+        let stamp = d.stamp();
         let sent = Instant::now();
         let rid = d.client.submit(cred, req, &[]).map_err(|_| Errno::EIO)?;
         d.deferred.insert(rid, None);
