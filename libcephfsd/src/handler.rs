@@ -1280,6 +1280,30 @@ fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
             sent: 0,
         });
     };
+    let len = r.len as usize;
+    if len >= crate::pieces::PIPELINE_MIN {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            return match crate::pieces::send(&rt, &file, r.offset, len, header, &sock) {
+                Ok(sent) => Ok(SendToRep {
+                    taken: true,
+                    sent: sent as u64,
+                }),
+                Err(crate::pieces::Failed::Read(e)) => Err(fail(
+                    e,
+                    format!("read of {len} bytes at {} to send: {e}", r.offset),
+                )),
+                Err(crate::pieces::Failed::Stream { sent, e, reading }) => Err(fail(
+                    Errno::EPIPE,
+                    format!(
+                        "{} the {} bytes for the client's socket failed after {sent} were \
+                         sent: {e}; shut it down",
+                        if reading { "reading" } else { "sending" },
+                        header.len() + len
+                    ),
+                )),
+            };
+        }
+    }
     with_scratch(|data| {
         file.read_into(r.offset, r.len as usize, data)?;
         if data.is_empty() {

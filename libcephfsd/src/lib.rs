@@ -5,7 +5,8 @@
 //! * [`server`]: unix socket listener, peer authentication (SO_PEERCRED), per-session
 //!   reader/writer tasks, dispatch onto the bounded blocking pool, shutdown.
 //! * [`session`]: per-session state: handle table, credentials, per-handle ordering.
-//! * [`handler`]: one function per op (validate, translate, call cephfs, reply).
+//! * [`handler`]: one function per op (validate, translate, call cephfs, reply);
+//!   [`pieces`]: a large SendTo read ahead in pieces while earlier ones are sent.
 //! * [`mounts`]: shared, refcounted mounts with a grace period.
 //! * [`handles`]: slot+generation handle table.
 //! * [`cephfs`]: the only unsafe code: libcephfs FFI and safe wrappers.
@@ -19,6 +20,7 @@ pub mod handles;
 pub mod mounts;
 pub mod outbox;
 pub mod peer;
+pub mod pieces;
 pub mod server;
 pub mod session;
 pub mod stats;

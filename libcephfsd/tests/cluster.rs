@@ -2820,6 +2820,8 @@ fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (rx, _) = l.accept().unwrap();
+    // Fewer bytes than a test expects fail its read instead of hanging it.
+    rx.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     tx.set_nonblocking(true).unwrap();
     let small: libc::c_int = 64 * 1024;
     // SAFETY: one int option on our own socket.
@@ -2901,6 +2903,25 @@ fn send_to_puts_header_and_file_bytes_on_the_clients_tcp_socket() {
     let got = reader.join().unwrap().unwrap();
     assert_eq!((rep.taken, rep.sent), (true, header.len() as u64 + 1000));
     assert!(got[header.len()..] == data[at as usize..]);
+    // Sends of 2 MiB and more are read in 1 MiB pieces while the earlier ones are sent:
+    // a length that is not a whole number of pieces, the file ending inside a later piece,
+    // and the file ending exactly where a piece starts.
+    for (at, len, n) in [
+        (0u64, 5u32 << 19, 5usize << 19),
+        (1 << 19, 4 << 20, data.len() - (1 << 19)),
+        (1 << 20, 3 << 20, 2 << 20),
+    ] {
+        let reader = take(&rx, header.len() + n);
+        let rep = send_to(&mut s, f.fh, at, len, sock, &header).unwrap();
+        let got = reader.join().unwrap().unwrap();
+        assert_eq!((rep.taken, rep.sent), (true, (header.len() + n) as u64));
+        assert_eq!(&got[..header.len()], &header[..]);
+        assert!(
+            got[header.len()..] == data[at as usize..at as usize + n],
+            "{len} bytes at {at}: the file's bytes, in order"
+        );
+        assert!(nothing_more(&rx), "{len} bytes at {at}: nothing after them");
+    }
     // At end of file nothing is sent, not even the header.
     let rep = send_to(&mut s, f.fh, data.len() as u64, 4096, sock, &header).unwrap();
     assert_eq!((rep.taken, rep.sent), (true, 0));
