@@ -11,14 +11,18 @@ share). A round writes --files files of --file-size (create, WRITE --chunk piece
 --depth requests in flight, FLUSH unless --no-flush, close) and then reads them back (open,
 READ pieces, each checked against recomputed content, close), then once more through a new
 connection (a new smbd child: for ceph_new a cold libcephfs; --no-cold-read skips it). Each round and each --depths
-value runs on every share in turn (the order rotates per round); MiB/s per round, the median
-is reported, with ratios cephrs/cephnew and cephrs_rf/cephnew (> 1: ceph_rs is faster). A share that cannot be
+value runs on every share in turn (the order rotates per round). Then, unless --no-smbclient,
+as many files of the same size are moved by smbclient (put from a tmpfs copy, get to /dev/null on its own
+connection and through a new one, one file fetched again and compared): a C client, where
+the Python one is near its own limit on reads. MiB/s per round, the median is reported, with ratios cephrs/cephnew and cephrs_rf/cephnew (> 1: ceph_rs is faster). A share that cannot be
 connected is reported FAILED, never skipped. Writes its section of docs/bench.md (--doc) and
 a JSON line.
 """
 import argparse
+import hashlib
 import json
 import os
+import tempfile
 import statistics
 import sys
 import time
@@ -33,6 +37,7 @@ class ShareRun:
     def __init__(self, share, a, content, root):
         self.share, self.a, self.content, self.root = share, a, content, root
         self.client = None
+        self.sc = None          # the share's smbclient (--smbclient)
         self.failed = None
         self.mibs = {}          # (depth, "write"|"read") -> [MiB/s per round]
         self.errors = 0
@@ -43,6 +48,8 @@ class ShareRun:
         try:
             self.client = B.connect(self.share, user=self.a.user, timeout=self.a.timeout)
             self.client.mkdir(self.root)
+            if self.a.sources:
+                self.sc = B.Smbclient(self.share, user=self.a.user, timeout=self.a.timeout)
         except B.SmbError as e:
             self.failed = f"{e.kind}: {e.msg}"[:300]
 
@@ -87,6 +94,45 @@ class ShareRun:
                     except B.SmbError:
                         pass
 
+    def smbclient_round(self, rnd):
+        """As many files of the same size with smbclient (C, its own pipelining of READs
+        and WRITEs):
+        put from a local tmpfs copy, get to /dev/null on the same connection and through
+        a new one; then one file fetched again (untimed) and compared byte for byte."""
+        a, sc = self.a, self.sc
+        names = [f"{self.root}\\sc-r{rnd}-f{i}" for i in range(a.files)]
+        mib = a.files * a.file_size / B.MiB
+        try:
+            t = sum(sc.transfer("put", src, n) for (src, _), n in zip(a.sources, names))
+            self.mibs.setdefault(("smbclient", "write"), []).append(mib / t)
+            t = sum(sc.transfer("get", n, "/dev/null") for n in names)
+            self.mibs.setdefault(("smbclient", "read"), []).append(mib / t)
+            if not a.no_cold_read:
+                sc2 = B.Smbclient(self.share, user=a.user, timeout=a.timeout)
+                try:
+                    t = sum(sc2.transfer("get", n, "/dev/null") for n in names)
+                finally:
+                    sc2.close()
+                self.mibs.setdefault(("smbclient", "read-new-conn"), []).append(mib / t)
+            i = rnd % a.files
+            with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-stream-") as d:
+                sc.transfer("get", names[i], os.path.join(d, "check"))
+                with open(os.path.join(d, "check"), "rb") as f:
+                    if hashlib.blake2b(f.read()).digest() != a.sources[i][1]:
+                        self.integrity += 1
+        except B.SmbError as e:
+            self.errors += 1
+            self.error_samples.setdefault(e.kind, e.msg[:200])
+            if self.sc.p.poll() is not None:
+                self.failed = f"smbclient ended: {e.kind}"
+        finally:
+            for n in names:
+                if not self.client.dead:
+                    try:
+                        self.client.unlink(n)
+                    except B.SmbError:
+                        pass
+
     def read_all(self, c, paths, keys, depth):
         a, ct = self.a, self.content
         t = time.perf_counter()
@@ -104,6 +150,8 @@ class ShareRun:
         return time.perf_counter() - t
 
     def cleanup(self):
+        if self.sc is not None:
+            self.sc.close()
         if self.client is None:
             return
         if not self.client.dead:
@@ -115,12 +163,16 @@ class ShareRun:
 
     def stats(self):
         out = {}
-        for (depth, kind), v in sorted(self.mibs.items()):
-            out[f"{kind}_depth{depth}"] = {"median_mib_s": round(statistics.median(v), 1),
+        for (depth, kind), v in sorted(self.mibs.items(), key=str):
+            out[row_key(depth, kind)] = {"median_mib_s": round(statistics.median(v), 1),
                                             "min_mib_s": round(min(v), 1), "max_mib_s": round(max(v), 1),
                                             "rounds": len(v)}
         return {"failed": self.failed, "results": out, "errors": self.errors,
                 "integrity_errors": self.integrity, "error_samples": self.error_samples}
+
+
+def row_key(depth, kind):
+    return f"smbclient_{kind}" if depth == "smbclient" else f"{kind}_depth{depth}"
 
 
 def ratio(a, b):
@@ -134,15 +186,17 @@ def report(results, a, depths, info, elapsed):
              + " | ".join(f"{s}/cephnew" for s in mine) + " |",
              "| --- |" + " ---: |" * (len(shares) + len(mine))]
     rows = {s: {} for s in mine}
-    for depth in depths:
+    for depth in depths + (["smbclient"] if a.sources else []):
         for kind in ("write", "read", "read-new-conn"):
-            key = f"{kind}_depth{depth}"
+            key = row_key(depth, kind)
             if not any(key in results[s]["results"] for s in shares) and kind == "read-new-conn" \
                     and a.no_cold_read:
                 continue
             what = {"write": "write", "read": "read, same connection",
                     "read-new-conn": "read, new connection"}[kind]
-            row = [f"{what}, {depth} request{'s' if depth > 1 else ''} in flight"]
+            row = [f"smbclient {'put' if kind == 'write' else 'get'}, {what.split(', ', 1)[-1]}"
+                   if depth == "smbclient" else
+                   f"{what}, {depth} request{'s' if depth > 1 else ''} in flight"]
             vals = {}
             for s in shares:
                 st = results[s]
@@ -178,7 +232,13 @@ def report(results, a, depths, info, elapsed):
             f"more are left in the socket for libcephfsd to take; global, and a ceph_new share fails "
             f"under it, so [cephrs] and [cephnew] share an smbd without it). "
             f"The client is Python (smbprotocol) on the same 2-core machine as smbd and the cluster: "
-            f"read numbers near the client's own limit compress the ratios (bench.sh fixes the client's malloc thresholds: their run-to-run drift moved reads by up to 40%). Run took {elapsed:.0f} s.\n\n"
+            f"read numbers near the client's own limit compress the ratios (bench.sh fixes the client's malloc thresholds: their run-to-run drift moved reads by up to 40%)."
+            + (" The smbclient rows are as many files of the same size moved by Samba's smbclient (C; unsigned; its own pipelining "
+               "of up to 8 MiB READs and WRITEs, as a Windows or Linux client does): `put` from a copy in tmpfs "
+               "(no FLUSH), `get` to /dev/null on its connection and through a new one, timed per command; each "
+               "round one file is fetched again untimed and compared byte for byte (integrity errors)."
+               if a.sources else "")
+            + f" Run took {elapsed:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")
     return body, table, rows
 
@@ -194,6 +254,8 @@ def main():
     ap.add_argument("--no-flush", action="store_true", help="do not FLUSH before closing written files")
     ap.add_argument("--no-cold-read", action="store_true",
                     help="do not read the files a second time through a new connection")
+    ap.add_argument("--no-smbclient", action="store_true",
+                    help="do not move the files with smbclient as well")
     ap.add_argument("--user", default="rsuser1", choices=sorted(B.USERS))
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--doc", default=os.path.join(B.REPO, "docs", "bench.md"))
@@ -216,6 +278,17 @@ def main():
     cpu0 = B.cpu_ticks()
     content = B.Content(a.chunk)
     runid = uuid.uuid4().hex[:8]
+    a.sources = []      # smbclient's local files: (path, blake2b of the bytes)
+    srcdir = None
+    if not a.no_smbclient:
+        srcdir = tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-stream-")
+        for i in range(a.files):
+            path = os.path.join(srcdir.name, f"src{i}")
+            data = b"".join(content.piece((0x5C, i), off, min(a.chunk, a.file_size - off))
+                            for off in range(0, a.file_size, a.chunk))
+            with open(path, "wb") as f:
+                f.write(data)
+            a.sources.append((path, hashlib.blake2b(data).digest()))
     runs = {s: ShareRun(s, a, content, f"bench-stream-{runid}-{s}") for s in shares}
     for s, r in runs.items():
         r.setup()
@@ -227,10 +300,15 @@ def main():
                 for s in order:
                     if not runs[s].failed:
                         runs[s].round(rnd, depth)
+            for s in order:
+                if runs[s].sc is not None and not runs[s].failed:
+                    runs[s].smbclient_round(rnd)
             print(f"  round {rnd + 1}/{a.rounds} done", flush=True)
     finally:
         for r in runs.values():
             r.cleanup()
+        if srcdir is not None:
+            srcdir.cleanup()
     results = {s: r.stats() for s, r in runs.items()}
     info["cpu_use"] = B.cpu_use(cpu0, B.cpu_ticks())
     body, table, rows = report(results, a, depths, info, time.time() - t0)

@@ -472,6 +472,66 @@ def connect(share, user="rsuser1", timeout=60, **kw):
     return c
 
 
+class Smbclient:
+    """One smbclient process (its own SMB connection, unsigned) driven one `get` or `put`
+    at a time through a pipe; `transfer` returns the command's wall time, from writing it
+    to smbclient's line saying it is done. (One command at a time: smbclient reads its
+    pipe with stdio but waits for more with poll(), so a second line already sent can sit
+    unread in its buffer.)"""
+
+    def __init__(self, share, user="rsuser1", timeout=120):
+        share, port = OTHER_SMBD.get(share, (share, SMB_PORT))
+        self.timeout = timeout
+        self.p = subprocess.Popen(
+            ["stdbuf", "-oL", "smbclient", "-p", str(port), f"//127.0.0.1/{share}",
+             "-U", f"{user}%{USERS[user]}", "--option=clientsigning=off"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.buf = b""
+        self._run("pwd", "Current directory is ", "connect")
+
+    def transfer(self, verb, src, dst):
+        """`get` or `put` src to dst (quoted for smbclient)."""
+        assert verb in ("get", "put")
+        return self._run(f'{verb} "{src}" "{dst}"', f"{verb}ting file ", verb)
+
+    def _run(self, line, done, stage):
+        t = time.perf_counter()
+        try:
+            self.p.stdin.write(f"{line}\n".encode())
+            self.p.stdin.flush()
+        except OSError as e:
+            raise SmbError(f"{stage}:smbclient", f"{line}: {e}")
+        out = []
+        deadline = time.monotonic() + self.timeout
+        while True:
+            while b"\n" not in self.buf:
+                r, _, _ = select.select([self.p.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                got = os.read(self.p.stdout.fileno(), 65536) if r else None
+                if not got:
+                    self.close()
+                    raise SmbError(f"{stage}:smbclient", f"{line}: smbclient "
+                                   + ("timed out" if got is None else "ended") + ": "
+                                   + " ".join(out)[-300:])
+                self.buf += got
+            got, self.buf = self.buf.split(b"\n", 1)
+            got = got.decode(errors="replace").strip()
+            if got.startswith(done):
+                return time.perf_counter() - t
+            if "NT_STATUS_" in got or "rror" in got:
+                raise SmbError(f"{stage}:smbclient", f"{line}: {got[:200]}")
+            out.append(got)
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write(b"quit\n")
+                self.p.stdin.close()
+                self.p.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.p.kill()
+                self.p.wait()
+
+
 # --------------------------------------------------------------------------- content
 class Content:
     """Deterministic content: the piece at `offset` of file `key` (a tuple of two ints) is
