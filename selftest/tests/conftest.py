@@ -23,10 +23,12 @@ USERS = {"rsuser1": "Ceph-rs-1", "rsuser2": "Ceph-rs-2"}
 SMBD_PIDFILE = f"{STATE}/smb/pid/smbd.pid"
 
 
-def smbclient(share, commands, user="rsuser1", check=True, timeout=600, port=SMB_PORT):
-    """Run smbclient against //127.0.0.1/<share> with `commands` (';'-separated)."""
+def smbclient(share, commands, user="rsuser1", check=True, timeout=600, port=SMB_PORT,
+              options=()):
+    """Run smbclient against //127.0.0.1/<share> with `commands` (';'-separated);
+    `options`: more smbclient arguments."""
     cmd = ["smbclient", "-p", str(port), f"//127.0.0.1/{share}",
-           "-U", f"{user}%{USERS[user]}", "-c", commands]
+           "-U", f"{user}%{USERS[user]}", *options, "-c", commands]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and (r.returncode != 0 or "NT_STATUS_" in r.stdout + r.stderr):
         raise AssertionError(f"smbclient {share} {commands!r} failed ({r.returncode}):\n"

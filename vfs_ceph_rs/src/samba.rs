@@ -60,6 +60,16 @@ macro_rules! log_at {
     };
 }
 
+/// Whether the SMB2 connection of `fsp`'s tree connect signs every request (the server
+/// or the client requires it; `ceph_rs_shim_fsp_conn_signs` in shim.c reads smbd's
+/// connection state).
+///
+/// # Safety
+/// `fsp` is null or a live files_struct of this smbd.
+pub unsafe fn conn_signs(fsp: *const sys::files_struct) -> bool {
+    sys::ceph_rs_shim_fsp_conn_signs(fsp.cast())
+}
+
 /// Read `ceph_rs:<option>` for the share `snum` (smb.conf parametric option).
 pub fn share_option(snum: c_int, option: &CStr, default: Option<&CStr>) -> Option<String> {
     let def = default.map_or(std::ptr::null(), |d| d.as_ptr());

@@ -21,6 +21,22 @@ bool ceph_rs_shim_debug(int cls, int level, const char *location, const char *fu
 	return true;
 }
 
+bool ceph_rs_shim_fsp_conn_signs(const struct files_struct *fsp)
+{
+	const struct smbXsrv_connection *xconn = NULL;
+
+	if (fsp == NULL || fsp->conn == NULL || fsp->conn->sconn == NULL ||
+	    fsp->conn->sconn->client == NULL) {
+		return false;
+	}
+	xconn = fsp->conn->sconn->client->connections;
+	if (xconn == NULL || xconn->protocol < PROTOCOL_SMB2_02) {
+		return false;
+	}
+	return xconn->smb2.signing_mandatory ||
+	       (xconn->smb2.client.security_mode & SMB2_NEGOTIATE_SIGNING_REQUIRED) != 0;
+}
+
 int ceph_rs_shim_va_arg_int(va_list ap)
 {
 	va_list c;

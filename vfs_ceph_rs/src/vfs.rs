@@ -24,6 +24,7 @@ use ceph_rs_wire::*;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 // ------------------------------------------------------------------ state
@@ -1917,8 +1918,23 @@ unsafe extern "C" fn fsync_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state
     aio_recv(req, st) as c_int
 }
 
-unsafe extern "C" fn aio_force(_h: *mut Handle, _fsp: *mut Fsp) -> bool {
-    false
+/// smbd's "read or write this async whatever `aio read size` says": yes on a connection
+/// that signs. A share set up for sendfile (`use sendfile = yes`, `aio read size = 0`)
+/// reads synchronously so that an unsigned READ goes out through [`sendfile`]; a signed
+/// READ never does (smbd signs the bytes in its own buffer), and synchronously smbd would
+/// wait for each READ's bytes to be placed in turn. Async, smbd signs and sends one READ
+/// while the daemon places the next (`pread_send`).
+unsafe extern "C" fn aio_force(_h: *mut Handle, fsp: *mut Fsp) -> bool {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let signs = samba::conn_signs(fsp);
+    if signs && !SAID.swap(true, Ordering::Relaxed) {
+        log_at!(
+            2,
+            c"aio_force",
+            "ceph_rs: the client's connection signs: its reads go async (no sendfile)"
+        );
+    }
+    signs
 }
 
 // ------------------------------------------------------------------ more file ops
