@@ -37,7 +37,8 @@ class ShareRun:
     def __init__(self, share, a, content, root):
         self.share, self.a, self.content, self.root = share, a, content, root
         self.client = None
-        self.sc = None          # the share's smbclient (--smbclient)
+        self.sc = None          # the share's smbclient, unsigned (unless --no-smbclient)
+        self.sc_signed = None   # and one that requires signing
         self.failed = None
         self.mibs = {}          # (depth, "write"|"read") -> [MiB/s per round]
         self.errors = 0
@@ -50,6 +51,8 @@ class ShareRun:
             self.client.mkdir(self.root)
             if self.a.sources:
                 self.sc = B.Smbclient(self.share, user=self.a.user, timeout=self.a.timeout)
+                self.sc_signed = B.Smbclient(self.share, user=self.a.user, timeout=self.a.timeout,
+                                             signed=True)
         except B.SmbError as e:
             self.failed = f"{e.kind}: {e.msg}"[:300]
 
@@ -103,10 +106,12 @@ class ShareRun:
         names = [f"{self.root}\\sc-r{rnd}-f{i}" for i in range(a.files)]
         mib = a.files * a.file_size / B.MiB
         try:
-            t = sum(sc.transfer("put", src, n) for (src, _), n in zip(a.sources, names))
-            self.mibs.setdefault(("smbclient", "write"), []).append(mib / t)
-            t = sum(sc.transfer("get", n, "/dev/null") for n in names)
-            self.mibs.setdefault(("smbclient", "read"), []).append(mib / t)
+            # Signed first: its files are the ones the unsigned client then reads again.
+            for kind, c in (("smbclient-signed", self.sc_signed), ("smbclient", sc)):
+                t = sum(c.transfer("put", src, n) for (src, _), n in zip(a.sources, names))
+                self.mibs.setdefault((kind, "write"), []).append(mib / t)
+                t = sum(c.transfer("get", n, "/dev/null") for n in names)
+                self.mibs.setdefault((kind, "read"), []).append(mib / t)
             if not a.no_cold_read:
                 sc2 = B.Smbclient(self.share, user=a.user, timeout=a.timeout)
                 try:
@@ -123,7 +128,7 @@ class ShareRun:
         except B.SmbError as e:
             self.errors += 1
             self.error_samples.setdefault(e.kind, e.msg[:200])
-            if self.sc.p.poll() is not None:
+            if self.sc.p.poll() is not None or self.sc_signed.p.poll() is not None:
                 self.failed = f"smbclient ended: {e.kind}"
         finally:
             for n in names:
@@ -150,8 +155,9 @@ class ShareRun:
         return time.perf_counter() - t
 
     def cleanup(self):
-        if self.sc is not None:
-            self.sc.close()
+        for c in (self.sc, self.sc_signed):
+            if c is not None:
+                c.close()
         if self.client is None:
             return
         if not self.client.dead:
@@ -172,7 +178,9 @@ class ShareRun:
 
 
 def row_key(depth, kind):
-    return f"smbclient_{kind}" if depth == "smbclient" else f"{kind}_depth{depth}"
+    if str(depth).startswith("smbclient"):
+        return f"{depth.replace('-', '_')}_{kind}"
+    return f"{kind}_depth{depth}"
 
 
 def ratio(a, b):
@@ -186,16 +194,17 @@ def report(results, a, depths, info, elapsed):
              + " | ".join(f"{s}/cephnew" for s in mine) + " |",
              "| --- |" + " ---: |" * (len(shares) + len(mine))]
     rows = {s: {} for s in mine}
-    for depth in depths + (["smbclient"] if a.sources else []):
+    for depth in depths + (["smbclient", "smbclient-signed"] if a.sources else []):
         for kind in ("write", "read", "read-new-conn"):
             key = row_key(depth, kind)
             if not any(key in results[s]["results"] for s in shares) and kind == "read-new-conn" \
-                    and a.no_cold_read:
+                    and (a.no_cold_read or depth == "smbclient-signed"):
                 continue
             what = {"write": "write", "read": "read, same connection",
                     "read-new-conn": "read, new connection"}[kind]
-            row = [f"smbclient {'put' if kind == 'write' else 'get'}, {what.split(', ', 1)[-1]}"
-                   if depth == "smbclient" else
+            signed = ", signed" if depth == "smbclient-signed" else ""
+            row = [f"smbclient {'put' if kind == 'write' else 'get'}{signed}, {what.split(', ', 1)[-1]}"
+                   if str(depth).startswith("smbclient") else
                    f"{what}, {depth} request{'s' if depth > 1 else ''} in flight"]
             vals = {}
             for s in shares:
@@ -236,7 +245,10 @@ def report(results, a, depths, info, elapsed):
             + (" The smbclient rows are as many files of the same size moved by Samba's smbclient (C; unsigned; its own pipelining "
                "of up to 8 MiB READs and WRITEs, as a Windows or Linux client does): `put` from a copy in tmpfs "
                "(no FLUSH), `get` to /dev/null on its connection and through a new one, timed per command; each "
-               "round one file is fetched again untimed and compared byte for byte (integrity errors)."
+               "round one file is fetched again untimed and compared byte for byte (integrity errors). "
+               "The signed rows: a second smbclient connection that requires signing (Windows 11 24H2 does, and "
+               "domain members): smbd then reads into its own buffer and signs (no sendfile, no recvfile), "
+               "so ceph_rs pays the copy out of libcephfsd into smbd that ceph_new does not."
                if a.sources else "")
             + f" Run took {elapsed:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")

@@ -473,18 +473,20 @@ def connect(share, user="rsuser1", timeout=60, **kw):
 
 
 class Smbclient:
-    """One smbclient process (its own SMB connection, unsigned) driven one `get` or `put`
+    """One smbclient process (its own SMB connection, unsigned unless `signed`: then
+    signing is required, as Windows 11 24H2 and domain members do) driven one `get` or `put`
     at a time through a pipe; `transfer` returns the command's wall time, from writing it
     to smbclient's line saying it is done. (One command at a time: smbclient reads its
     pipe with stdio but waits for more with poll(), so a second line already sent can sit
     unread in its buffer.)"""
 
-    def __init__(self, share, user="rsuser1", timeout=120):
+    def __init__(self, share, user="rsuser1", timeout=120, signed=False):
         share, port = OTHER_SMBD.get(share, (share, SMB_PORT))
         self.timeout = timeout
         self.p = subprocess.Popen(
             ["stdbuf", "-oL", "smbclient", "-p", str(port), f"//127.0.0.1/{share}",
-             "-U", f"{user}%{USERS[user]}", "--option=clientsigning=off"],
+             "-U", f"{user}%{USERS[user]}",
+             f"--option=clientsigning={'required' if signed else 'off'}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.buf = b""
         self._run("pwd", "Current directory is ", "connect")
