@@ -104,10 +104,10 @@ smb_global() {
 CONF
 }
 
-# The [cephrs] share.
+# The [cephrs] share (smb_cephrs NAME: the same share under another name).
 smb_cephrs() {
   cat <<CONF
-[cephrs]
+[${1:-cephrs}]
 	path = $SHARE_PATH
 	read only = no
 	vfs objects = acl_xattr streams_xattr ceph_rs
@@ -148,6 +148,9 @@ smb_conf() {
     echo
     smb_cephrs
     echo
+    # [cephrs] whose every request is encrypted (the server asks it of the client).
+    smb_cephrs cephrs_sealed
+    printf '\tserver smb encrypt = required\n\tbrowseable = no\n\n'
     cat <<CONF
 [cephnew]
 	path = $SHARE_PATH

@@ -175,15 +175,15 @@ def test_big_reads_and_writes_move_bytes_without_the_socket_and_fall_back_withou
     assert counts.get("WriteFrom", 0) >= 1 and counts.get("SendTo", 0) >= 1, counts
 
 
-def test_a_connection_that_signs_reads_async_and_one_that_does_not_through_sendfile(
+def test_a_connection_that_signs_or_encrypts_reads_async_and_a_plain_one_through_sendfile(
         unique, tmp_path):
-    """smbd never sends a signed READ through sendfile, and on [cephrs] (`aio read size =
-    0`, for sendfile) it would read each one synchronously. On a connection that signs
-    the module has smbd read async (aio_force: smbd's connection state says the client
-    requires signing), so smbd signs one READ while the daemon places the next; an
-    unsigned connection still reads through SendTo. The bytes are right either way."""
+    """smbd never sends a signed or encrypted READ through sendfile, and on [cephrs] (`aio
+    read size = 0`, for sendfile) it would read each one synchronously. On a connection
+    that signs or encrypts the module has smbd read async (aio_force: smbd's connection
+    and tree connect state), so smbd signs one READ while the daemon places the next; a
+    plain connection still reads through SendTo. The bytes are right every way."""
     out = f"{STATE}/smb/smbd.out"  # every smbd's log (selftest/env.sh: `ceph_rs:2`)
-    said = "the client's connection signs: its reads go async"
+    said = "the client's connection signs or encrypts: its reads go async"
 
     def logged_since(at):
         with open(out, errors="replace") as f:
@@ -199,12 +199,20 @@ def test_a_connection_that_signs_reads_async_and_one_that_does_not_through_sendf
     mid = op_counts()
     assert mid.get("SendTo", 0) > before.get("SendTo", 0), mid
     assert not logged_since(at), "an unsigned connection was taken for one that signs"
-    smbclient("cephrs", f"get {unique} {tmp_path / 'signed'}; del {unique}",
+    smbclient("cephrs", f"get {unique} {tmp_path / 'signed'}",
               options=["--option=clientsigning=required"])
     after = op_counts()
     assert after.get("SendTo", 0) == mid.get("SendTo", 0), "no sendfile when signing"
     assert after.get("ReadTo", 0) >= mid.get("ReadTo", 0) + 3, after
     assert logged_since(at), "the signing connection's reads were not made async"
+    # Encrypted, because the share asks it ([cephrs_sealed]: the client does not require
+    # signing, smbd's tree connect says its requests came encrypted): the same.
+    at = os.path.getsize(out)
+    smbclient("cephrs_sealed", f"get {unique} {tmp_path / 'sealed'}")
+    assert op_counts().get("SendTo", 0) == mid.get("SendTo", 0), "no sendfile when sealed"
+    assert logged_since(at), "the encrypted connection's reads were not made async"
+    assert (tmp_path / "sealed").read_bytes() == data
+    smbclient("cephrs", f"del {unique}")
     assert (tmp_path / "plain").read_bytes() == data
     assert (tmp_path / "signed").read_bytes() == data
 

@@ -60,14 +60,14 @@ macro_rules! log_at {
     };
 }
 
-/// Whether the SMB2 connection of `fsp`'s tree connect signs every request (the server
-/// or the client requires it; `ceph_rs_shim_fsp_conn_signs` in shim.c reads smbd's
-/// connection state).
+/// Whether the READs of `fsp`'s tree connect are signed or encrypted, so smbd will not
+/// sendfile them (`ceph_rs_shim_fsp_conn_signs_or_seals` in shim.c reads smbd's
+/// connection and tree connect state).
 ///
 /// # Safety
 /// `fsp` is null or a live files_struct of this smbd.
-pub unsafe fn conn_signs(fsp: *const sys::files_struct) -> bool {
-    sys::ceph_rs_shim_fsp_conn_signs(fsp.cast())
+pub unsafe fn signs_or_seals(fsp: *const sys::files_struct) -> bool {
+    sys::ceph_rs_shim_fsp_conn_signs_or_seals(fsp.cast())
 }
 
 /// Read `ceph_rs:<option>` for the share `snum` (smb.conf parametric option).

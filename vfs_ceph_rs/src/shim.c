@@ -21,9 +21,10 @@ bool ceph_rs_shim_debug(int cls, int level, const char *location, const char *fu
 	return true;
 }
 
-bool ceph_rs_shim_fsp_conn_signs(const struct files_struct *fsp)
+bool ceph_rs_shim_fsp_conn_signs_or_seals(const struct files_struct *fsp)
 {
 	const struct smbXsrv_connection *xconn = NULL;
+	const struct smbXsrv_tcon *tcon = NULL;
 
 	if (fsp == NULL || fsp->conn == NULL || fsp->conn->sconn == NULL ||
 	    fsp->conn->sconn->client == NULL) {
@@ -33,8 +34,14 @@ bool ceph_rs_shim_fsp_conn_signs(const struct files_struct *fsp)
 	if (xconn == NULL || xconn->protocol < PROTOCOL_SMB2_02) {
 		return false;
 	}
-	return xconn->smb2.signing_mandatory ||
-	       (xconn->smb2.client.security_mode & SMB2_NEGOTIATE_SIGNING_REQUIRED) != 0;
+	if (xconn->smb2.signing_mandatory ||
+	    (xconn->smb2.client.security_mode & SMB2_NEGOTIATE_SIGNING_REQUIRED) != 0) {
+		return true;
+	}
+	tcon = fsp->conn->tcon;
+	return tcon != NULL && tcon->global != NULL &&
+	       ((tcon->global->signing_flags & SMBXSRV_PROCESSED_SIGNED_PACKET) != 0 ||
+		(tcon->global->encryption_flags & SMBXSRV_PROCESSED_ENCRYPTED_PACKET) != 0);
 }
 
 int ceph_rs_shim_va_arg_int(va_list ap)

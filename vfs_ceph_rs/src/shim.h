@@ -9,12 +9,13 @@ bool ceph_rs_shim_debug(int cls, int level, const char *location, const char *fu
 			const char *msg);
 /* CHECK_DEBUGLVLX(cls, level) */
 bool ceph_rs_shim_debug_enabled(int cls, int level);
-/* Whether the SMB2 connection of fsp's tree connect signs every request: the server
+/* Whether the READs of fsp's tree connect are signed or encrypted: the SMB2 server
  * requires signing, or the client said in its NEGOTIATE that it does (Windows 11 24H2,
- * domain members, smbclient --option=clientsigning=required). smbd never uses sendfile
- * for a signed READ. (smbd internals: struct smbXsrv_connection, smbd/globals.h.) */
+ * domain members, smbclient --option=clientsigning=required), or the tree connect has
+ * carried a signed or an encrypted request. smbd never uses sendfile for those. (smbd
+ * internals: struct smbXsrv_connection, smbd/globals.h; smbXsrv_tcon_global0.) */
 struct files_struct;
-bool ceph_rs_shim_fsp_conn_signs(const struct files_struct *fsp);
+bool ceph_rs_shim_fsp_conn_signs_or_seals(const struct files_struct *fsp);
 /* va_arg(ap, int) on a copy of ap (the fcntl slot's argument). */
 #include <stdarg.h>
 int ceph_rs_shim_va_arg_int(va_list ap);

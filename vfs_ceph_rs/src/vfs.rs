@@ -1919,19 +1919,19 @@ unsafe extern "C" fn fsync_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state
 }
 
 /// smbd's "read or write this async whatever `aio read size` says": yes on a connection
-/// that signs. A share set up for sendfile (`use sendfile = yes`, `aio read size = 0`)
-/// reads synchronously so that an unsigned READ goes out through [`sendfile`]; a signed
-/// READ never does (smbd signs the bytes in its own buffer), and synchronously smbd would
-/// wait for each READ's bytes to be placed in turn. Async, smbd signs and sends one READ
-/// while the daemon places the next (`pread_send`).
+/// that signs or encrypts. A share set up for sendfile (`use sendfile = yes`, `aio read
+/// size = 0`) reads synchronously so that a plain READ goes out through [`sendfile`]; a
+/// signed or encrypted READ never does (smbd signs or seals the bytes in its own buffer),
+/// and synchronously smbd would wait for each READ's bytes to be placed in turn. Async,
+/// smbd signs and sends one READ while the daemon places the next (`pread_send`).
 unsafe extern "C" fn aio_force(_h: *mut Handle, fsp: *mut Fsp) -> bool {
     static SAID: AtomicBool = AtomicBool::new(false);
-    let signs = samba::conn_signs(fsp);
+    let signs = samba::signs_or_seals(fsp);
     if signs && !SAID.swap(true, Ordering::Relaxed) {
         log_at!(
             2,
             c"aio_force",
-            "ceph_rs: the client's connection signs: its reads go async (no sendfile)"
+            "ceph_rs: the client's connection signs or encrypts: its reads go async (no sendfile)"
         );
     }
     signs
