@@ -40,7 +40,7 @@ class ShareRun:
         self.sc = None          # the share's smbclient, unsigned (unless --no-smbclient)
         self.sc_signed = None   # and one that requires signing
         self.failed = None
-        self.mibs = {}          # (depth, "write"|"read") -> [MiB/s per round]
+        self.mibs = {}          # (depth or "smbclient[-signed]", kind) -> [MiB/s per round]
         self.errors = 0
         self.error_samples = {}
         self.integrity = 0
@@ -99,14 +99,15 @@ class ShareRun:
 
     def smbclient_round(self, rnd):
         """As many files of the same size with smbclient (C, its own pipelining of READs
-        and WRITEs):
-        put from a local tmpfs copy, get to /dev/null on the same connection and through
-        a new one; then one file fetched again (untimed) and compared byte for byte."""
+        and WRITEs): put from a local tmpfs copy and get to /dev/null, signed and then not,
+        each on its own connection, get again through a new unsigned one; then one file
+        fetched again (untimed) and compared byte for byte."""
         a, sc = self.a, self.sc
         names = [f"{self.root}\\sc-r{rnd}-f{i}" for i in range(a.files)]
         mib = a.files * a.file_size / B.MiB
         try:
-            # Signed first: its files are the ones the unsigned client then reads again.
+            # Signed first: the unsigned client then writes the same names again, so the
+            # reads after the loop are of its files.
             for kind, c in (("smbclient-signed", self.sc_signed), ("smbclient", sc)):
                 t = sum(c.transfer("put", src, n) for (src, _), n in zip(a.sources, names))
                 self.mibs.setdefault((kind, "write"), []).append(mib / t)

@@ -1305,7 +1305,7 @@ fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
         }
     }
     with_scratch(|data| {
-        file.read_into(r.offset, r.len as usize, data)?;
+        file.read_into(r.offset, len, data)?;
         if data.is_empty() {
             return Ok(SendToRep {
                 taken: true,

@@ -187,6 +187,7 @@ pub fn send(
         Condvar::new(),
     ));
     let _stop = StopReader(shared.clone());
+    let (m, cv) = &*shared;
     if first.len() == plan.piece_len(0) && plan.pieces() > 1 {
         let (shared, file) = (shared.clone(), file.clone());
         rt.spawn_blocking(move || read_ahead(&shared, &file, plan));
@@ -225,7 +226,6 @@ pub fn send(
             return Ok(sent);
         }
         // The next piece: read by the reader (wait for it), or by nobody yet (here).
-        let (m, cv) = &*shared;
         let mut a = lock(m);
         piece = loop {
             if let Some(p) = a.ready.remove(&i) {
