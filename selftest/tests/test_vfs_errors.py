@@ -217,6 +217,62 @@ def test_a_connection_that_signs_or_encrypts_reads_async_and_a_plain_one_through
     assert (tmp_path / "signed").read_bytes() == data
 
 
+def heap_kib(pid):
+    """Resident kB of the process's [heap] mapping (glibc's main arena)."""
+    total, heap = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if not head.endswith(":"):  # a mapping's first line: range perms ... [name]
+                heap = line.rstrip().endswith("[heap]")
+            elif heap and head == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(unique, tmp_path):
+    """A signed READ's bytes are placed in smbd's own buffer (8 MiB with smbclient), and
+    async several such buffers are alive at once. With glibc's own thresholds smbd gave
+    that heap back after nearly every burst and libcephfsd faulted it in again inside
+    process_vm_writev. The module keeps it while large reads come (their buffers stay
+    resident between gets) and gives it back once they stop (vfs_ceph_rs/src/heap.rs):
+    an idle connection holds no more than before. The bytes are right."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import benchlib as B
+    from conftest import smbd_children
+
+    out = f"{STATE}/smb/smbd.out"
+    data = os.urandom(40 << 20)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    smbclient("cephrs", f"put {src} {unique}")
+    before = set(smbd_children())
+    sc = B.Smbclient("cephrs", signed=True)
+    try:
+        child, = set(smbd_children()) - before
+        at = os.path.getsize(out)
+        held = []
+        for _ in range(3):
+            sc.transfer("get", unique, "/dev/null")
+            held.append(heap_kib(child))
+        # Two or more 8 MiB READs were in flight: their buffers stay on the heap.
+        assert min(held) >= 12 * 1024, f"smbd's heap after each get: {held} kB"
+        with open(out, errors="replace") as f:
+            f.seek(at)
+            assert "smbd keeps up to 32 MiB of freed heap" in f.read()
+        # Quiet for longer than heap::IDLE (2 s): given back.
+        deadline, now = time.time() + 6, heap_kib(child)
+        while now >= 4 * 1024 and time.time() < deadline:
+            time.sleep(0.25)
+            now = heap_kib(child)
+        assert now < 4 * 1024, f"smbd's heap {now} kB after the reads stopped (held {held})"
+        sc.transfer("get", unique, str(tmp_path / "back"))
+    finally:
+        sc.close()
+    assert (tmp_path / "back").read_bytes() == data
+    smbclient("cephrs", f"del {unique}")
+
+
 def test_recvfile_takes_the_bytes_off_the_socket_or_the_module_does(unique, tmp_path):
     """With `min receivefile size` smbd leaves the bytes of big unsigned writes in its
     client socket and calls recvfile, which must take exactly those bytes off it. The

@@ -266,11 +266,6 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
-extern "C" {
-    /// smbd's main event context (libsmbconf).
-    fn global_event_context() -> *mut sys::tevent_context;
-}
-
 unsafe extern "C" fn on_loop(
     _ev: *mut sys::tevent_context,
     _im: *mut sys::tevent_immediate,
@@ -290,8 +285,7 @@ fn arm(c: &mut Cache) -> bool {
     if c.armed {
         return true;
     }
-    // SAFETY: smbd's global event context lives for the whole process.
-    let ev = unsafe { global_event_context() };
+    let ev = samba::global_ev();
     if ev.is_null() {
         return false;
     }
@@ -320,9 +314,8 @@ fn arm_expiry(c: &mut Cache) {
     if c.timer {
         return;
     }
-    // SAFETY: smbd's global event context lives for the whole process.
-    let ev = unsafe { global_event_context() };
-    // SAFETY: ev is live.
+    let ev = samba::global_ev();
+    // SAFETY: ev is live (smbd's global event context lives for the whole process).
     c.timer =
         !ev.is_null() && unsafe { samba::add_timer(ev, c.ttl + Duration::from_millis(20), expire) };
 }

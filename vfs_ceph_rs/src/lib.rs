@@ -4,10 +4,12 @@
 //! process.
 //!
 //! Layers: `sys` (bindgen, raw), `samba` (the one thin unsafe layer over smbd), `daemon`
-//! (the process's libcephfsd connection and async delivery on tevent), `vfs` (the
-//! `vfs_fn_pointers` table), `posix_acl` (ACL xattr encoding).
+//! (the process's libcephfsd connection and async delivery on tevent), `heap` (smbd's
+//! malloc while it reads large blocks async), `vfs` (the `vfs_fn_pointers` table),
+//! `posix_acl` (ACL xattr encoding).
 mod cache;
 mod daemon;
+mod heap;
 pub mod posix_acl;
 pub mod samba;
 mod sys;

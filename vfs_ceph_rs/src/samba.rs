@@ -528,6 +528,37 @@ pub unsafe fn new_immediate(ev: *mut TeventCtx) -> *mut sys::tevent_immediate {
     sys::_tevent_create_immediate(ev as *mut c_void as _, c"vfs_ceph_rs".as_ptr())
 }
 
+/// smbd's main event context (libsmbconf's `global_event_context()`; lives for the whole
+/// process). Null if smbd has none.
+pub fn global_ev() -> *mut sys::tevent_context {
+    extern "C" {
+        fn global_event_context() -> *mut sys::tevent_context;
+    }
+    // SAFETY: a plain getter of smbd's process-wide event context.
+    unsafe { global_event_context() }
+}
+
+/// glibc malloc of this smbd process: blocks below `mmap` bytes come from the heap, and
+/// freed heap is given back to the kernel only beyond `trim` bytes (mallopt
+/// M_MMAP_THRESHOLD and M_TRIM_THRESHOLD; glibc then stops adjusting both itself). False
+/// if glibc refused a value.
+pub fn malloc_keep(mmap: usize, trim: usize) -> bool {
+    let (Ok(mmap), Ok(trim)) = (c_int::try_from(mmap), c_int::try_from(trim)) else {
+        return false;
+    };
+    // SAFETY: mallopt only sets malloc's parameters (it takes the arena locks itself).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+    }
+}
+
+/// Give the freed heap of this process back to the kernel now (`malloc_trim(0)`).
+pub fn malloc_release() {
+    // SAFETY: malloc_trim only releases free memory (it takes the arena locks itself).
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Run `handler` once on `ev` after `after` (the timer is tevent's: it is freed after
 /// it fired). False if it could not be made.
 ///

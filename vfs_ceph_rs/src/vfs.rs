@@ -17,6 +17,7 @@
 //! CephFS, as with ceph_new) or relative to the connection's working directory.
 use crate::cache::{self, ACL_ACCESS, ACL_DEFAULT};
 use crate::daemon::{self, DaemonId};
+use crate::heap;
 use crate::posix_acl;
 use crate::samba::{self, Fname, Fsp, Handle, TeventCtx, TeventReq};
 use crate::{log_at, sys};
@@ -1808,6 +1809,7 @@ unsafe extern "C" fn pread_send(
         samba::req_done(req);
         return samba::req_post(req, ev);
     }
+    heap::async_read(n);
     let d = ext(h, fsp).map(|f| f.daemon);
     if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
         let make = |fh| ReadToReq {
@@ -1857,6 +1859,7 @@ unsafe extern "C" fn pwrite_send(
 ) -> *mut TeventReq {
     let n = n.min(MAX_DATA as usize);
     let offset = offset.max(0) as u64;
+    heap::write(n);
     let d = ext(h, fsp).map(|f| f.daemon);
     if n >= WRITE_FROM_MIN && d.is_ok_and(daemon::can_write_from) {
         // The buffer is only read, by the daemon, until the reply (or a settle).
