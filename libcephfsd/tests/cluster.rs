@@ -2701,6 +2701,27 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     );
     // SAFETY: mapped above.
     unsafe { libc::munmap(half_ro, 1 << 20) };
+    // Each half is placed a piece (PLACE_PIECE, 1 MiB) at a time: a piece after the first
+    // that the client cannot take fails the read, with the pieces before it placed.
+    let tail_ro = anon_mapping(3 << 20, libc::PROT_READ | libc::PROT_WRITE);
+    // SAFETY: the last 512 KiB of our fresh mapping (unmapped below).
+    assert_eq!(
+        unsafe { libc::mprotect(tail_ro.add(5 << 19), 1 << 19, libc::PROT_READ) },
+        0
+    );
+    assert_eq!(
+        read_to(&mut s, 0, 3 << 20, tail_ro as u64).unwrap_err(),
+        Errno::EFAULT
+    );
+    // SAFETY: mapped above, all of it readable.
+    let placed = unsafe { std::slice::from_raw_parts(tail_ro as *const u8, 3 << 20) };
+    assert_eq!(&placed[..5 << 19], &data[..5 << 19], "pieces before placed");
+    assert!(
+        placed[5 << 19..].iter().all(|b| *b == 0),
+        "read-only piece untouched"
+    );
+    // SAFETY: mapped above.
+    unsafe { libc::munmap(tail_ro, 3 << 20) };
 
     // An address that is not writable here is EFAULT, never a write elsewhere: unmapped,
     // and a read-only page.
