@@ -2682,46 +2682,34 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     assert_eq!(rep.placed, 100_000);
     assert_eq!(&tail[..100_000], &data[at as usize..]);
     assert!(tail[100_000..].iter().all(|b| *b == 0));
-    let half_ro = anon_mapping(1 << 20, libc::PROT_READ | libc::PROT_WRITE);
-    // SAFETY: the second half of our fresh mapping (unmapped below).
-    assert_eq!(
-        unsafe { libc::mprotect(half_ro.add(1 << 19), 1 << 19, libc::PROT_READ) },
-        0
-    );
-    assert_eq!(
-        read_to(&mut s, 0, 1 << 20, half_ro as u64).unwrap_err(),
-        Errno::EFAULT
-    );
-    // SAFETY: mapped above, all of it readable.
-    let placed = unsafe { std::slice::from_raw_parts(half_ro as *const u8, 1 << 20) };
-    assert_eq!(&placed[..1 << 19], &data[..1 << 19], "first half placed");
-    assert!(
-        placed[1 << 19..].iter().all(|b| *b == 0),
-        "read-only half untouched"
-    );
-    // SAFETY: mapped above.
-    unsafe { libc::munmap(half_ro, 1 << 20) };
+    // A ReadTo of `len` bytes from 0 into a mapping whose bytes from `ro` on are read-only:
+    // EFAULT, the bytes before `ro` placed, nothing after.
+    let fault_at = |s: &mut Share, len: usize, ro: usize, what: &str| {
+        let m = anon_mapping(len, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: the tail of our fresh mapping (unmapped below).
+        assert_eq!(
+            unsafe { libc::mprotect(m.add(ro), len - ro, libc::PROT_READ) },
+            0
+        );
+        assert_eq!(
+            read_to(s, 0, len as u32, m as u64).unwrap_err(),
+            Errno::EFAULT,
+            "{what}"
+        );
+        // SAFETY: mapped above, all of it readable.
+        let placed = unsafe { std::slice::from_raw_parts(m as *const u8, len) };
+        assert_eq!(&placed[..ro], &data[..ro], "{what}: placed before");
+        assert!(
+            placed[ro..].iter().all(|b| *b == 0),
+            "{what}: read-only part untouched"
+        );
+        // SAFETY: mapped above.
+        unsafe { libc::munmap(m, len) };
+    };
+    fault_at(&mut s, 1 << 20, 1 << 19, "second half read-only");
     // Each half is placed a piece (PLACE_PIECE, 1 MiB) at a time: a piece after the first
     // that the client cannot take fails the read, with the pieces before it placed.
-    let tail_ro = anon_mapping(3 << 20, libc::PROT_READ | libc::PROT_WRITE);
-    // SAFETY: the last 512 KiB of our fresh mapping (unmapped below).
-    assert_eq!(
-        unsafe { libc::mprotect(tail_ro.add(5 << 19), 1 << 19, libc::PROT_READ) },
-        0
-    );
-    assert_eq!(
-        read_to(&mut s, 0, 3 << 20, tail_ro as u64).unwrap_err(),
-        Errno::EFAULT
-    );
-    // SAFETY: mapped above, all of it readable.
-    let placed = unsafe { std::slice::from_raw_parts(tail_ro as *const u8, 3 << 20) };
-    assert_eq!(&placed[..5 << 19], &data[..5 << 19], "pieces before placed");
-    assert!(
-        placed[5 << 19..].iter().all(|b| *b == 0),
-        "read-only piece untouched"
-    );
-    // SAFETY: mapped above.
-    unsafe { libc::munmap(tail_ro, 3 << 20) };
+    fault_at(&mut s, 3 << 20, 5 << 19, "last piece read-only");
 
     // An address that is not writable here is EFAULT, never a write elsewhere: unmapped,
     // and a read-only page.
