@@ -13,7 +13,7 @@
 //! stays below.
 //!
 //! So the first large async read makes this process keep blocks below [`KEEP_MMAP`] on
-//! the heap and up to [`KEEP_TRIM`] bytes of freed heap (four READs of smbd's largest),
+//! the heap and up to [`KEEP_TRIM`] bytes of freed heap (eight READs of smbd's largest),
 //! and a timer gives all freed heap back once no large read or write came for [`IDLE`]:
 //! an idle connection holds less than before (glibc kept up to two of its largest blocks:
 //! 8.7 MB of heap after signed gets, 0.5 MB now).
@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 pub const LARGE: usize = 256 * 1024;
 /// Blocks below this come from the heap: glibc's own ceiling for its threshold.
 pub const KEEP_MMAP: usize = 32 << 20;
-/// Freed heap kept: four READs of smbd's largest (`smb2 max read` = 8 MiB).
-pub const KEEP_TRIM: usize = 32 << 20;
+/// Freed heap kept: eight READs of smbd's largest (`smb2 max read` = 8 MiB; smbclient had
+/// up to three in flight, and four of them with their headers are over 32 MiB).
+pub const KEEP_TRIM: usize = 64 << 20;
 /// Given back after this long without a large read or write.
 pub const IDLE: Duration = Duration::from_secs(2);
 
