@@ -1160,21 +1160,24 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
         match place(s, &file, r.offset, r.len, r.addr) {
             Ok(Some(placed)) => return Ok((ReadToRep { placed }, Vec::new())),
             Ok(None) => {}
-            Err(e) => {
-                return Err(fail(
-                    e,
-                    format!(
-                        "read of {} bytes at {} into {:#x} in the client: {e}",
-                        r.len, r.offset, r.addr
-                    ),
-                ))
-            }
+            Err(e) => return Err(read_to_failed(&r, e)),
         }
     }
     with_scratch(|data| {
         file.read_into(r.offset, r.len as usize, data)?;
         Ok((ReadToRep { placed: 0 }, std::mem::take(data)))
     })
+}
+
+/// A ReadTo whose bytes could not be read or placed.
+fn read_to_failed(r: &ReadToReq, e: Errno) -> Fail {
+    fail(
+        e,
+        format!(
+            "read of {} bytes at {} into {:#x} in the client: {e}",
+            r.len, r.offset, r.addr
+        ),
+    )
 }
 
 /// Read `len` bytes at `offset` and place them at `addr` in the client, [`PLACE_PIECE`]
@@ -1259,17 +1262,8 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
             }
         }
     };
-    let fail_at = |e: Errno| {
-        fail(
-            e,
-            format!(
-                "read of {} bytes at {} into {:#x} in the client: {e}",
-                r.len, r.offset, r.addr
-            ),
-        )
-    };
     match (res1, res2) {
-        (Err(e), _) | (_, Err(e)) => Err(fail_at(e)),
+        (Err(e), _) | (_, Err(e)) => Err(read_to_failed(r, e)),
         (Ok(Some(n1)), Ok(Some(n2))) => Ok(Some(if n1 < first { n1 } else { n1 + n2 })),
         _ => Ok(None),
     }

@@ -314,18 +314,10 @@ fn arm_expiry(c: &mut Cache) {
     if c.timer {
         return;
     }
-    let ev = samba::global_ev();
-    // SAFETY: ev is live (smbd's global event context lives for the whole process).
-    c.timer =
-        !ev.is_null() && unsafe { samba::add_timer(ev, c.ttl + Duration::from_millis(20), expire) };
+    c.timer = samba::run_after(c.ttl + Duration::from_millis(20), expire);
 }
 
-unsafe extern "C" fn expire(
-    _ev: *mut sys::tevent_context,
-    _te: *mut sys::tevent_timer,
-    _now: sys::timeval,
-    _p: *mut c_void,
-) {
+fn expire() {
     let stale = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         c.timer = false;

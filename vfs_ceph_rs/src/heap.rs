@@ -18,9 +18,7 @@
 //! an idle connection holds less than before (glibc kept up to two of its largest blocks:
 //! 8.7 MB of heap after signed gets, 0.5 MB now).
 use crate::samba;
-use crate::sys;
 use std::cell::RefCell;
-use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
 /// A READ or WRITE from this size on counts as large (glibc's initial mmap threshold is
@@ -57,7 +55,6 @@ pub fn async_read(n: usize) {
     }
     HEAP.with(|h| {
         let mut h = h.borrow_mut();
-        h.last = Some(Instant::now());
         if !h.kept && !h.refused {
             if samba::malloc_keep(KEEP_MMAP, KEEP_TRIM) {
                 h.kept = true;
@@ -74,8 +71,8 @@ pub fn async_read(n: usize) {
                 crate::log_at!(1, c"async_read", "ceph_rs: glibc refused mallopt");
             }
         }
-        if h.kept && !h.timer {
-            arm(&mut h, IDLE);
+        if h.kept {
+            busy(&mut h);
         }
     })
 }
@@ -89,32 +86,26 @@ pub fn write(n: usize) {
     HEAP.with(|h| {
         let mut h = h.borrow_mut();
         if h.kept {
-            h.last = Some(Instant::now());
-            if !h.timer {
-                arm(&mut h, IDLE);
-            }
+            busy(&mut h);
         }
     })
 }
 
-fn arm(h: &mut Heap, after: Duration) {
-    let ev = samba::global_ev();
-    // SAFETY: ev is live (smbd's global event context lives for the whole process).
-    h.timer = !ev.is_null() && unsafe { samba::add_timer(ev, after, idle) };
+/// A large read or write now: the release waits [`IDLE`] from here.
+fn busy(h: &mut Heap) {
+    h.last = Some(Instant::now());
+    if !h.timer {
+        h.timer = samba::run_after(IDLE, idle);
+    }
 }
 
-unsafe extern "C" fn idle(
-    _ev: *mut sys::tevent_context,
-    _te: *mut sys::tevent_timer,
-    _now: sys::timeval,
-    _p: *mut c_void,
-) {
+fn idle() {
     let release = HEAP.with(|h| {
         let mut h = h.borrow_mut();
         h.timer = false;
         let quiet = h.last.map_or(IDLE, |t| t.elapsed());
         if quiet < IDLE {
-            arm(&mut h, IDLE - quiet + Duration::from_millis(10));
+            h.timer = samba::run_after(IDLE - quiet + Duration::from_millis(10), idle);
             false
         } else {
             true

@@ -528,8 +528,8 @@ pub unsafe fn new_immediate(ev: *mut TeventCtx) -> *mut sys::tevent_immediate {
     sys::_tevent_create_immediate(ev as *mut c_void as _, c"vfs_ceph_rs".as_ptr())
 }
 
-/// smbd's main event context (libsmbconf's `global_event_context()`; lives for the whole
-/// process). Null if smbd has none.
+/// smbd's main event context (libsmbconf's `global_event_context()`: made on first use,
+/// smbd panics if it cannot; lives for the whole process).
 pub fn global_ev() -> *mut sys::tevent_context {
     extern "C" {
         fn global_event_context() -> *mut sys::tevent_context;
@@ -559,32 +559,35 @@ pub fn malloc_release() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// Run `handler` once on `ev` after `after` (the timer is tevent's: it is freed after
-/// it fired). False if it could not be made.
-///
-/// # Safety
-/// `ev` is live.
-pub unsafe fn add_timer(
-    ev: *mut sys::tevent_context,
-    after: std::time::Duration,
-    handler: unsafe extern "C" fn(
-        *mut sys::tevent_context,
-        *mut sys::tevent_timer,
-        sys::timeval,
-        *mut c_void,
-    ),
-) -> bool {
-    let at = sys::tevent_timeval_current_ofs(after.as_secs() as u32, after.subsec_micros());
-    !sys::_tevent_add_timer(
-        ev,
-        ev as *mut c_void as _,
-        at,
-        Some(handler),
-        std::ptr::null_mut(),
-        c"ceph_rs_expire".as_ptr(),
-        c"vfs_ceph_rs".as_ptr(),
-    )
-    .is_null()
+/// Run `run` once on smbd's main event loop after `after` (the timer is tevent's: it is
+/// freed after it fired). False if it could not be made.
+pub fn run_after(after: std::time::Duration, run: fn()) -> bool {
+    unsafe extern "C" fn fire(
+        _ev: *mut sys::tevent_context,
+        _te: *mut sys::tevent_timer,
+        _now: sys::timeval,
+        p: *mut c_void,
+    ) {
+        // SAFETY: `p` is the `fn()` run_after gave tevent below.
+        let run = std::mem::transmute::<*mut c_void, fn()>(p);
+        run();
+    }
+    let ev = global_ev();
+    // SAFETY: ev is smbd's global event context, live for the whole process; the timer
+    // hangs off it and carries only a function pointer.
+    unsafe {
+        let at = sys::tevent_timeval_current_ofs(after.as_secs() as u32, after.subsec_micros());
+        !sys::_tevent_add_timer(
+            ev,
+            ev as *mut c_void as _,
+            at,
+            Some(fire),
+            run as *mut c_void,
+            c"ceph_rs_timer".as_ptr(),
+            c"vfs_ceph_rs".as_ptr(),
+        )
+        .is_null()
+    }
 }
 
 /// Schedule `im` on `ev` (re-scheduling an already scheduled one is fine).
