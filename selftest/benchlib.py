@@ -786,6 +786,21 @@ def daemon_op_counts(socket_path=None):
     return counts
 
 
+def daemon_read_ahead(socket_path=None):
+    """The daemon's read-ahead counters (`libcephfsd status`): {held, max, reads, hits,
+    stale} (held and max in KiB)."""
+    sock = socket_path or os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")
+    out = subprocess.run([daemon_bin(), "status", "--socket", sock], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("read-ahead:"):
+            f = line.split()
+            # read-ahead: held H KiB of M KiB  reads R  hits H  stale S
+            return {"held": int(f[2]), "max": int(f[5]), "reads": int(f[8]),
+                    "hits": int(f[10]), "stale": int(f[12])}
+    raise AssertionError(f"no read-ahead line in:\n{out}")
+
+
 def sysinfo():
     cpu = ""
     try:

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ceph_rs_wire::*;
 use serde::Serialize;
 
+use crate::ahead::Ahead;
 use crate::cephfs::{self, ffi, File, Inode, Statx, UserPerm};
 use crate::session::{lock, DirState, Object, Order, OrderKey, Session, SessionMount};
 
@@ -477,6 +478,7 @@ fn status(s: &Session) -> StatusRep {
         total_handles: d.live_handles.load(std::sync::atomic::Ordering::Relaxed),
         total_ops: d.stats.total(),
         ops: d.stats.summaries(),
+        read_ahead: d.read_ahead.info(),
     }
 }
 
@@ -1145,6 +1147,26 @@ pub const PLACE_PIECE: usize = 1 << 20;
 /// A read whose bytes go straight into the client's buffer at `addr` (see
 /// [`crate::peer`]); through the socket when that is not allowed.
 fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
+    let (_, file) = s.file(r.fh)?;
+    bulk_len("read", r.len)?;
+    if let Some(hit) = Ahead::begin(s, r.fh.0, &file, r.offset, r.len, r.ahead_msecs) {
+        let out = match s.peer.usable() {
+            true => s.peer.write(r.addr, hit.bytes()),
+            false => Ok(false),
+        };
+        let rep = match out {
+            Ok(true) => Ok((
+                ReadToRep {
+                    placed: hit.bytes().len() as u32,
+                },
+                Vec::new(),
+            )),
+            Ok(false) => Ok((ReadToRep { placed: 0 }, hit.bytes().to_vec())),
+            Err(e) => Err(read_to_failed(&r, e)),
+        };
+        s.ahead.recycle(r.fh.0, &file, hit);
+        return rep;
+    }
     if r.len >= SPLIT_READ_MIN
         && r.len <= MAX_DATA
         && s.peer.usable()
@@ -1154,8 +1176,6 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
             return Ok((ReadToRep { placed }, Vec::new()));
         }
     }
-    let (_, file) = s.file(r.fh)?;
-    bulk_len("read", r.len)?;
     if s.peer.usable() {
         match place(s, &file, r.offset, r.len, r.addr) {
             Ok(Some(placed)) => return Ok((ReadToRep { placed }, Vec::new())),
@@ -1279,7 +1299,7 @@ fn client_socket(s: &Session, fd: i32) -> R<Option<OwnedFd>> {
 
 /// smbd's sendfile: the header, then the file's bytes, straight onto the client's TCP
 /// socket (see [`SendToReq`]).
-fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
+fn send_to(s: &Arc<Session>, r: SendToReq, header: &[u8]) -> R<SendToRep> {
     let (_, file) = s.file(r.fh)?;
     bulk_len("read", r.len)?;
     if header.len() > 4096 {
@@ -1294,6 +1314,11 @@ fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
             sent: 0,
         });
     };
+    if let Some(hit) = Ahead::begin(s, r.fh.0, &file, r.offset, r.len, r.ahead_msecs) {
+        let rep = send_read(&sock, header, hit.bytes());
+        s.ahead.recycle(r.fh.0, &file, hit);
+        return rep;
+    }
     let len = r.len as usize;
     if len >= crate::pieces::PIPELINE_MIN {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -1320,30 +1345,36 @@ fn send_to(s: &Session, r: SendToReq, header: &[u8]) -> R<SendToRep> {
     }
     with_scratch(|data| {
         file.read_into(r.offset, len, data)?;
-        if data.is_empty() {
-            return Ok(SendToRep {
-                taken: true,
-                sent: 0,
-            });
-        }
-        match ceph_rs_wire::sock::send_all(sock.as_raw_fd(), &[header, data]) {
-            Ok(()) => Ok(SendToRep {
-                taken: true,
-                sent: (header.len() + data.len()) as u64,
-            }),
-            Err((sent, e)) => {
-                crate::peer::shut_down(&sock);
-                Err(fail(
-                    Errno::EPIPE,
-                    format!(
-                        "sending {} bytes on the client's socket failed after {sent}: {e}; \
-                         shut it down",
-                        header.len() + data.len()
-                    ),
-                ))
-            }
-        }
+        send_read(&sock, header, data)
     })
+}
+
+/// SendTo's header and bytes read onto the client's socket (nothing, not even the
+/// header, when there are no bytes: end of file).
+fn send_read(sock: &OwnedFd, header: &[u8], data: &[u8]) -> R<SendToRep> {
+    if data.is_empty() {
+        return Ok(SendToRep {
+            taken: true,
+            sent: 0,
+        });
+    }
+    match ceph_rs_wire::sock::send_all(sock.as_raw_fd(), &[header, data]) {
+        Ok(()) => Ok(SendToRep {
+            taken: true,
+            sent: (header.len() + data.len()) as u64,
+        }),
+        Err((sent, e)) => {
+            crate::peer::shut_down(sock);
+            Err(fail(
+                Errno::EPIPE,
+                format!(
+                    "sending {} bytes on the client's socket failed after {sent}: {e}; shut \
+                     it down",
+                    header.len() + data.len()
+                ),
+            ))
+        }
+    }
 }
 
 fn write(s: &Session, p: &UserPerm, r: WriteReq, data: &[u8]) -> R<WriteRep> {

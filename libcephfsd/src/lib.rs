@@ -6,7 +6,8 @@
 //!   reader/writer tasks, dispatch onto the bounded blocking pool, shutdown.
 //! * [`session`]: per-session state: handle table, credentials, per-handle ordering.
 //! * [`handler`]: one function per op (validate, translate, call cephfs, reply);
-//!   [`pieces`]: a large SendTo read ahead in pieces while earlier ones are sent.
+//!   [`pieces`]: a large SendTo read ahead in pieces while earlier ones are sent;
+//!   [`ahead`]: a sequence of reads, each read ahead while the one before is sent.
 //! * [`mounts`]: shared, refcounted mounts with a grace period.
 //! * [`handles`]: slot+generation handle table.
 //! * [`cephfs`]: the only unsafe code: libcephfs FFI and safe wrappers.
@@ -14,6 +15,7 @@
 //!
 //! The protocol itself is the `ceph_rs_wire` crate (`wire/src/ops.rs` lists every op).
 
+pub mod ahead;
 pub mod cephfs;
 pub mod handler;
 pub mod handles;

@@ -56,6 +56,11 @@ struct ServeArgs {
     /// settings (so it overrides both); repeatable. E.g. client_oc_size=536870912.
     #[arg(long = "ceph-option", value_name = "NAME=VALUE", value_parser = name_value)]
     ceph_options: Vec<(String, String)>,
+    /// Memory for read-ahead, all sessions together, in MiB (0: none). A read of 256 KiB
+    /// or more that continues a handle's sequence has the next as many bytes read while
+    /// it is sent; each such handle holds up to two of its reads.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    read_ahead_mib: u32,
 }
 
 fn name_value(s: &str) -> Result<(String, String), String> {
@@ -93,6 +98,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         threads: args.threads as usize,
         mount_grace: Duration::from_secs(args.mount_grace_secs),
         ceph_options: args.ceph_options,
+        read_ahead: args.read_ahead_mib as usize * 1024 * 1024,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(libcephfsd::server::RUNTIME_WORKERS)
@@ -157,6 +163,16 @@ fn format_status(s: &StatusRep) -> String {
         s.total_ops,
         s.sessions.len(),
         s.mounts.len()
+    );
+    let ra = &s.read_ahead;
+    let _ = writeln!(
+        o,
+        "read-ahead: held {} KiB of {} KiB  reads {}  hits {}  stale {}",
+        ra.held_bytes / 1024,
+        ra.max_bytes / 1024,
+        ra.reads,
+        ra.hits,
+        ra.stale
     );
     let _ = writeln!(
         o,

@@ -61,6 +61,9 @@ pub struct Config {
     /// libcephfs options (`--ceph-option NAME=VALUE`) set on every mount after
     /// [`ceph_options`], so they override those too.
     pub ceph_options: Vec<(String, String)>,
+    /// Bytes all sessions' read-ahead may hold at once (0: no read-ahead; see
+    /// [`crate::ahead`]).
+    pub read_ahead: usize,
 }
 
 /// libcephfs options for a mount shared by many smbd sessions. These are set with
@@ -114,6 +117,8 @@ pub struct Daemon {
     /// The change table clients check their cached attributes against (None: it could
     /// not be made; clients then cache nothing across requests).
     pub epochs: Option<Arc<Epochs>>,
+    /// The read-ahead memory bound and counters.
+    pub read_ahead: Arc<crate::ahead::Budget>,
 }
 
 /// The daemon's change table ([`ceph_rs_wire::epochs`]) and where it is.
@@ -173,6 +178,7 @@ impl Daemon {
             }
             Ok(m)
         };
+        let read_ahead = crate::ahead::Budget::new(config.read_ahead);
         Arc::new(Daemon {
             registry: Registry::new(config.mount_grace, Box::new(mounter)),
             config,
@@ -184,14 +190,20 @@ impl Daemon {
             noreplace_lock: Mutex::new(()),
             inline_now: AtomicU64::new(0),
             epochs,
+            read_ahead,
         })
     }
 
-    pub fn session_infos(&self) -> Vec<SessionInfo> {
-        let sessions: Vec<Arc<Session>> = lock(&self.sessions)
+    /// The sessions still open.
+    pub fn live_sessions(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions)
             .values()
             .filter_map(Weak::upgrade)
-            .collect();
+            .collect()
+    }
+
+    pub fn session_infos(&self) -> Vec<SessionInfo> {
+        let sessions = self.live_sessions();
         let mut v: Vec<SessionInfo> = sessions
             .iter()
             .map(|s| SessionInfo {
@@ -252,6 +264,11 @@ pub async fn serve(config: Config) -> io::Result<()> {
             tick.tick().await;
             let d = d2.clone();
             let _ = tokio::task::spawn_blocking(move || drop(d.registry.reap(false))).await;
+            // Read-ahead buffers of closed and idle handles.
+            let now = Instant::now();
+            for s in d2.live_sessions() {
+                s.ahead.sweep(now);
+            }
         }
     });
 
@@ -568,6 +585,8 @@ async fn handle_frame(
                     let in_flight = InFlight::new(s);
                     s.send(run_request(s, id, op, cred, req, data));
                     drop(in_flight);
+                    // Still counted inline: a read-ahead may wait for the OSDs too.
+                    crate::ahead::run_queued();
                     inline.fetch_sub(1, Ordering::AcqRel);
                     return Ok(());
                 }
@@ -589,6 +608,7 @@ async fn handle_frame(
                         session.send(reply);
                         drop(in_flight);
                         drop(permit);
+                        crate::ahead::run_queued();
                     })
                 }),
             );

@@ -142,6 +142,8 @@ pub struct Session {
     order: Mutex<HashMap<OrderKey, HandleQueue>>,
     /// The client process's memory, for ReadTo.
     pub peer: PeerMemory,
+    /// Read-ahead of the session's sequential reads.
+    pub ahead: crate::ahead::Ahead,
 }
 
 impl Session {
@@ -169,6 +171,7 @@ impl Session {
             out,
             order: Mutex::new(HashMap::new()),
             peer: PeerMemory::new(peer_pid),
+            ahead: Default::default(),
         })
     }
 

@@ -2605,6 +2605,7 @@ fn a_split_read_finishes_with_one_pool_thread() {
                     offset: 0,
                     len: buf.len() as u32,
                     addr: buf.as_mut_ptr() as u64,
+                    ahead_msecs: 0,
                 },
                 &[],
             )
@@ -2652,6 +2653,7 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
                 offset,
                 len,
                 addr,
+                ahead_msecs: 0,
             },
             &[],
         )
@@ -2731,6 +2733,7 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
         offset: 0,
         len: 1,
         addr: part.as_mut_ptr() as u64,
+        ahead_msecs: 0,
     };
     assert_eq!(s.call(&bad).unwrap_err(), Errno::EBADF);
     let (rep, _) = read_to(&mut s, 0, 10, part.as_mut_ptr() as u64).unwrap();
@@ -2865,6 +2868,7 @@ fn send_to_puts_header_and_file_bytes_on_the_clients_tcp_socket() {
                 offset,
                 len,
                 sock,
+                ahead_msecs: 0,
             },
             header,
         )
@@ -3005,6 +3009,7 @@ fn send_to_that_waits_for_the_client_leaves_the_session_answering() {
         offset: 0,
         len: data.len() as u32,
         sock: tx.as_raw_fd(),
+        ahead_msecs: 0,
     };
     let id = s.c.submit(0, &req, &header).unwrap();
     let t = std::time::Instant::now();
@@ -3181,6 +3186,7 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
         offset: 0,
         len: 10,
         sock: std::os::fd::AsRawFd::as_raw_fd(&tx),
+        ahead_msecs: 0,
     };
     let sent = s.c.call(0, &send, b"header").map(|r| r.0);
     rx.set_nonblocking(true).unwrap();
@@ -3217,6 +3223,7 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
         offset: 0,
         len: buf.len() as u32,
         addr: buf.as_mut_ptr() as u64,
+        ahead_msecs: 0,
     };
     let (rep, bytes) = s.c.call(0, &read_to, &[]).unwrap();
     // SAFETY: as above.
@@ -3936,4 +3943,192 @@ fn another_clients_write_marks_what_this_daemon_cached() {
     // And this daemon reads what it wrote (its cache was dropped with the capability).
     assert_eq!(read(&mut s), vec![b'z'; 150]);
     s.ok(&CloseReq { fh: r.fh });
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn read_ahead_answers_a_sequence_and_never_what_changed() {
+    use std::os::fd::AsRawFd;
+    const MIB: usize = 1 << 20;
+    let d = Daemon::start("ahead", &[]);
+    let mut s = Share::new(&d, "ahead");
+    let t = s.epochs();
+    let mut data: Vec<u8> = (0..(6 * MIB) as u32)
+        .map(|i| (i * 31 % 247) as u8)
+        .collect();
+    let f = s.create(s.dir, "data", 0o644);
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    let fh = f.fh;
+    let ahead = |d: &Daemon| d.status().read_ahead;
+    // A ReadTo of 1 MiB at `offset` into a fresh buffer: its bytes.
+    let read = |s: &mut Share, offset: usize, ahead_msecs: u32| {
+        let mut buf = vec![0u8; MIB];
+        let req = ReadToReq {
+            fh,
+            offset: offset as u64,
+            len: MIB as u32,
+            addr: buf.as_mut_ptr() as u64,
+            ahead_msecs,
+        };
+        let (rep, extra) = s.c.call(0, &req, &[]).unwrap();
+        assert!(extra.is_empty());
+        buf.truncate(rep.placed as usize);
+        buf
+    };
+    // The read-ahead a read started is done (it runs once that read's reply is out).
+    let read_ahead_done = |d: &Daemon, reads: u64| {
+        let t0 = Instant::now();
+        while ahead(d).reads < reads {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no read-ahead");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+
+    // A sequence from the start: each read after the first takes the bytes read ahead.
+    let before = ahead(&d);
+    assert_eq!(before.max_bytes, 32 << 20, "--read-ahead-mib default");
+    for k in 0..4 {
+        assert!(
+            read(&mut s, k * MIB, 1000) == data[k * MIB..(k + 1) * MIB],
+            "bytes at {k} MiB"
+        );
+        read_ahead_done(&d, before.reads + k as u64 + 1);
+    }
+    let now = ahead(&d);
+    assert_eq!(now.hits - before.hits, 3, "{now:?}");
+    assert_eq!(now.stale, before.stale);
+    assert!(
+        now.held_bytes >= MIB as u64,
+        "the next MiB is held: {now:?}"
+    );
+
+    // Bytes read ahead answer for the request's ahead_msecs at most: at once, yes (a
+    // read at 0 starts the sequence again), 300 ms later, no.
+    let now = ahead(&d);
+    assert!(read(&mut s, 0, 100) == data[..MIB], "bytes at 0");
+    read_ahead_done(&d, now.reads + 1);
+    assert!(
+        read(&mut s, MIB, 100) == data[MIB..2 * MIB],
+        "bytes at 1 MiB"
+    );
+    assert_eq!(ahead(&d).hits, now.hits + 1);
+    read_ahead_done(&d, now.reads + 2);
+    let now = ahead(&d);
+    assert!(read(&mut s, 0, 100) == data[..MIB], "bytes at 0");
+    read_ahead_done(&d, now.reads + 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        read(&mut s, MIB, 100) == data[MIB..2 * MIB],
+        "bytes at 1 MiB"
+    );
+    read_ahead_done(&d, now.reads + 2);
+    // (Found past its time by the read, or given back by the reaper before.)
+    assert_eq!(
+        ahead(&d).hits,
+        now.hits,
+        "bytes read ahead 300 ms ago answered"
+    );
+
+    // ahead_msecs 0: no read-ahead at all.
+    let now = ahead(&d);
+    assert!(read(&mut s, 0, 0) == data[..MIB], "bytes at 0");
+    assert!(read(&mut s, MIB, 0) == data[MIB..2 * MIB], "bytes at 1 MiB");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(ahead(&d).reads, now.reads);
+
+    // SendTo takes them as ReadTo does: header and bytes on the socket.
+    let (tx, rx) = tcp_pair();
+    let send = |s: &mut Share, offset: usize| {
+        let mut rx = rx.try_clone().unwrap();
+        let taker = std::thread::spawn(move || {
+            let mut got = vec![0u8; 3 + MIB];
+            rx.read_exact(&mut got).map(|_| got)
+        });
+        let req = SendToReq {
+            fh,
+            offset: offset as u64,
+            len: MIB as u32,
+            sock: tx.as_raw_fd(),
+            ahead_msecs: 1000,
+        };
+        let (rep, _) = s.c.call(0, &req, b"HDR").unwrap();
+        assert_eq!(rep.sent as usize, 3 + MIB);
+        taker.join().unwrap().unwrap()
+    };
+    let now = ahead(&d);
+    for k in 0..3 {
+        let got = send(&mut s, k * MIB);
+        assert_eq!(&got[..3], b"HDR");
+        assert!(
+            got[3..] == data[k * MIB..(k + 1) * MIB],
+            "SendTo at {k} MiB"
+        );
+        read_ahead_done(&d, now.reads + k as u64 + 1);
+    }
+    assert_eq!(ahead(&d).hits - now.hits, 2);
+
+    // A write through another session of this daemon after the read-ahead: the next read
+    // has the new bytes, not those read ahead.
+    let reads = ahead(&d).reads;
+    assert!(
+        read(&mut s, 3 * MIB, 1000) == data[3 * MIB..4 * MIB],
+        "bytes at 3 MiB"
+    );
+    read_ahead_done(&d, reads + 1);
+    let mut s2 = Share::attach(&d, "ahead2", &s.dir_name);
+    let w = s2.ok(&OpenReq {
+        dir: s2.dir,
+        name: "data".into(),
+        flags: O_RDWR,
+        mode: 0,
+    });
+    data[4 * MIB + 100..4 * MIB + 200].fill(b'w');
+    assert_eq!(s2.write(w.fh, (4 * MIB + 100) as u64, &[b'w'; 100]), 100);
+    let now = ahead(&d);
+    assert!(
+        read(&mut s, 4 * MIB, 1000) == data[4 * MIB..5 * MIB],
+        "bytes at 4 MiB: a write through another session after the read-ahead"
+    );
+    assert_eq!(ahead(&d).stale, now.stale + 1);
+    read_ahead_done(&d, now.reads + 1);
+    s2.ok(&CloseReq { fh: w.fh });
+
+    // Another Ceph client's write: it must open the file for writing first, the MDS takes
+    // back this mount's cache capability, and that marks the file.
+    let other = Daemon::start("ahead-other", &[]);
+    let mut o = Share::attach(&other, "ahead-other", &s.dir_name);
+    let stamp = t.epoch();
+    let w = o.ok(&OpenReq {
+        dir: o.dir,
+        name: "data".into(),
+        flags: O_RDWR,
+        mode: 0,
+    });
+    let t0 = Instant::now();
+    while t.unchanged(f.stat.ino, stamp) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "another client's open for writing did not mark the file; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    data[5 * MIB..5 * MIB + 50].fill(b'o');
+    assert_eq!(o.write(w.fh, (5 * MIB) as u64, &[b'o'; 50]), 50);
+    o.ok(&CloseReq { fh: w.fh });
+    let stale = ahead(&d).stale;
+    assert!(
+        read(&mut s, 5 * MIB, 1000) == data[5 * MIB..],
+        "bytes at 5 MiB: another Ceph client's write after the read-ahead"
+    );
+    assert_eq!(ahead(&d).stale, stale + 1);
+
+    // A closed handle's buffers go back (the reaper, within IDLE).
+    s.ok(&CloseReq { fh });
+    let t0 = Instant::now();
+    while ahead(&d).held_bytes > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", ahead(&d));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.cleanup();
 }

@@ -480,6 +480,52 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     b.close()
 
 
+def test_a_file_read_in_sequence_is_read_ahead_and_stays_true(unique):
+    """A file read in 1 MiB READs, one at a time, unsigned (sendfile: SendTo) and signed
+    (async: ReadTo): libcephfsd reads each next MiB while the client takes the one before
+    (`libcephfsd --read-ahead-mib`), and those bytes answer the next READ. A write through
+    another smbd between two READs is seen by the second."""
+    MiB = 1 << 20
+    data = os.urandom(8 * MiB)
+    b = B.connect("cephrs")
+    b.ensure_credits(8 * 16 + 8)
+    b.create_write_close(unique, data)
+    for sign in (False, True):
+        a = B.Client("cephrs", sign=sign)
+        a.connect()
+        a.ensure_credits(16 + 4)
+
+        def read(o, offset):
+            return a.run("read", o.read(offset, MiB, send=False))
+
+        o = a.open(unique, B.FilePipePrinterAccessMask.GENERIC_READ,
+                   B.CreateDisposition.FILE_OPEN, B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        ra, ops = B.daemon_read_ahead(SOCKET), B.daemon_op_counts(SOCKET)
+        for k in range(8):
+            assert read(o, k * MiB) == data[k * MiB:(k + 1) * MiB], f"signed={sign} at {k} MiB"
+        now, ops2 = B.daemon_read_ahead(SOCKET), B.daemon_op_counts(SOCKET)
+        op = "ReadTo" if sign else "SendTo"
+        assert ops2.get(op, 0) - ops.get(op, 0) >= 8, (sign, ops, ops2)
+        # The seven READs after the first find their bytes read (one may come first).
+        assert now["hits"] - ra["hits"] >= 6, (sign, ra, now)
+        assert now["stale"] == ra["stale"], (sign, ra, now)
+        # Read again from the start; another smbd writes the second MiB after the first
+        # READ (its read-ahead has long finished): the second READ has the new bytes.
+        assert read(o, 0) == data[:MiB]
+        new = (b"s" if sign else b"u") * 4096
+        data = data[:MiB + 10] + new + data[MiB + 10 + len(new):]
+        w = b.open(unique, B.FilePipePrinterAccessMask.GENERIC_WRITE,
+                   B.CreateDisposition.FILE_OPEN, B.CreateOptions.FILE_NON_DIRECTORY_FILE)
+        b.run("write", w.write(new, MiB + 10, send=False))
+        b.close_handle(w)
+        assert read(o, MiB) == data[MiB:2 * MiB], f"signed={sign}: the write was not seen"
+        assert B.daemon_read_ahead(SOCKET)["stale"] == now["stale"] + 1, "no read-ahead to refuse"
+        a.close_handle(o)
+        a.close()
+    b.unlink(unique)
+    b.close()
+
+
 def set_attributes(c, path, attrs):
     """SET_INFO FileBasicInformation: the DOS attributes `attrs`, times unchanged."""
     o = c.open(path, B.FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES, B.CreateDisposition.FILE_OPEN,

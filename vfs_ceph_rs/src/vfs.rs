@@ -46,6 +46,14 @@ pub struct Share {
     case_caps: Option<u32>,
     /// `ceph_rs:open_read_max`: files this small come whole with their open for reading.
     open_read_max: u32,
+    /// `ceph_rs:attr_cache_msecs`, which also bounds how long the daemon may answer a
+    /// read from bytes it read ahead (`ReadToReq::ahead_msecs`).
+    attr_cache_msecs: u32,
+}
+
+/// How long the daemon may answer a read of this share from bytes it read ahead.
+unsafe fn ahead_msecs(h: *mut Handle) -> u32 {
+    share(h).map_or(0, |sh| sh.attr_cache_msecs)
 }
 
 /// Per open file: the fsp extension.
@@ -749,6 +757,7 @@ unsafe extern "C" fn connect(h: *mut Handle, service: *const c_char, user: *cons
             cwd_key: Cell::new(Some(cwd_e.stat.key())),
             case_caps: None,
             open_read_max,
+            attr_cache_msecs: attr_cache as u32,
         }),
     );
     cache::share_opened(Some(Duration::from_millis(attr_cache)));
@@ -1471,6 +1480,7 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
                 offset: at,
                 len: len as u32,
                 addr: out.as_mut_ptr() as u64,
+                ahead_msecs: ahead_msecs(h),
             };
             let (rep, n) = daemon::call_into(d, &creds(h), &req, out)?;
             if rep.placed > 0 {
@@ -1812,11 +1822,13 @@ unsafe extern "C" fn pread_send(
     heap::async_read(n);
     let d = ext(h, fsp).map(|f| f.daemon);
     if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
+        let ahead_msecs = ahead_msecs(h);
         let make = |fh| ReadToReq {
             fh,
             offset,
             len: n as u32,
             addr: buf as u64,
+            ahead_msecs,
         };
         let kind = AioKind::ReadTo;
         return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, make, &[]);
@@ -2002,6 +2014,7 @@ unsafe extern "C" fn sendfile(
             offset: offset as u64,
             len: n as u32,
             sock: tofd,
+            ahead_msecs: ahead_msecs(h),
         };
         match daemon::call(d, &creds(h), &req, header) {
             Ok((rep, _)) if !rep.taken => {

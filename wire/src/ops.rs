@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -209,6 +209,22 @@ pub struct StatusRep {
     pub total_ops: u64,
     /// Per-op latency statistics (ops seen at least once).
     pub ops: Vec<OpStats>,
+    pub read_ahead: ReadAheadInfo,
+}
+
+/// The daemon's read-ahead (see [`ReadToReq::ahead_msecs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReadAheadInfo {
+    /// `--read-ahead-mib` in bytes (0: off).
+    pub max_bytes: u64,
+    /// Bytes held now (read ahead, being read, kept for the next read-ahead).
+    pub held_bytes: u64,
+    /// Read-aheads done since start.
+    pub reads: u64,
+    /// Reads answered from bytes read ahead.
+    pub hits: u64,
+    /// Bytes read ahead that a read found no longer holding (changed, or past their time).
+    pub stale: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -614,6 +630,14 @@ pub struct ReadToReq {
     pub offset: u64,
     pub len: u32,
     pub addr: u64,
+    /// How long (ms) the daemon may answer this handle's next read from bytes it reads
+    /// ahead of this one, against changes by other Ceph clients it is not told of (the
+    /// share's `attr_cache_msecs`; 0: no read-ahead). A read of 256 KiB or more that
+    /// continues the handle's sequence has the daemon read as many bytes after it while
+    /// these are on their way; they answer the next read while nothing through the
+    /// daemon changed the file, libcephfs kept its cache of it, and they are younger than
+    /// this (at most 1 s).
+    pub ahead_msecs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -687,6 +711,8 @@ pub struct SendToReq {
     pub offset: u64,
     pub len: u32,
     pub sock: i32,
+    /// As [`ReadToReq::ahead_msecs`].
+    pub ahead_msecs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -188,6 +188,7 @@ fn sample_requests() -> Vec<AnyRequest> {
             offset: 1 << 40,
             len: 1 << 20,
             addr: 0x7f00_1234_5000,
+            ahead_msecs: 0,
         }),
         AnyRequest::Write(WriteReq { fh, offset: 77 }),
         AnyRequest::WriteFrom(WriteFromReq {
@@ -201,6 +202,7 @@ fn sample_requests() -> Vec<AnyRequest> {
             offset: 1 << 34,
             len: 8 << 20,
             sock: 37,
+            ahead_msecs: 0,
         }),
         AnyRequest::RecvFrom(RecvFromReq {
             fh,
@@ -456,6 +458,13 @@ fn replies_round_trip() {
                 p99_us: 4,
                 max_us: 5,
             }],
+            read_ahead: ReadAheadInfo {
+                max_bytes: 6,
+                held_bytes: 7,
+                reads: 8,
+                hits: 9,
+                stale: 10,
+            },
         },
         &[],
     );
@@ -1397,6 +1406,7 @@ fn read_to_req(addr: u64) -> ReadToReq {
         offset: 0,
         len: 4,
         addr,
+        ahead_msecs: 0,
     }
 }
 
@@ -1608,6 +1618,7 @@ fn a_wait_polls_for_quick_replies_but_sleeps_through_bulk_ones() {
         offset: 0,
         len: 1 << 20,
         sock: 3,
+        ahead_msecs: 0,
     };
     let (t, cpu) = (std::time::Instant::now(), thread_cpu());
     let id = c.submit(0, &req, b"hdr").unwrap();
