@@ -632,7 +632,7 @@ pub struct ReadToReq {
     pub addr: u64,
     /// How long (ms) the daemon may answer this handle's next read from bytes it reads
     /// ahead of this one, against changes by other Ceph clients it is not told of (the
-    /// share's `attr_cache_msecs`; 0: no read-ahead). A read of 256 KiB or more that
+    /// share's `attr_cache_msecs`; 0: no read-ahead). A read of 256 KiB to 1 MiB that
     /// continues the handle's sequence has the daemon read as many bytes after it while
     /// these are on their way; they answer the next read while nothing through the
     /// daemon changed the file, libcephfs kept its cache of it, and they are younger than
