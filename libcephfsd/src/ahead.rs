@@ -61,7 +61,7 @@ const WAIT_MAX: Duration = Duration::from_secs(1);
 pub struct Budget {
     max: usize,
     used: AtomicUsize,
-    fills: AtomicU64,
+    reads: AtomicU64,
     hits: AtomicU64,
     stale: AtomicU64,
 }
@@ -72,7 +72,7 @@ impl Budget {
         Arc::new(Budget {
             max,
             used: AtomicUsize::new(0),
-            fills: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         })
@@ -106,7 +106,7 @@ impl Budget {
         ReadAheadInfo {
             max_bytes: self.max as u64,
             held_bytes: self.used.load(Ordering::Relaxed) as u64,
-            reads: self.fills.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
             hits: self.hits.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
         }
@@ -305,6 +305,7 @@ impl Ahead {
                 };
                 let fill = Fill {
                     s: s.clone(),
+                    epochs: epochs.clone(),
                     fh,
                     file: file.clone(),
                     offset: next,
@@ -365,6 +366,7 @@ pub fn run_queued() {
 /// One read-ahead.
 struct Fill {
     s: Arc<Session>,
+    epochs: Arc<crate::server::Epochs>,
     fh: u64,
     file: Arc<File>,
     offset: u64,
@@ -394,10 +396,7 @@ impl Fill {
                 None => return,
             }
         }
-        let Some(epochs) = self.s.daemon.epochs.as_ref() else {
-            return;
-        };
-        let stamp = epochs.table.epoch();
+        let stamp = self.epochs.table.epoch();
         let at = Instant::now();
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.file
@@ -406,7 +405,7 @@ impl Fill {
         self.s
             .daemon
             .read_ahead
-            .fills
+            .reads
             .fetch_add(1, Ordering::Relaxed);
         let mut slots = lock(&a.slots);
         if let Some(x) = slots.iter_mut().find(|x| mine(x)) {

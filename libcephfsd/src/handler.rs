@@ -1150,9 +1150,10 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
     let (_, file) = s.file(r.fh)?;
     bulk_len("read", r.len)?;
     if let Some(hit) = Ahead::begin(s, r.fh.0, &file, r.offset, r.len, r.ahead_msecs) {
-        let out = match s.peer.usable() {
-            true => s.peer.write(r.addr, hit.bytes()),
-            false => Ok(false),
+        let out = if s.peer.usable() {
+            s.peer.write(r.addr, hit.bytes())
+        } else {
+            Ok(false)
         };
         let rep = match out {
             Ok(true) => Ok((
@@ -1168,11 +1169,10 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
         return rep;
     }
     if r.len >= SPLIT_READ_MIN
-        && r.len <= MAX_DATA
         && s.peer.usable()
         && s.in_flight.load(std::sync::atomic::Ordering::Relaxed) <= 1
     {
-        if let Some(placed) = read_to_split(s, &r)? {
+        if let Some(placed) = read_to_split(s, &file, &r)? {
             return Ok((ReadToRep { placed }, Vec::new()));
         }
     }
@@ -1238,11 +1238,10 @@ enum Half {
 /// [`read_to`] in two halves placed concurrently. Ok(None): not placed (no privilege);
 /// the caller reads again through the socket. Returns only when both halves are done,
 /// so nothing is written into the client after the reply.
-fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
+fn read_to_split(s: &Arc<Session>, file: &Arc<File>, r: &ReadToReq) -> R<Option<u32>> {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Ok(None);
     };
-    let (_, file) = s.file(r.fh)?;
     let first = r.len / 2;
     let second = r.len - first;
     let half = Arc::new((Mutex::new(Half::Queued), std::sync::Condvar::new()));
@@ -1267,7 +1266,7 @@ fn read_to_split(s: &Arc<Session>, r: &ReadToReq) -> R<Option<u32>> {
         }
     };
     rt.spawn_blocking(run_second.clone());
-    let res1 = place(s, &file, r.offset, first, r.addr);
+    let res1 = place(s, file, r.offset, first, r.addr);
     // The second half: done, under way (wait for it) or still queued (run it here).
     run_second();
     let res2 = {

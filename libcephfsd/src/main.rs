@@ -57,7 +57,7 @@ struct ServeArgs {
     #[arg(long = "ceph-option", value_name = "NAME=VALUE", value_parser = name_value)]
     ceph_options: Vec<(String, String)>,
     /// Memory for read-ahead, all sessions together, in MiB (0: none). A read of 256 KiB
-    /// or more that continues a handle's sequence has the next as many bytes read while
+    /// to 1 MiB that continues a handle's sequence has the next as many bytes read while
     /// it is sent; each such handle holds up to two of its reads.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=4096))]
     read_ahead_mib: u32,
