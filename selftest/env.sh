@@ -278,8 +278,8 @@ case "${1:-}" in
   build) build ;;
   smbd) smbd_up ;;
   conf) smb_conf; say "rewrote $SMB/smb.conf (new connections use it)" ;;
-  restart-daemon)  # rebuild, then restart libcephfsd only (smbd children reconnect)
-    build
+  restart-daemon)  # rebuild (not with CEPH_RS_NO_BUILD=1), then restart libcephfsd only (smbd children reconnect)
+    [ -n "${CEPH_RS_NO_BUILD:-}" ] || build
     if p=$(pid_of "$STATE/libcephfsd.pid" "$DAEMON_BIN"); then stop_pid libcephfsd "$p" 10; fi
     daemon_up ;;
   *) echo "usage: $0 up|down|status|build|smbd|conf|restart-daemon" >&2; exit 2 ;;
