@@ -479,6 +479,7 @@ fn status(s: &Session) -> StatusRep {
         total_ops: d.stats.total(),
         ops: d.stats.summaries(),
         read_ahead: d.read_ahead.info(),
+        heap: d.heap.info(),
     }
 }
 

@@ -10,7 +10,9 @@
 //!   [`ahead`]: a sequence of reads, each read ahead while the one before is sent.
 //! * [`mounts`]: shared, refcounted mounts with a grace period.
 //! * [`handles`]: slot+generation handle table.
-//! * [`cephfs`]: the only unsafe code: libcephfs FFI and safe wrappers.
+//! * [`cephfs`]: libcephfs FFI and safe wrappers; [`peer`]: the calls on a client
+//!   process (its memory, its socket); [`heap`]: malloc's freed memory. The unsafe code
+//!   is there.
 //! * [`stats`]: per-op counters and latency histograms for `libcephfsd status`.
 //!
 //! The protocol itself is the `ceph_rs_wire` crate (`wire/src/ops.rs` lists every op).
@@ -19,6 +21,7 @@ pub mod ahead;
 pub mod cephfs;
 pub mod handler;
 pub mod handles;
+pub mod heap;
 pub mod mounts;
 pub mod outbox;
 pub mod peer;

@@ -61,6 +61,11 @@ struct ServeArgs {
     /// it is sent; each such handle holds up to two of its reads.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=4096))]
     read_ahead_mib: u32,
+    /// Freed memory (libcephfs's caches and the daemon's buffers, once freed) kept
+    /// resident for reuse, in MiB; past it, every free page goes back to the kernel
+    /// once half a second passes without a read or write.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1048576))]
+    heap_keep_mib: u32,
 }
 
 fn name_value(s: &str) -> Result<(String, String), String> {
@@ -80,6 +85,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // Before any thread starts (see libcephfsd::heap).
+    let arenas = libcephfsd::heap::limit_arenas();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -87,6 +94,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    match arenas {
+        Some(n) => tracing::info!("malloc arenas: at most {n}"),
+        None => tracing::info!("malloc arenas: as glibc's settings say"),
+    }
     let allowed_uids = if args.allowed_uids.is_empty() {
         vec![0]
     } else {
@@ -99,6 +110,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         mount_grace: Duration::from_secs(args.mount_grace_secs),
         ceph_options: args.ceph_options,
         read_ahead: args.read_ahead_mib as usize * 1024 * 1024,
+        heap_keep: args.heap_keep_mib as u64 * 1024 * 1024,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(libcephfsd::server::RUNTIME_WORKERS)
@@ -173,6 +185,16 @@ fn format_status(s: &StatusRep) -> String {
         ra.reads,
         ra.hits,
         ra.stale
+    );
+    let h = &s.heap;
+    let _ = writeln!(
+        o,
+        "heap: in use {} MiB  freed {} MiB (kept up to {} MiB)  given back {} times, {} MiB",
+        h.in_use_bytes >> 20,
+        h.freed_bytes >> 20,
+        h.keep_bytes >> 20,
+        h.trims,
+        h.given_back_bytes >> 20
     );
     let _ = writeln!(
         o,

@@ -64,6 +64,8 @@ pub struct Config {
     /// Bytes all sessions' read-ahead may hold at once (0: no read-ahead; see
     /// [`crate::ahead`]).
     pub read_ahead: usize,
+    /// Freed heap kept resident at most, in bytes (see [`crate::heap`]).
+    pub heap_keep: u64,
 }
 
 /// libcephfs options for a mount shared by many smbd sessions. These are set with
@@ -119,6 +121,8 @@ pub struct Daemon {
     pub epochs: Option<Arc<Epochs>>,
     /// The read-ahead memory bound and counters.
     pub read_ahead: Arc<crate::ahead::Budget>,
+    /// The freed heap's bound and what it gave back.
+    pub heap: crate::heap::Heap,
 }
 
 /// The daemon's change table ([`ceph_rs_wire::epochs`]) and where it is.
@@ -179,6 +183,7 @@ impl Daemon {
             Ok(m)
         };
         let read_ahead = crate::ahead::Budget::new(config.read_ahead);
+        let heap = crate::heap::Heap::new(config.heap_keep);
         Arc::new(Daemon {
             registry: Registry::new(config.mount_grace, Box::new(mounter)),
             config,
@@ -191,6 +196,7 @@ impl Daemon {
             inline_now: AtomicU64::new(0),
             epochs,
             read_ahead,
+            heap,
         })
     }
 
@@ -253,6 +259,8 @@ pub async fn serve(config: Config) -> io::Result<()> {
         allowed_uids = ?daemon.config.allowed_uids,
         threads = daemon.config.threads,
         grace_secs = daemon.config.mount_grace.as_secs(),
+        read_ahead_mib = daemon.config.read_ahead >> 20,
+        heap_keep_mib = daemon.config.heap_keep >> 20,
         "libcephfsd listening"
     );
 
@@ -263,7 +271,12 @@ pub async fn serve(config: Config) -> io::Result<()> {
         loop {
             tick.tick().await;
             let d = d2.clone();
-            let _ = tokio::task::spawn_blocking(move || drop(d.registry.reap(false))).await;
+            // Unmount what is past its grace, then give back the freed heap.
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(d.registry.reap(false));
+                d.heap.tend(d.stats.data_ops());
+            })
+            .await;
             // Read-ahead buffers of closed and idle handles.
             let now = Instant::now();
             for s in d2.live_sessions() {

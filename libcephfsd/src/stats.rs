@@ -124,6 +124,19 @@ impl Stats {
         self.total.load(Relaxed)
     }
 
+    /// Requests that moved file bytes (reads and writes of every kind) since start.
+    pub fn data_ops(&self) -> u64 {
+        const DATA: [Op; 6] = [
+            Op::Read,
+            Op::Write,
+            Op::ReadTo,
+            Op::WriteFrom,
+            Op::SendTo,
+            Op::RecvFrom,
+        ];
+        DATA.iter().map(|op| self.per_op[op.index()].count()).sum()
+    }
+
     pub fn summaries(&self) -> Vec<OpStats> {
         Op::ALL
             .iter()

@@ -116,7 +116,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -210,6 +210,7 @@ pub struct StatusRep {
     /// Per-op latency statistics (ops seen at least once).
     pub ops: Vec<OpStats>,
     pub read_ahead: ReadAheadInfo,
+    pub heap: HeapInfo,
 }
 
 /// The daemon's read-ahead (see [`ReadToReq::ahead_msecs`]).
@@ -225,6 +226,21 @@ pub struct ReadAheadInfo {
     pub hits: u64,
     /// Bytes read ahead that a read found no longer holding (changed, or past their time).
     pub stale: u64,
+}
+
+/// The daemon's freed heap (`--heap-keep-mib`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HeapInfo {
+    /// Freed memory the daemon keeps resident at most, in bytes.
+    pub keep_bytes: u64,
+    /// What malloc has handed out now.
+    pub in_use_bytes: u64,
+    /// Anonymous resident memory malloc does not hand out now (its freed memory).
+    pub freed_bytes: u64,
+    /// Times the freed heap was given back since start.
+    pub trims: u64,
+    /// Bytes given back since start.
+    pub given_back_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -465,6 +465,13 @@ fn replies_round_trip() {
                 hits: 9,
                 stale: 10,
             },
+            heap: HeapInfo {
+                keep_bytes: 11,
+                in_use_bytes: 12,
+                freed_bytes: 13,
+                trims: 14,
+                given_back_bytes: 15,
+            },
         },
         &[],
     );
