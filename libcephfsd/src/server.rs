@@ -30,7 +30,6 @@ use ceph_rs_wire::{
     encode_error, encode_push, encode_reply, AnyRequest, Errno, Frame, FrameDecoder, HelloRep, Op,
     Push, SessionInfo, FEATURES, PROTOCOL_VERSION,
 };
-use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
@@ -456,8 +455,46 @@ async fn run_session(daemon: Arc<Daemon>, stream: UnixStream, id: u64, pid: i32,
     tracing::debug!(session = id, "session released");
 }
 
+/// Size of a runtime thread's read buffer (see [`READ_BUF`]).
+const READ_BUF_LEN: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer of every session a runtime thread reads for, borrowed only while
+    /// that thread reads and decodes what the socket has: a waiting session holds none.
+    /// (One per session, 2000 idle sessions held 64 KiB each: 0.06 MB per connection.)
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_BUF_LEN].into_boxed_slice());
+}
+
+/// Read what `rd` has into this thread's [`READ_BUF`] and decode it: the frames, and
+/// how the session ends if it does (after those frames).
+fn read_frames(
+    rd: &tokio::net::unix::OwnedReadHalf,
+    dec: &mut FrameDecoder,
+    frames: &mut Vec<Frame>,
+) -> Option<End> {
+    READ_BUF.with_borrow_mut(|buf| {
+        let n = match rd.try_read(buf) {
+            Ok(0) => return Some(End::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) => return Some(End::Io(e)),
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            match dec.feed(rest) {
+                Ok((used, frame)) => {
+                    rest = &rest[used..];
+                    frames.extend(frame);
+                }
+                Err(e) => return Some(End::Protocol(e.to_string())),
+            }
+        }
+        None
+    })
+}
+
 async fn read_loop(session: &Arc<Session>, rd: &mut tokio::net::unix::OwnedReadHalf) -> End {
-    let mut buf = vec![0u8; 64 * 1024];
     let mut dec = FrameDecoder::new();
     let mut hello = false;
     let sem = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -484,23 +521,19 @@ async fn read_loop(session: &Arc<Session>, rd: &mut tokio::net::unix::OwnedReadH
             }
             continue;
         }
-        let n = match rd.read(&mut buf).await {
-            Ok(0) => return End::Eof,
-            Ok(n) => n,
-            Err(e) => return End::Io(e),
-        };
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let (used, frame) = match dec.feed(rest) {
-                Ok(v) => v,
-                Err(e) => return End::Protocol(e.to_string()),
-            };
-            rest = &rest[used..];
-            if let Some(frame) = frame {
-                if let Err(end) = handle_frame(session, frame, &mut hello, &sem).await {
-                    return end;
-                }
+        if let Err(e) = rd.readable().await {
+            return End::Io(e);
+        }
+        // A new Vec each time: one kept would keep the capacity of its largest burst.
+        let mut frames = Vec::new();
+        let end = read_frames(rd, &mut dec, &mut frames);
+        for frame in frames {
+            if let Err(end) = handle_frame(session, frame, &mut hello, &sem).await {
+                return end;
             }
+        }
+        if let Some(end) = end {
+            return end;
         }
     }
 }

@@ -4211,3 +4211,43 @@ fn freed_heap_past_heap_keep_goes_back_to_the_kernel() {
         ra / MIB
     );
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn a_waiting_session_holds_no_read_buffer() {
+    let _ = IGN;
+    const SESSIONS: usize = 200;
+    let d = Daemon::start("idle", &[]);
+    let pid = d.child.id();
+    // A request of 60 KB the daemon refuses and keeps nothing of (the name is too long,
+    // and the handle is no handle): it fills the buffer the request was read into.
+    let big = LookupReq {
+        dir: Ino::new(7, 7),
+        name: "n".repeat(60_000),
+    };
+    let mut warm = d.client("warm");
+    assert!(warm.call(0, &big, &[]).is_err());
+    std::thread::sleep(Duration::from_millis(200));
+    let (rss0, heap0) = (rss_anon(pid), d.status().heap.in_use_bytes);
+    // Sessions that each sent one and now wait.
+    let clients: Vec<Client> = (0..SESSIONS)
+        .map(|i| {
+            let mut c = d.client(&format!("idle{i}"));
+            assert!(c.call(0, &big, &[]).is_err());
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (rss1, heap1) = (rss_anon(pid), d.status().heap.in_use_bytes);
+    let per_rss = rss1.saturating_sub(rss0) / SESSIONS as u64;
+    let per_heap = heap1.saturating_sub(heap0) / SESSIONS as u64;
+    eprintln!("per waiting session: RssAnon {per_rss} B, malloc in use {per_heap} B");
+    assert_eq!(d.status().sessions.len(), SESSIONS + 2);
+    // A session's own state is a few KiB; a read buffer of 64 KiB each would be on top.
+    assert!(
+        per_heap < 24 * 1024,
+        "malloc in use {per_heap} B per session"
+    );
+    assert!(per_rss < 24 * 1024, "RssAnon {per_rss} B per session");
+    drop(clients);
+}
