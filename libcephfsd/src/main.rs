@@ -63,7 +63,8 @@ struct ServeArgs {
     read_ahead_mib: u32,
     /// Freed memory (libcephfs's caches and the daemon's buffers, once freed) kept
     /// resident for reuse, in MiB; past it, every free page goes back to the kernel
-    /// once half a second passes without a read or write.
+    /// once half a second passes without a read or write (while they go on: past four
+    /// times as much).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1048576))]
     heap_keep_mib: u32,
 }
