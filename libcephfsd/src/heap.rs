@@ -6,8 +6,8 @@
 //! glibc's malloc, which keeps what is freed for reuse, in a heap of its own (arena) for
 //! each of up to 8 threads per core, and gives memory back to the kernel only from the
 //! top of a heap. With 50 SMB connections streaming 16 MiB files through one daemon it
-//! held 550-570 MiB at the peak; once the files were gone, 430-460 MiB with 14 MiB in
-//! use (docs/tuning.md, "The daemon's freed heap").
+//! held 554-611 MiB at the peak; once the files were gone, 430-493 MiB with 14 MiB in
+//! use (docs/tuning.md, "libcephfsd's own memory").
 //!
 //! * [`limit_arenas`] bounds the arenas to the number of cores (at least 2) before any
 //!   thread starts: what one thread frees, another reuses. 50 connections: peak 480 MiB;
