@@ -14,6 +14,8 @@ source "$(dirname "$0")/common.sh"
 cd "$REPO"
 t0=$SECONDS
 step() { echo; echo "==== [$((SECONDS - t0))s] $*"; }
+# What a failed cargo test printed (its "failures:" section: output and panic message).
+failures() { sed -n '/^failures:$/,/^test result/p' "$1" | head -n 300; }
 failed=()
 
 was_up=0
@@ -28,9 +30,9 @@ cargo fmt --all -- --check || failed+=("cargo fmt")
 step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -q -- -D warnings || failed+=("cargo clippy")
 step "cargo unit tests"
-cargo test --release --workspace 2>&1 | tee "$STATE/cargo-unit.log" | grep -E '^(test result|running|.*FAILED|.*panicked)' ; [ "${PIPESTATUS[0]}" = 0 ] || failed+=("cargo unit tests")
+cargo test --release --workspace 2>&1 | tee "$STATE/cargo-unit.log" | grep -E '^(test result|running|.*FAILED|.*panicked)' ; [ "${PIPESTATUS[0]}" = 0 ] || { failures "$STATE/cargo-unit.log"; failed+=("cargo unit tests"); }
 step "cluster tests (libcephfsd on the real CephFS)"
-cargo test --release -p libcephfsd --test '*' -- --ignored 2>&1 | tee "$STATE/cargo-cluster.log" | grep -E '^(test |test result|running)' ; [ "${PIPESTATUS[0]}" = 0 ] || failed+=("cluster tests")
+cargo test --release -p libcephfsd --test '*' -- --ignored 2>&1 | tee "$STATE/cargo-cluster.log" | grep -E '^(test |test result|running)' ; [ "${PIPESTATUS[0]}" = 0 ] || { failures "$STATE/cargo-cluster.log"; failed+=("cluster tests"); }
 step "integration tests (pytest: smbd + ceph_rs + real clients)"
 "$VENV/bin/pytest" -v -p no:cacheprovider selftest/tests "$@" || failed+=("integration tests")
 if [ "${CEPH_RS_SKIP_TORTURE:-0}" != 1 ]; then
