@@ -15,8 +15,10 @@
 //! * Every half second (the reaper in `server.rs`) [`Heap::tend`] compares the daemon's
 //!   anonymous resident memory with what malloc has handed out. When the difference,
 //!   freed memory still resident, is over `keep` and no request moved file bytes since
-//!   the last look, it calls `malloc_trim(0)`, which gives every free page of every
-//!   arena back. While bytes move only past [`BUSY_KEEP`] times `keep`: such pages are
+//!   the last look, it calls `malloc_trim(0)`, which gives back the free pages inside
+//!   every arena and the top of the main one (the top of a thread arena's heap goes back
+//!   only by glibc's own trimming, past its trim threshold: at most 64 MiB stays there).
+//!   While bytes move only past [`BUSY_KEEP`] times `keep`: such pages are
 //!   taken again at once, each fault zeroing a page, and with the bound at `keep` under
 //!   load too one connection's writes measured 5% slower.
 
