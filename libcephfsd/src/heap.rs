@@ -18,9 +18,9 @@
 //!   the last look, it calls `malloc_trim(0)`, which gives back the free pages inside
 //!   every arena and the top of the main one (the top of a thread arena's heap goes back
 //!   only by glibc's own trimming, past its trim threshold: at most 64 MiB stays there).
-//!   While bytes move only past [`BUSY_KEEP`] times `keep`: such pages are
-//!   taken again at once, each fault zeroing a page, and with the bound at `keep` under
-//!   load too one connection's writes measured 5% slower.
+//!   While bytes move only past [`BUSY_KEEP`] times `keep`: such pages are taken again
+//!   at once, each fault zeroing a page, and with the bound at `keep` under load too one
+//!   connection's writes measured 5% slower.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

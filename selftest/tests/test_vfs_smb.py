@@ -336,10 +336,15 @@ def op_count(name):
     return B.daemon_op_counts(SOCKET).get(name, 0)
 
 
+def op_total(names):
+    """The daemon's requests of these ops, together (one status call)."""
+    counts = B.daemon_op_counts(SOCKET)
+    return sum(counts.get(name, 0) for name in names)
+
+
 def read_opens():
     """Opens for reading that bring a small file: waited for (OpenRead) or not (OpenInoRead)."""
-    counts = B.daemon_op_counts(SOCKET)
-    return counts.get("OpenRead", 0) + counts.get("OpenInoRead", 0)
+    return op_total(("OpenRead", "OpenInoRead"))
 
 
 def test_a_directory_changed_here_is_seen_as_it_is_without_asking(unique):
@@ -373,12 +378,12 @@ def test_a_directory_changed_here_is_seen_as_it_is_without_asking(unique):
             a.stat(d)
         time.sleep(0.05)  # a visible change of the timestamps
         change()
-        n = sum(op_count(o) for o in asked)
+        n = op_total(asked)
         mine = [a.stat(d) for d in dirs]
         took = time.monotonic() - t0
         if unasked:
             assert took < 0.9, f"{step}: {took:.2f} s, longer than what is kept answers"
-            assert sum(op_count(o) for o in asked) == n, f"{step}: a stat asked the daemon"
+            assert op_total(asked) == n, f"{step}: a stat asked the daemon"
         theirs = [other.stat(d) for d in dirs]
         assert [(m["mtime"], m["ctime"]) for m in mine] == \
             [(t["mtime"], t["ctime"]) for t in theirs], step
@@ -427,9 +432,9 @@ def test_a_path_through_kept_lookups_of_its_names_asks_nothing(unique):
     a.mkdir(unique)
     a.mkdir(unique + "\\sub")
     walks = ("Walk", "WalkPlus")
-    n = sum(op_count(o) for o in walks)
+    n = op_total(walks)
     a.rmdir(unique + "\\sub")
-    assert sum(op_count(o) for o in walks) == n, "the rmdir walked the path again"
+    assert op_total(walks) == n, "the rmdir walked the path again"
     # Removed through another smbd: this one's kept lookups no longer answer.
     a.mkdir(unique + "\\sub")
     a.stat(unique + "\\sub")
@@ -458,13 +463,13 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
     def read(o, offset, n):
         return a.run("read", o.read(offset, n, send=False))
 
-    opens, asked = read_opens(), sum(op_count(x) for x in reads)
+    opens, asked = read_opens(), op_total(reads)
     o = open_for_read()
     assert read(o, 0, 100) == data[:100]
     assert read(o, 100, 4096) == data[100:]
     a.close_handle(o)
     assert read_opens() == opens + 1, "the open did not bring the file"
-    assert sum(op_count(x) for x in reads) == asked, "the reads asked the daemon"
+    assert op_total(reads) == asked, "the reads asked the daemon"
     # Written after the open through another smbd, then through another handle of the
     # same smbd: the read sees the new bytes.
     for writer, content in ((b, bytes(reversed(data))), (a, data)):
