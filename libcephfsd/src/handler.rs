@@ -84,6 +84,7 @@ pub fn order(req: &AnyRequest) -> Option<Order> {
     match req {
         A::Read(r) => f(&r.fh, false),
         A::ReadTo(r) => f(&r.fh, false),
+        A::ReadShm(r) => f(&r.fh, false),
         A::SendTo(r) => f(&r.fh, false),
         A::Write(r) => f(&r.fh, true),
         A::WriteFrom(r) => f(&r.fh, true),
@@ -120,6 +121,7 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
     match req {
         A::Read(r) => r.len as usize <= INLINE_IO_MAX,
         A::ReadTo(r) => r.len as usize <= INLINE_IO_MAX,
+        A::ReadShm(r) => r.len as usize <= INLINE_IO_MAX,
         A::Write(_) => data_len <= INLINE_IO_MAX,
         A::WriteFrom(r) => r.len as usize <= INLINE_IO_MAX,
         A::Fsync(_)
@@ -374,6 +376,8 @@ fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Outp
             let (rep, data) = read_to(s, r)?;
             ok_data(rep, data)
         }
+        A::ShareMem(r) => ok(share_mem(s, r)?),
+        A::ReadShm(r) => ok(read_shm(s, r)?),
         A::SendTo(r) => ok(send_to(s, r, &data)?),
         A::Write(r) => ok(write(s, p, r, &data)?),
         A::WriteFrom(r) => ok(write_from(s, p, r)?),
@@ -480,6 +484,7 @@ fn status(s: &Session) -> StatusRep {
         ops: d.stats.summaries(),
         read_ahead: d.read_ahead.info(),
         heap: d.heap.info(),
+        shared: d.shared.info(),
     }
 }
 
@@ -1190,6 +1195,89 @@ fn read_to(s: &Arc<Session>, r: ReadToReq) -> R<(ReadToRep, Vec<u8>)> {
     })
 }
 
+/// Share the client's memfd for its reads (see [`crate::shm`]), or stop sharing.
+fn share_mem(s: &Session, r: ShareMemReq) -> R<ShareMemRep> {
+    // The old area goes first: its share of the bound comes back.
+    drop(lock(&s.shm).take());
+    if r.fd < 0 {
+        return Ok(ShareMemRep { shared: true });
+    }
+    if r.len == 0 || r.len > crate::shm::MAX_AREA {
+        return Err(fail(
+            Errno::EINVAL,
+            format!(
+                "a shared area of {} bytes (at most {})",
+                r.len,
+                crate::shm::MAX_AREA
+            ),
+        ));
+    }
+    let Some(grant) = s.daemon.shared.take(r.len as usize) else {
+        return Ok(ShareMemRep { shared: false });
+    };
+    let fd = s
+        .peer
+        .file(r.fd)
+        .map_err(|e| fail(e, format!("cannot take the client's fd {}: {e}", r.fd)))?;
+    let Some(fd) = fd else {
+        return Ok(ShareMemRep { shared: false });
+    };
+    let area = crate::shm::SharedArea::map(fd, r.len, grant).map_err(|e| {
+        fail(
+            e,
+            format!(
+                "the client's fd {} is not a memfd of {} bytes sealed against \
+                 shrinking and growing",
+                r.fd, r.len
+            ),
+        )
+    })?;
+    *lock(&s.shm) = Some(Arc::new(area));
+    Ok(ShareMemRep { shared: true })
+}
+
+/// A read whose bytes land in the session's shared area (see [`crate::shm`]).
+fn read_shm(s: &Arc<Session>, r: ReadShmReq) -> R<ReadShmRep> {
+    let (_, file) = s.file(r.fh)?;
+    bulk_len("read", r.len)?;
+    let Some(area) = lock(&s.shm).clone() else {
+        return Err(fail(Errno::ENXIO, "no shared area to read into"));
+    };
+    let failed = |e: Errno| {
+        fail(
+            e,
+            format!(
+                "read of {} bytes at {} into the shared area at {} (of {} bytes): {e}",
+                r.len,
+                r.offset,
+                r.at,
+                area.size()
+            ),
+        )
+    };
+    area.check(r.at, r.len).map_err(failed)?;
+    if let Some(hit) = Ahead::begin(s, r.fh.0, &file, r.offset, r.len, r.ahead_msecs) {
+        let n = hit.bytes().len() as u32;
+        let put = area.put(r.at, hit.bytes());
+        s.ahead.recycle(r.fh.0, &file, hit);
+        put.map_err(failed)?;
+        return Ok(ReadShmRep { n });
+    }
+    if r.len >= SPLIT_READ_MIN && s.in_flight.load(std::sync::atomic::Ordering::Relaxed) <= 1 {
+        let (offset, at, file) = (r.offset, r.at, file.clone());
+        let area = area.clone();
+        let part = move |from: u32, len: u32| {
+            area.read(&file, offset + from as u64, at + from as u64, len)
+                .map(Some)
+        };
+        if let Some(n) = in_halves(r.len, part).map_err(failed)? {
+            return Ok(ReadShmRep { n });
+        }
+    }
+    let n = area.read(&file, r.offset, r.at, r.len).map_err(failed)?;
+    Ok(ReadShmRep { n })
+}
+
 /// A ReadTo whose bytes could not be read or placed.
 fn read_to_failed(r: &ReadToReq, e: Errno) -> Fail {
     fail(
@@ -1240,15 +1328,40 @@ enum Half {
 /// the caller reads again through the socket. Returns only when both halves are done,
 /// so nothing is written into the client after the reply.
 fn read_to_split(s: &Arc<Session>, file: &Arc<File>, r: &ReadToReq) -> R<Option<u32>> {
+    let (offset, addr) = (r.offset, r.addr);
+    let place_part = {
+        let (s, file) = (s.clone(), file.clone());
+        move |from: u32, len: u32| {
+            place(
+                &s,
+                &file,
+                offset + from as u64,
+                len,
+                addr.wrapping_add(from as u64),
+            )
+        }
+    };
+    in_halves(r.len, place_part).map_err(|e| read_to_failed(r, e))
+}
+
+/// Run `part(from, len)` for the two halves of `len` bytes at once: the second on a
+/// pool thread (or on this one, if no pool thread started it by the time the first is
+/// done). Each returns the bytes it did (None: nothing, for a reason that holds for the
+/// whole); the whole is the first half's when it fell short, else the sum. Returns only
+/// when both are done. Ok(None) also outside the runtime.
+fn in_halves<F>(len: u32, part: F) -> Result<Option<u32>, Errno>
+where
+    F: Fn(u32, u32) -> Result<Option<u32>, Errno> + Send + Sync + 'static,
+{
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Ok(None);
     };
-    let first = r.len / 2;
-    let second = r.len - first;
+    let first = len / 2;
+    let second = len - first;
+    let part = Arc::new(part);
     let half = Arc::new((Mutex::new(Half::Queued), std::sync::Condvar::new()));
     let run_second = {
-        let (s, file, half) = (s.clone(), file.clone(), half.clone());
-        let (offset, addr) = (r.offset + first as u64, r.addr.wrapping_add(first as u64));
+        let (part, half) = (part.clone(), half.clone());
         move || {
             {
                 let mut h = lock(&half.0);
@@ -1258,16 +1371,15 @@ fn read_to_split(s: &Arc<Session>, file: &Arc<File>, r: &ReadToReq) -> R<Option<
                 *h = Half::Running;
             }
             // A panic must not leave the request waiting for a half that never ends.
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                place(&s, &file, offset, second, addr)
-            }))
-            .unwrap_or(Err(Errno::EIO));
+            let res =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part(first, second)))
+                    .unwrap_or(Err(Errno::EIO));
             *lock(&half.0) = Half::Done(res);
             half.1.notify_all();
         }
     };
     rt.spawn_blocking(run_second.clone());
-    let res1 = place(s, file, r.offset, first, r.addr);
+    let res1 = part(0, first);
     // The second half: done, under way (wait for it) or still queued (run it here).
     run_second();
     let res2 = {
@@ -1283,7 +1395,7 @@ fn read_to_split(s: &Arc<Session>, file: &Arc<File>, r: &ReadToReq) -> R<Option<
         }
     };
     match (res1, res2) {
-        (Err(e), _) | (_, Err(e)) => Err(read_to_failed(r, e)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
         (Ok(Some(n1)), Ok(Some(n2))) => Ok(Some(if n1 < first { n1 } else { n1 + n2 })),
         _ => Ok(None),
     }

@@ -11,8 +11,9 @@
 //! * [`mounts`]: shared, refcounted mounts with a grace period.
 //! * [`handles`]: slot+generation handle table.
 //! * [`cephfs`]: libcephfs FFI and safe wrappers; [`peer`]: the calls on a client
-//!   process (its memory, its socket); [`heap`]: malloc's arenas and freed memory. The
-//!   unsafe code is there (and one `getrandom` in [`server`]).
+//!   process (its memory, its socket); [`shm`]: memory a client shares for its reads;
+//!   [`heap`]: malloc's arenas and freed memory. The unsafe code is there (and one
+//!   `getrandom` in [`server`]).
 //! * [`stats`]: per-op counters and latency histograms for `libcephfsd status`.
 //!
 //! The protocol itself is the `ceph_rs_wire` crate (`wire/src/ops.rs` lists every op).
@@ -28,4 +29,5 @@ pub mod peer;
 pub mod pieces;
 pub mod server;
 pub mod session;
+pub mod shm;
 pub mod stats;

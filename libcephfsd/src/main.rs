@@ -61,6 +61,13 @@ struct ServeArgs {
     /// it is sent; each such handle holds up to two of its reads.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=4096))]
     read_ahead_mib: u32,
+    /// Memory smbds may share with the daemon for their large reads, all sessions
+    /// together, in MiB (0: none): libcephfs copies such a read's bytes into an area
+    /// the smbd maps, instead of the daemon writing them into smbd's memory. Each smbd
+    /// reading blocks of 1 MiB or more shares one area of twice its largest read (at
+    /// most 16 MiB) until it stops reading for 2 s; past this bound, its reads go as before.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    shared_read_mib: u32,
     /// Freed memory (libcephfs's caches and the daemon's buffers, once freed) kept
     /// resident for reuse, in MiB; past it, every free page goes back to the kernel
     /// once half a second passes without a read or write (while they go on: past four
@@ -111,6 +118,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         mount_grace: Duration::from_secs(args.mount_grace_secs),
         ceph_options: args.ceph_options,
         read_ahead: args.read_ahead_mib as usize * 1024 * 1024,
+        shared_read: args.shared_read_mib as usize * 1024 * 1024,
         heap_keep: args.heap_keep_mib as u64 * 1024 * 1024,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -186,6 +194,14 @@ fn format_status(s: &StatusRep) -> String {
         ra.reads,
         ra.hits,
         ra.stale
+    );
+    let sh = &s.shared;
+    let _ = writeln!(
+        o,
+        "shared for reads: {} KiB of {} KiB in {} areas",
+        sh.shared_bytes / 1024,
+        sh.max_bytes / 1024,
+        sh.areas
     );
     let h = &s.heap;
     let _ = writeln!(

@@ -161,12 +161,11 @@ impl PeerMemory {
         Ok(true)
     }
 
-    /// The client's open file `fd`, if it is a TCP socket, as our own reference to it
-    /// (`pidfd_getfd`, which asks for the same privilege as reaching into the client's
-    /// memory). Ok(None): this daemon may not take the client's fds, or `fd` is not a TCP
-    /// socket (never the session's own unix socket, nor a file). EBADF: no such fd there;
-    /// ESRCH: the client is gone; EPIPE: the session is closing.
-    pub fn socket(&self, fd: i32) -> Result<Option<OwnedFd>, Errno> {
+    /// The client's open file `fd` as our own reference to it (`pidfd_getfd`, which
+    /// asks for the same privilege as reaching into the client's memory). Ok(None): this
+    /// daemon may not take the client's fds (`what` is logged once). EBADF: no such fd
+    /// there; ESRCH: the client is gone; EPIPE: the session is closing.
+    fn take_fd(&self, fd: i32, what: &str) -> Result<Option<OwnedFd>, Errno> {
         if !self.usable() {
             return Ok(None);
         }
@@ -184,11 +183,7 @@ impl PeerMemory {
                 .unwrap_or(libc::EIO);
             return match e {
                 libc::EPERM | libc::EACCES | libc::ENOSYS => {
-                    self.refused(
-                        e,
-                        "cannot take the client's socket: its reads go through its memory \
-                         or the socket",
-                    );
+                    self.refused(e, what);
                     Ok(None)
                 }
                 libc::ESRCH => Err(Errno::ESRCH),
@@ -196,7 +191,20 @@ impl PeerMemory {
             };
         }
         // SAFETY: `got` is a new fd that nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(got as i32) };
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(got as i32) }))
+    }
+
+    /// The client's open file `fd`, if it is a TCP socket, as our own reference to it
+    /// (see [`PeerMemory::take_fd`]). Ok(None) also when `fd` is not a TCP socket (never
+    /// the session's own unix socket, nor a file).
+    pub fn socket(&self, fd: i32) -> Result<Option<OwnedFd>, Errno> {
+        let Some(sock) = self.take_fd(
+            fd,
+            "cannot take the client's socket: its reads go through its memory or the socket",
+        )?
+        else {
+            return Ok(None);
+        };
         let opt = |name| {
             let mut v: libc::c_int = 0;
             let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -215,6 +223,15 @@ impl PeerMemory {
         let tcp = matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
             && opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM);
         Ok(tcp.then_some(sock))
+    }
+
+    /// The client's open file `fd` (a memfd to share, see [`crate::shm`]) as our own
+    /// reference to it (see [`PeerMemory::take_fd`]).
+    pub fn file(&self, fd: i32) -> Result<Option<OwnedFd>, Errno> {
+        self.take_fd(
+            fd,
+            "cannot take the client's memfd: its reads go through its memory or the socket",
+        )
     }
 
     /// The kernel refused this daemon the client (`errno`, no privilege over it): log

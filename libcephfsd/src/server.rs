@@ -63,6 +63,9 @@ pub struct Config {
     /// Bytes all sessions' read-ahead may hold at once (0: no read-ahead; see
     /// [`crate::ahead`]).
     pub read_ahead: usize,
+    /// Bytes of areas all sessions may share for their reads at once (0: none; see
+    /// [`crate::shm`]).
+    pub shared_read: usize,
     /// Freed heap kept resident at most, in bytes (see [`crate::heap`]).
     pub heap_keep: u64,
 }
@@ -120,6 +123,8 @@ pub struct Daemon {
     pub epochs: Option<Arc<Epochs>>,
     /// The read-ahead memory bound and counters.
     pub read_ahead: Arc<crate::ahead::Budget>,
+    /// The bound on areas clients share for their reads.
+    pub shared: Arc<crate::shm::Budget>,
     /// The freed heap's bound and what it gave back.
     pub heap: crate::heap::Heap,
 }
@@ -182,6 +187,7 @@ impl Daemon {
             Ok(m)
         };
         let read_ahead = crate::ahead::Budget::new(config.read_ahead);
+        let shared = crate::shm::Budget::new(config.shared_read);
         let heap = crate::heap::Heap::new(config.heap_keep);
         Arc::new(Daemon {
             registry: Registry::new(config.mount_grace, Box::new(mounter)),
@@ -195,6 +201,7 @@ impl Daemon {
             inline_now: AtomicU64::new(0),
             epochs,
             read_ahead,
+            shared,
             heap,
         })
     }
@@ -259,6 +266,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
         threads = daemon.config.threads,
         grace_secs = daemon.config.mount_grace.as_secs(),
         read_ahead_mib = daemon.config.read_ahead >> 20,
+        shared_read_mib = daemon.config.shared_read >> 20,
         heap_keep_mib = daemon.config.heap_keep >> 20,
         "libcephfsd listening"
     );

@@ -144,6 +144,8 @@ pub struct Session {
     pub peer: PeerMemory,
     /// Read-ahead of the session's sequential reads.
     pub ahead: crate::ahead::Ahead,
+    /// The area the client shares for its reads (ShareMem, ReadShm).
+    pub shm: Mutex<Option<Arc<crate::shm::SharedArea>>>,
 }
 
 impl Session {
@@ -172,6 +174,7 @@ impl Session {
             order: Mutex::new(HashMap::new()),
             peer: PeerMemory::new(peer_pid),
             ahead: Default::default(),
+            shm: Mutex::new(None),
         })
     }
 

@@ -126,10 +126,11 @@ impl Stats {
 
     /// Requests that moved file bytes (reads and writes of every kind) since start.
     pub fn data_ops(&self) -> u64 {
-        const DATA: [Op; 6] = [
+        const DATA: [Op; 7] = [
             Op::Read,
             Op::Write,
             Op::ReadTo,
+            Op::ReadShm,
             Op::WriteFrom,
             Op::SendTo,
             Op::RecvFrom,

@@ -2742,6 +2742,195 @@ fn read_to_places_the_bytes_in_the_client_or_fails_cleanly() {
     s.cleanup();
 }
 
+/// A memfd of `len` bytes with `seals` added (the module's shared area, or a wrong one),
+/// and its mapping here (read-only; the caller unmaps it).
+fn memfd(len: usize, seals: i32) -> (std::os::fd::OwnedFd, *const u8) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: plain calls making and mapping a new memfd of our own.
+    unsafe {
+        let fd = libc::memfd_create(
+            c"cluster-test".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        );
+        assert!(fd >= 0);
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
+        if seals != 0 {
+            assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals), 0);
+        }
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        );
+        assert_ne!(m, libc::MAP_FAILED);
+        (fd, m as *const u8)
+    }
+}
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn read_shm_reads_into_the_clients_sealed_area_or_refuses_cleanly() {
+    use std::os::fd::AsRawFd;
+    const SEALED: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+    let d = Daemon::start("readshm", &["--shared-read-mib", "3"]);
+    let mut s = Share::new(&d, "readshm");
+    assert_ne!(
+        s.c.hello().features & FEATURE_READ_SHM,
+        0,
+        "feature granted"
+    );
+    let f = s.create(s.dir, "data", 0o644);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 31 % 241) as u8).collect();
+    assert_eq!(s.write(f.fh, 0, &data), data.len() as u64);
+    let read = |s: &mut Share, offset: u64, len: u32, at: u64| {
+        s.call(&ReadShmReq {
+            fh: f.fh,
+            offset,
+            len,
+            at,
+            ahead_msecs: 0,
+        })
+    };
+    let share = |s: &mut Share, fd: i32, len: u64| s.call(&ShareMemReq { fd, len });
+    // Nothing shared yet.
+    assert_eq!(read(&mut s, 0, 4096, 0).unwrap_err(), Errno::ENXIO);
+    // Not an area the daemon may map: a plain file, a memfd that may shrink or grow, a
+    // size that is not the memfd's, one over the largest area, no such fd.
+    let plain = std::fs::File::open("/proc/self/status").unwrap();
+    assert_eq!(
+        share(&mut s, plain.as_raw_fd(), 4096).unwrap_err(),
+        Errno::EINVAL
+    );
+    let (loose, lm) = memfd(2 << 20, libc::F_SEAL_GROW);
+    assert_eq!(
+        share(&mut s, loose.as_raw_fd(), 2 << 20).unwrap_err(),
+        Errno::EINVAL
+    );
+    let (area, m) = memfd(2 << 20, SEALED);
+    assert_eq!(
+        share(&mut s, area.as_raw_fd(), 1 << 20).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        share(&mut s, area.as_raw_fd(), 1 << 30).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(share(&mut s, 987_654, 2 << 20).unwrap_err(), Errno::EBADF);
+    assert_eq!(d.status().shared.areas, 0, "none of these is shared");
+    // (The seals are what keeps the daemon's mapping whole: the area cannot shrink.)
+    // SAFETY: plain call on our own fd.
+    assert_ne!(unsafe { libc::ftruncate(area.as_raw_fd(), 4096) }, 0);
+
+    // The sealed memfd of the size it says: shared, counted against the bound.
+    assert_eq!(
+        share(&mut s, area.as_raw_fd(), 2 << 20),
+        Ok(ShareMemRep { shared: true })
+    );
+    let st = d.status().shared;
+    assert_eq!(
+        (st.shared_bytes, st.areas, st.max_bytes),
+        (2 << 20, 1, 3 << 20)
+    );
+    // A new area replaces the session's old one (which leaves the bound first: two would
+    // not fit), and the old one back again.
+    let (other, om) = memfd(2 << 20, SEALED);
+    for fd in [other.as_raw_fd(), area.as_raw_fd()] {
+        assert_eq!(share(&mut s, fd, 2 << 20), Ok(ShareMemRep { shared: true }));
+        assert_eq!(d.status().shared.areas, 1);
+    }
+    // SAFETY: the mapping made by memfd() just above.
+    unsafe { libc::munmap(om as *mut libc::c_void, 2 << 20) };
+    drop(other);
+    // SAFETY: our mapping of the area, 2 MiB, read-only; the daemon writes it only
+    // while a ReadShm runs.
+    let view = |at: usize, n: usize| unsafe { std::slice::from_raw_parts(m.add(at), n).to_vec() };
+    // 1 MiB (read in two halves at once) at 0, and from the middle into the second MiB.
+    assert_eq!(read(&mut s, 0, 1 << 20, 0), Ok(ReadShmRep { n: 1 << 20 }));
+    assert_eq!(view(0, 1 << 20), &data[..1 << 20]);
+    assert_eq!(
+        read(&mut s, 5 << 18, 4096, 1 << 20),
+        Ok(ReadShmRep { n: 4096 })
+    );
+    assert_eq!(view(1 << 20, 4096), &data[5 << 18..(5 << 18) + 4096]);
+    // End of file within the first half: what there is, nothing past it.
+    let at = data.len() as u64 - 100_000;
+    let before = view((1 << 20) + 100_000, 4096);
+    assert_eq!(
+        read(&mut s, at, 1 << 20, 1 << 20),
+        Ok(ReadShmRep { n: 100_000 })
+    );
+    assert_eq!(view(1 << 20, 100_000), &data[at as usize..]);
+    assert_eq!(view((1 << 20) + 100_000, 4096), before, "nothing past EOF");
+    // Outside the area: EINVAL, nothing written; unknown handle: EBADF.
+    let whole = view(0, 2 << 20);
+    assert_eq!(
+        read(&mut s, 0, 1 << 20, 3 << 19).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(read(&mut s, 0, 1, u64::MAX).unwrap_err(), Errno::EINVAL);
+    let bad = ReadShmReq {
+        fh: Fh(f.ino.0),
+        offset: 0,
+        len: 1,
+        at: 0,
+        ahead_msecs: 0,
+    };
+    assert_eq!(s.call(&bad).unwrap_err(), Errno::EBADF);
+    assert_eq!(view(0, 2 << 20), whole, "the refused reads wrote nothing");
+
+    // Past the bound (3 MiB, 2 of them shared): another session is refused, cleanly.
+    let mut s2 = Share::new(&d, "readshm2");
+    let (area2, m2) = memfd(2 << 20, SEALED);
+    assert_eq!(
+        share(&mut s2, area2.as_raw_fd(), 2 << 20),
+        Ok(ShareMemRep { shared: false })
+    );
+    // Stopping sharing gives the room back; reads then find no area.
+    assert_eq!(share(&mut s, -1, 0), Ok(ShareMemRep { shared: true }));
+    assert_eq!(read(&mut s, 0, 4096, 0).unwrap_err(), Errno::ENXIO);
+    assert_eq!(d.status().shared.areas, 0);
+    assert_eq!(
+        share(&mut s2, area2.as_raw_fd(), 2 << 20),
+        Ok(ShareMemRep { shared: true })
+    );
+    // A session that ends gives its area back.
+    s2.cleanup();
+    let t0 = Instant::now();
+    while d.status().shared.areas != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "area given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The session goes on working after all of these.
+    let mut buf = vec![0u8; 10];
+    let (rep, _) =
+        s.c.call(
+            0,
+            &ReadToReq {
+                fh: f.fh,
+                offset: 0,
+                len: 10,
+                addr: buf.as_mut_ptr() as u64,
+                ahead_msecs: 0,
+            },
+            &[],
+        )
+        .unwrap();
+    assert_eq!((rep.placed, &buf[..]), (10, &data[..10]));
+    s.ok(&CloseReq { fh: f.fh });
+    s.cleanup();
+    // SAFETY: the mappings made by memfd() above.
+    unsafe {
+        libc::munmap(m as *mut libc::c_void, 2 << 20);
+        libc::munmap(m2 as *mut libc::c_void, 2 << 20);
+        libc::munmap(lm as *mut libc::c_void, 2 << 20);
+    }
+    drop((area, area2, loose));
+}
+
 #[test]
 #[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
 fn write_from_takes_the_bytes_from_the_client_or_writes_nothing() {
@@ -3226,8 +3415,25 @@ fn without_the_privilege_write_from_is_refused_and_writes_nothing() {
         ahead_msecs: 0,
     };
     let (rep, bytes) = s.c.call(0, &read_to, &[]).unwrap();
+    // A shared area for reads, asked first by a new session: not shared, no error.
+    let mut s3 = Share::new(&d, "writefrom-unpriv-shm");
+    let (area, m) = memfd(1 << 20, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW);
+    let shared = s3.call(&ShareMemReq {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&area),
+        len: 1 << 20,
+    });
     // SAFETY: as above.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable) };
+    assert_eq!(shared, Ok(ShareMemRep { shared: false }));
+    assert_eq!(d.status().shared.areas, 0);
+    assert!(
+        d.log_text().contains("cannot take the client's memfd"),
+        "log line for that refusal"
+    );
+    s3.cleanup();
+    // SAFETY: the mapping made by memfd() above.
+    unsafe { libc::munmap(m as *mut libc::c_void, 1 << 20) };
+    drop(area);
     let refused = WriteFromRep {
         taken: false,
         written: 0,

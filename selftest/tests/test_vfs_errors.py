@@ -282,6 +282,84 @@ def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(uniqu
     smbclient("cephrs", f"del {unique}")
 
 
+def shared_areas():
+    """Areas smbds share with the daemon for their large reads (`libcephfsd status`)."""
+    out = subprocess.run(["/var/cache/ceph_rs/target/release/libcephfsd", "status",
+                          "--socket", f"{STATE}/libcephfsd.sock"],
+                         capture_output=True, text=True, timeout=30).stdout
+    for line in out.splitlines():
+        # shared for reads: S KiB of M KiB in N areas
+        if line.startswith("shared for reads:"):
+            return int(line.split()[-2])
+    raise AssertionError(f"no 'shared for reads' line in:\n{out}")
+
+
+def maps_area(pid):
+    """Whether the process maps a ceph_rs read area (vfs_ceph_rs/src/shm.rs)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "memfd:ceph_rs-reads" in f.read()
+
+
+def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection_goes_quiet(
+        unique, tmp_path):
+    """A signed READ of 1 MiB or more (smbclient: 8 MiB) is read by libcephfs straight
+    into a memfd this smbd shares with the daemon, and the module copies it into smbd's
+    buffer (ReadShm), instead of the daemon copying it into a buffer of its own and then
+    into smbd's memory (ReadTo). The area goes (in smbd and in the daemon) once no large
+    read came for 2 s. A daemon that may not take smbd's fds does not share one, and the
+    reads go as before. The bytes are right every way."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import benchlib as B
+    from conftest import smbd_children
+
+    data = os.urandom(24 << 20)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    smbclient("cephrs", f"put {src} {unique}")
+    try:
+        before = op_counts()
+        kids = set(smbd_children())
+        sc = B.Smbclient("cephrs", signed=True)
+        try:
+            child, = set(smbd_children()) - kids
+            assert not maps_area(child)
+            for i in range(2):
+                sc.transfer("get", unique, str(tmp_path / f"back{i}"))
+            after = op_counts()
+            # Three 8 MiB READs per get; one or two at once in the area (more go as ReadTo).
+            shm = after.get("ReadShm", 0) - before.get("ReadShm", 0)
+            assert shm >= 3, (before, after)
+            assert after.get("ShareMem", 0) > before.get("ShareMem", 0), after
+            assert maps_area(child) and shared_areas() >= 1
+            # Quiet for longer than shm::IDLE (2 s): given up on both sides.
+            deadline = time.time() + 6
+            while (maps_area(child) or shared_areas()) and time.time() < deadline:
+                time.sleep(0.25)
+            assert not maps_area(child), "smbd still maps the area after the reads stopped"
+            assert shared_areas() == 0, "the daemon still holds the area"
+            # A large read after that shares a new one.
+            sc.transfer("get", unique, str(tmp_path / "back2"))
+            assert op_counts().get("ReadShm", 0) >= after.get("ReadShm", 0) + 3
+        finally:
+            sc.close()
+        for i in range(3):
+            assert (tmp_path / f"back{i}").read_bytes() == data, f"get {i}"
+        # Without the privilege to take smbd's fds: not shared, read as before.
+        restart_daemon("setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
+        sc = B.Smbclient("cephrs", signed=True)
+        try:
+            sc.transfer("get", unique, str(tmp_path / "unpriv"))
+        finally:
+            sc.close()
+        counts = op_counts()
+        assert counts.get("ShareMem", 0) >= 1 and counts.get("ReadShm", 0) == 0, counts
+        assert counts.get("ReadTo", 0) >= 3, counts
+        assert (tmp_path / "unpriv").read_bytes() == data
+    finally:
+        restart_daemon()
+        smbclient("cephrs", f"del {unique}")
+
+
 def test_recvfile_takes_the_bytes_off_the_socket_or_the_module_does(unique, tmp_path):
     """With `min receivefile size` smbd leaves the bytes of big unsigned writes in its
     client socket and calls recvfile, which must take exactly those bytes off it. The

@@ -6,11 +6,12 @@
 //! is only held around a [`Client`] call, never while smbd code runs: completing a
 //! tevent request calls back into smbd, which may call into the module again.
 use crate::samba::{self, TeventCtx, TeventReq};
+use crate::shm::Area;
 use crate::sys;
 use ceph_rs_wire::epochs::EpochTable;
 use ceph_rs_wire::{
     Client, Completion, Creds, DataSink, EpochsReq, Errno, ForgetReq, Ino, Push, Request,
-    FEATURE_EPOCHS,
+    ShareMemReq, FEATURE_EPOCHS, FEATURE_READ_SHM,
 };
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +26,9 @@ const MAX_CREDS: usize = 64;
 const SEND_BUFFER: usize = 4 << 20;
 /// Forgotten inode references sent in one Forget message.
 const FORGET_BATCH: usize = 64;
+/// After the daemon would not share an area, reads go as ReadTo this long before the
+/// next try.
+const SHM_RETRY: Duration = Duration::from_secs(10);
 
 /// Index of a daemon connection in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,15 @@ pub struct Daemon {
     no_socket: bool,
     /// The daemon's change table (cached attributes outlive a request only with it).
     epochs: Option<Rc<EpochTable>>,
+    /// The area shared with the daemon for large reads ([`crate::shm`]), while it is.
+    shm: Option<Rc<Area>>,
+    /// The size of each of its [`crate::shm::SLOTS`] parts (one read each).
+    shm_slot: usize,
+    /// The parts reads are using (bit i: part i).
+    shm_busy: u32,
+    /// When the daemon last would not share one (no privilege, its bound reached, or
+    /// no memfd here): no new try for [`SHM_RETRY`].
+    shm_refused: Option<Instant>,
     ev: *mut TeventCtx,
     fde: *mut sys::tevent_fd,
     imm: *mut sys::tevent_immediate,
@@ -120,6 +133,10 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         no_write_from: false,
         no_socket: false,
         epochs,
+        shm: None,
+        shm_slot: 0,
+        shm_busy: 0,
+        shm_refused: None,
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
         imm: std::ptr::null_mut(),
@@ -397,6 +414,132 @@ impl Daemon {
 /// Whether reads may ask the daemon to write into this process's memory (ReadTo).
 pub fn can_read_to(id: DaemonId) -> bool {
     with(id, |d| Ok(d.may_reach(ceph_rs_wire::FEATURE_READ_TO))).unwrap_or(false)
+}
+
+impl Daemon {
+    /// See [`shm_take`].
+    fn shm_take(&mut self, len: usize) -> Option<(Rc<Area>, usize)> {
+        if !self.may_reach(FEATURE_READ_SHM) {
+            return None;
+        }
+        if let Some(t) = self.shm_refused {
+            if t.elapsed() < SHM_RETRY {
+                return None;
+            }
+            self.shm_refused = None;
+        }
+        if self.shm.is_none() || len > self.shm_slot {
+            if self.shm_busy != 0 {
+                // A larger one only once no read uses this one.
+                return None;
+            }
+            // The old area (if any) is given up by the daemon when it takes the new one.
+            self.shm = None;
+            let slot = len.next_power_of_two().max(crate::shm::MIN_READ);
+            let size = slot * crate::shm::SLOTS;
+            let area = match Area::new(size) {
+                Ok(a) => a,
+                Err(e) => {
+                    crate::log_at!(1, c"shm", "ceph_rs: no memfd for large reads: {e}");
+                    self.shm_refused = Some(Instant::now());
+                    return None;
+                }
+            };
+            let req = ShareMemReq {
+                fd: area.fd(),
+                len: size as u64,
+            };
+            // A session-level request: the daemon's own identity.
+            match self.client.call(0, &req, &[]) {
+                Ok((rep, _)) if rep.shared => {
+                    crate::log_at!(
+                        3,
+                        c"shm",
+                        "ceph_rs: large reads land in a {} MiB area shared with libcephfsd",
+                        size >> 20
+                    );
+                    self.shm = Some(Rc::new(area));
+                    self.shm_slot = slot;
+                }
+                r => {
+                    let why = match r {
+                        Ok(_) => "not shared (no privilege, or its bound is reached)".to_string(),
+                        Err(e) => format!("{e} ({})", self.client.last_error()),
+                    };
+                    crate::log_at!(
+                        2,
+                        c"shm",
+                        "ceph_rs: libcephfsd does not share an area for large reads: {why}"
+                    );
+                    self.shm_refused = Some(Instant::now());
+                    return None;
+                }
+            }
+        }
+        let i = (0..crate::shm::SLOTS).find(|i| self.shm_busy & (1 << i) == 0)?;
+        self.shm_busy |= 1 << i;
+        Some((self.shm.clone()?, i * self.shm_slot))
+    }
+
+    /// Stop sharing the area (no read uses it): the daemon unmaps it and its pages go.
+    fn shm_release(&mut self) {
+        if self.shm_busy != 0 || self.shm.is_none() {
+            return;
+        }
+        self.shm = None;
+        if !self.client.is_dead() {
+            // The reply is not awaited: it is dropped when it arrives.
+            let _ = self.client.submit(0, &ShareMemReq { fd: -1, len: 0 }, &[]);
+        }
+    }
+}
+
+/// A part of the area shared with the daemon for one large read of `len` bytes (see
+/// [`crate::shm`]), the area made or enlarged as needed: the area and where in it the
+/// read may land; give the part back with [`shm_done`]. None: the daemon does not share
+/// one (no such feature, no privilege, its bound), this is not the process that
+/// connected, or every part is in use.
+pub fn shm_take(id: DaemonId, len: usize) -> Option<(Rc<Area>, usize)> {
+    let got = with(id, |d| Ok(d.shm_take(len))).ok().flatten();
+    // The ShareMem call may have read async replies meanwhile.
+    let _ = with(id, |d| {
+        d.pump();
+        d.kick(id);
+        Ok(())
+    });
+    got
+}
+
+/// The read that took the part of the area at `at` is over (the daemon writes there no
+/// more).
+pub fn shm_done(id: DaemonId, at: usize) {
+    let _ = with(id, |d| {
+        if let Some(i) = at
+            .checked_div(d.shm_slot)
+            .filter(|i| *i < crate::shm::SLOTS)
+        {
+            d.shm_busy &= !(1 << i);
+        }
+        Ok(())
+    });
+}
+
+/// Copy the bytes a read put in the area at `at` into `out`; false if there is no such
+/// area or they are not all in it.
+pub fn shm_copy(id: DaemonId, at: usize, out: &mut [u8]) -> bool {
+    with(id, |d| {
+        Ok(d.shm.as_ref().is_some_and(|a| a.copy_out(at, out)))
+    })
+    .unwrap_or(false)
+}
+
+/// Give up every connection's area (no large read for a while).
+pub fn shm_release_all() {
+    DAEMONS.with(|v| {
+        for d in v.borrow_mut().iter_mut().flatten() {
+            d.shm_release();
+        }
+    });
 }
 
 /// Whether writes may ask the daemon to read their bytes out of this process's memory

@@ -5,13 +5,15 @@
 //!
 //! Layers: `sys` (bindgen, raw), `samba` (the one thin unsafe layer over smbd), `daemon`
 //! (the process's libcephfsd connection and async delivery on tevent), `heap` (smbd's
-//! malloc while it reads large blocks async), `vfs` (the `vfs_fn_pointers` table),
-//! `posix_acl` (ACL xattr encoding).
+//! malloc while it reads large blocks async), `shm` (the memory shared with the daemon
+//! for large reads), `vfs` (the `vfs_fn_pointers` table), `posix_acl` (ACL xattr
+//! encoding).
 mod cache;
 mod daemon;
 mod heap;
 pub mod posix_acl;
 pub mod samba;
+mod shm;
 mod sys;
 mod vfs;
 

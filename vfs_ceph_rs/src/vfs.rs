@@ -20,6 +20,7 @@ use crate::daemon::{self, DaemonId};
 use crate::heap;
 use crate::posix_acl;
 use crate::samba::{self, Fname, Fsp, Handle, TeventCtx, TeventReq};
+use crate::shm;
 use crate::{log_at, sys};
 use ceph_rs_wire::*;
 use std::cell::Cell;
@@ -1474,7 +1475,32 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
         let len = (buf.len() - done).min(MAX_DATA as usize);
         let at = offset + done as u64;
         let out = &mut buf[done..done + len];
-        let n = if len >= READ_TO_MIN && daemon::can_read_to(d) {
+        let part = if len >= shm::MIN_READ {
+            daemon::shm_take(d, len)
+        } else {
+            None
+        };
+        let n = if let Some((area, part)) = part {
+            let req = ReadShmReq {
+                fh,
+                offset: at,
+                len: len as u32,
+                at: part as u64,
+                ahead_msecs: ahead_msecs(h),
+            };
+            let r = daemon::call(d, &creds(h), &req, &[]);
+            let n = r.and_then(|(rep, _)| {
+                let n = (rep.n as usize).min(len);
+                if area.copy_out(part, &mut out[..n]) {
+                    Ok(n)
+                } else {
+                    Err(Errno::EPROTO)
+                }
+            });
+            daemon::shm_done(d, part);
+            shm::used();
+            n?
+        } else if len >= READ_TO_MIN && daemon::can_read_to(d) {
             let req = ReadToReq {
                 fh,
                 offset: at,
@@ -1564,6 +1590,9 @@ enum AioKind {
     Read,
     /// A read the daemon writes into smbd's buffer itself (see `ReadToReq`).
     ReadTo,
+    /// A read whose bytes land in the area shared with the daemon (see `ReadShmReq`),
+    /// at `AioState::at`.
+    ReadShm,
     Write,
     /// A write whose bytes the daemon reads out of smbd's buffer (see `WriteFromReq`).
     WriteFrom,
@@ -1588,6 +1617,8 @@ struct AioState {
     ev: *mut TeventCtx,
     fh: Fh,
     offset: u64,
+    /// Where a ReadShm's bytes land in the shared area.
+    at: usize,
 }
 
 impl AioState {
@@ -1612,6 +1643,7 @@ impl AioState {
             ev,
             fh: Fh(0),
             offset,
+            at: 0,
         }
     }
 }
@@ -1619,9 +1651,16 @@ impl AioState {
 unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_state) {
     let st = samba::req_state::<AioState>(req);
     if st.rid != 0 {
-        let settle = matches!(st.kind, AioKind::ReadTo | AioKind::WriteFrom);
+        let settle = matches!(
+            st.kind,
+            AioKind::ReadTo | AioKind::ReadShm | AioKind::WriteFrom
+        );
         daemon::abandon(st.daemon, st.rid, settle);
         st.rid = 0;
+        if st.kind == AioKind::ReadShm {
+            // Settled: the daemon writes into that part no more.
+            daemon::shm_done(st.daemon, st.at);
+        }
     }
 }
 
@@ -1640,6 +1679,21 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
             let sunk = c.sunk;
             c.decode::<ReadToReq>()
                 .and_then(|(rep, data)| read_result(st, sunk, &data, rep.placed as usize))
+        }
+        AioKind::ReadShm => {
+            let r = c.decode::<ReadShmReq>().and_then(|(rep, _)| {
+                let n = (rep.n as usize).min(st.len);
+                // SAFETY: smbd's buffer holds st.len bytes until this request completes.
+                let out = samba::bytes_mut(st.buf as *mut c_void, n);
+                if n == 0 || daemon::shm_copy(st.daemon, st.at, out) {
+                    Ok(n as isize)
+                } else {
+                    Err(Errno::EPROTO)
+                }
+            });
+            daemon::shm_done(st.daemon, st.at);
+            shm::used();
+            r
         }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
         AioKind::WriteFrom => {
@@ -1720,8 +1774,47 @@ unsafe fn aio_send<Q: Request>(
     make: impl FnOnce(Fh) -> Q,
     data: &[u8],
 ) -> *mut TeventReq {
+    aio_send_with(h, mem_ctx, ev, fsp, kind, buf, len, offset, 0, make, data)
+}
+
+/// [`aio_send`] of a ReadShm whose bytes land at `at` in the shared area; the part is
+/// given back whatever happens to the request.
+#[allow(clippy::too_many_arguments)]
+unsafe fn aio_send_at<Q: Request>(
+    h: *mut Handle,
+    mem_ctx: *mut c_void,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+    kind: AioKind,
+    buf: *mut u8,
+    len: usize,
+    offset: u64,
+    at: usize,
+    make: impl FnOnce(Fh) -> Q,
+) -> *mut TeventReq {
+    aio_send_with(h, mem_ctx, ev, fsp, kind, buf, len, offset, at, make, &[])
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn aio_send_with<Q: Request>(
+    h: *mut Handle,
+    mem_ctx: *mut c_void,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+    kind: AioKind,
+    buf: *mut u8,
+    len: usize,
+    offset: u64,
+    at: usize,
+    make: impl FnOnce(Fh) -> Q,
+    data: &[u8],
+) -> *mut TeventReq {
     let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
-    let Some(req) = samba::req_create(mem_ctx, AioState::new(kind, d, buf, len, ev, offset)) else {
+    let st = AioState {
+        at,
+        ..AioState::new(kind, d, buf, len, ev, offset)
+    };
+    let Some(req) = samba::req_create(mem_ctx, st) else {
         return std::ptr::null_mut();
     };
     // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
@@ -1744,6 +1837,9 @@ unsafe fn aio_send<Q: Request>(
             req
         }
         Err(e) => {
+            if kind == AioKind::ReadShm {
+                daemon::shm_done(d, at);
+            }
             samba::req_state::<AioState>(req).err = e.0;
             samba::req_error(req, e.0);
             samba::req_post(req, ev)
@@ -1821,6 +1917,26 @@ unsafe extern "C" fn pread_send(
     }
     heap::async_read(n);
     let d = ext(h, fsp).map(|f| f.daemon);
+    let part = match d {
+        Ok(d) if n >= shm::MIN_READ => daemon::shm_take(d, n).map(|(_, at)| (d, at)),
+        _ => None,
+    };
+    if let Some((d, at)) = part {
+        let ahead_msecs = ahead_msecs(h);
+        let make = |fh| ReadShmReq {
+            fh,
+            offset,
+            len: n as u32,
+            at: at as u64,
+            ahead_msecs,
+        };
+        let kind = AioKind::ReadShm;
+        let req = aio_send_at(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, at, make);
+        if req.is_null() {
+            daemon::shm_done(d, at);
+        }
+        return req;
+    }
     if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
         let ahead_msecs = ahead_msecs(h);
         let make = |fh| ReadToReq {

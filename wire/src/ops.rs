@@ -129,7 +129,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_OPEN_PLUS
     | FEATURE_OPEN_READ
     | FEATURE_OPEN_INO_READ
-    | FEATURE_LOOKUP_SCAN;
+    | FEATURE_LOOKUP_SCAN
+    | FEATURE_READ_SHM;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -152,6 +153,8 @@ pub const FEATURE_OPEN_READ: u64 = 256;
 pub const FEATURE_OPEN_INO_READ: u64 = 512;
 /// The daemon answers [`LookupScanReq`].
 pub const FEATURE_LOOKUP_SCAN: u64 = 1024;
+/// The daemon answers [`ShareMemReq`] and [`ReadShmReq`].
+pub const FEATURE_READ_SHM: u64 = 2048;
 
 // ---------------------------------------------------------------- session
 
@@ -211,6 +214,18 @@ pub struct StatusRep {
     pub ops: Vec<OpStats>,
     pub read_ahead: ReadAheadInfo,
     pub heap: HeapInfo,
+    pub shared: SharedInfo,
+}
+
+/// Areas clients share for their reads (see [`ShareMemReq`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SharedInfo {
+    /// `--shared-read-mib` in bytes (0: none).
+    pub max_bytes: u64,
+    /// Bytes of the areas shared now.
+    pub shared_bytes: u64,
+    /// Areas shared now.
+    pub areas: u64,
 }
 
 /// The daemon's read-ahead (see [`ReadToReq::ahead_msecs`]).
@@ -662,6 +677,49 @@ pub struct ReadToRep {
     pub placed: u32,
 }
 
+/// Share a memory area with the daemon, for reads whose bytes land there
+/// ([`ReadShmReq`]): `fd` is the number, in the requesting process, of a memfd of `len`
+/// bytes sealed against shrinking and growing (`F_SEAL_SHRINK | F_SEAL_GROW`), which
+/// the daemon takes with `pidfd_getfd` (the privilege of [`ReadToReq`]) and maps. The
+/// area replaces the session's earlier one; `fd < 0` stops sharing (the daemon unmaps
+/// it). The daemon writes there only while it runs a [`ReadShmReq`], so the client
+/// reads the bytes after the reply and may reuse the area for its next one.
+///
+/// `shared == false`: the daemon will not share it (it may not take the process's fds,
+/// or its bound for shared areas, `--shared-read-mib`, is reached): reads go as
+/// [`ReadToReq`]. A memfd without those seals, or of another size, is EINVAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareMemReq {
+    pub fd: i32,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareMemRep {
+    pub shared: bool,
+}
+
+/// [`ReadToReq`] whose bytes land in the session's shared area ([`ShareMemReq`]) at
+/// `at`: libcephfs copies them there itself, and the client copies them into its own
+/// buffer, where a ReadTo costs the daemon a copy into a buffer of its own and a second
+/// one into the client's memory (`process_vm_writev`, which pins each page). `at + len`
+/// must lie within the area (EINVAL); no area is ENXIO. Ordered as [`ReadToReq`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadShmReq {
+    pub fh: Fh,
+    pub offset: u64,
+    pub len: u32,
+    pub at: u64,
+    /// As [`ReadToReq::ahead_msecs`].
+    pub ahead_msecs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadShmRep {
+    /// Bytes read into the area at `at` (fewer than `len` only at the end of the file).
+    pub n: u32,
+}
+
 /// Write the request's bulk data at `offset`. It may run alongside the Fh's other
 /// writes; the Fh's other requests are ordered with it (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1103,6 +1161,10 @@ ops! {
     Write = 24 => WriteReq -> WriteRep;
     /// Behind [`FEATURE_READ_TO`]. Reply bulk data only when `placed == 0`.
     ReadTo = 31 => ReadToReq -> ReadToRep;
+    /// Requires [`FEATURE_READ_SHM`].
+    ShareMem = 46 => ShareMemReq -> ShareMemRep;
+    /// Requires [`FEATURE_READ_SHM`].
+    ReadShm = 47 => ReadShmReq -> ReadShmRep;
     /// Behind [`FEATURE_WRITE_FROM`]. No bulk data either way.
     WriteFrom = 32 => WriteFromReq -> WriteFromRep;
     /// Behind [`FEATURE_SEND_TO`]. Request bulk data: the header to send first.

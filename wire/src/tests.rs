@@ -190,6 +190,17 @@ fn sample_requests() -> Vec<AnyRequest> {
             addr: 0x7f00_1234_5000,
             ahead_msecs: 0,
         }),
+        AnyRequest::ShareMem(ShareMemReq {
+            fd: 12,
+            len: 16 << 20,
+        }),
+        AnyRequest::ReadShm(ReadShmReq {
+            fh,
+            offset: 1 << 40,
+            len: 8 << 20,
+            at: 8 << 20,
+            ahead_msecs: 1000,
+        }),
         AnyRequest::Write(WriteReq { fh, offset: 77 }),
         AnyRequest::WriteFrom(WriteFromReq {
             fh,
@@ -311,6 +322,8 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Noop,
         Status,
         Epochs,
+        ShareMem,
+        ReadShm,
         OpenPlus,
         OpenRead,
         OpenInoRead,
@@ -472,10 +485,17 @@ fn replies_round_trip() {
                 trims: 14,
                 given_back_bytes: 15,
             },
+            shared: SharedInfo {
+                max_bytes: 16,
+                shared_bytes: 17,
+                areas: 1,
+            },
         },
         &[],
     );
     reply_rt::<RegisterCredsReq>(RegisterCredsRep { cred: 1 }, &[]);
+    reply_rt::<ShareMemReq>(ShareMemRep { shared: true }, &[]);
+    reply_rt::<ReadShmReq>(ReadShmRep { n: 8 << 20 }, &[]);
     reply_rt::<MountReq>(
         MountRep {
             mount: MountId::new(1, 2),

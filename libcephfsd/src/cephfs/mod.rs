@@ -821,6 +821,25 @@ impl File {
         Ok(())
     }
 
+    /// [`File::read`] into raw memory: up to `len` bytes at `buf`; the bytes read.
+    ///
+    /// # Safety
+    /// `buf` must be writable for `len` bytes, and nothing may hold a reference to them.
+    pub unsafe fn read_raw(&self, offset: u64, buf: *mut u8, len: usize) -> Result<usize> {
+        let off = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: the caller's promise; libcephfs writes at most `len` bytes.
+        let n = check(unsafe {
+            ffi::ceph_ll_read(
+                self.mount.raw(),
+                self.raw(),
+                off,
+                len as u64,
+                buf as *mut libc::c_char,
+            )
+        })?;
+        Ok((n as usize).min(len))
+    }
+
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize> {
         let off = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
         // SAFETY: data is readable for its length.
