@@ -495,7 +495,7 @@ def test_a_small_file_comes_with_its_open_and_stays_true(unique):
 
 def test_a_file_read_in_sequence_is_read_ahead_and_stays_true(unique):
     """A file read in 1 MiB READs, one at a time, unsigned (sendfile: SendTo) and signed
-    (async: ReadTo): libcephfsd reads each next MiB while the client takes the one before
+    (async: ReadShm, through the area smbd shares with the daemon): libcephfsd reads each next MiB while the client takes the one before
     (`libcephfsd --read-ahead-mib`), and those bytes answer the next READ. A write through
     another smbd between two READs is seen by the second."""
     MiB = 1 << 20
@@ -517,7 +517,7 @@ def test_a_file_read_in_sequence_is_read_ahead_and_stays_true(unique):
         for k in range(8):
             assert read(o, k * MiB) == data[k * MiB:(k + 1) * MiB], f"signed={sign} at {k} MiB"
         now, ops2 = B.daemon_read_ahead(SOCKET), B.daemon_op_counts(SOCKET)
-        op = "ReadTo" if sign else "SendTo"
+        op = "ReadShm" if sign else "SendTo"
         assert ops2.get(op, 0) - ops.get(op, 0) >= 8, (sign, ops, ops2)
         # The seven READs after the first find their bytes read (one may come first).
         assert now["hits"] - ra["hits"] >= 6, (sign, ra, now)
