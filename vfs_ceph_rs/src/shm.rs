@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// Reads from this size on go through the area (ReadTo below it: its copy is a few
 /// tens of microseconds either way).
 pub const MIN_READ: usize = 1 << 20;
+/// ... up to this size (smbd's largest READ, `smb2 max read`): two parts of it are the
+/// largest area libcephfsd maps (16 MiB).
+pub const MAX_READ: usize = 8 << 20;
 /// Reads that may land in the area at once (async READs in flight; more go as ReadTo).
 /// Each has a part of the area as large as the largest read so far (rounded up to a
 /// power of two).

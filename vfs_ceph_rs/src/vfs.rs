@@ -1475,7 +1475,7 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
         let len = (buf.len() - done).min(MAX_DATA as usize);
         let at = offset + done as u64;
         let out = &mut buf[done..done + len];
-        let part = if len >= shm::MIN_READ {
+        let part = if (shm::MIN_READ..=shm::MAX_READ).contains(&len) {
             daemon::shm_take(d, len)
         } else {
             None
@@ -1683,9 +1683,12 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
         AioKind::ReadShm => {
             let r = c.decode::<ReadShmReq>().and_then(|(rep, _)| {
                 let n = (rep.n as usize).min(st.len);
+                if n == 0 {
+                    return Ok(0);
+                }
                 // SAFETY: smbd's buffer holds st.len bytes until this request completes.
                 let out = samba::bytes_mut(st.buf as *mut c_void, n);
-                if n == 0 || daemon::shm_copy(st.daemon, st.at, out) {
+                if daemon::shm_copy(st.daemon, st.at, out) {
                     Ok(n as isize)
                 } else {
                     Err(Errno::EPROTO)
@@ -1918,7 +1921,9 @@ unsafe extern "C" fn pread_send(
     heap::async_read(n);
     let d = ext(h, fsp).map(|f| f.daemon);
     let part = match d {
-        Ok(d) if n >= shm::MIN_READ => daemon::shm_take(d, n).map(|(_, at)| (d, at)),
+        Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => {
+            daemon::shm_take(d, n).map(|(_, at)| (d, at))
+        }
         _ => None,
     };
     if let Some((d, at)) = part {
