@@ -80,20 +80,8 @@ impl Budget {
 
     /// A buffer of `len` bytes, if the bound allows it.
     fn alloc(self: &Arc<Self>, len: usize) -> Option<Buf> {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            if used + len > self.max {
-                return None;
-            }
-            match self.used.compare_exchange_weak(
-                used,
-                used + len,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => used = now,
-            }
+        if !crate::session::reserve(&self.used, self.max, len) {
+            return None;
         }
         Some(Buf {
             v: Vec::with_capacity(len),

@@ -15,6 +15,21 @@ use crate::outbox::Outbox;
 use crate::peer::PeerMemory;
 use crate::server::Daemon;
 
+/// Count `len` more bytes in `used` if that stays within `max`; whether it did.
+pub fn reserve(used: &std::sync::atomic::AtomicUsize, max: usize, len: usize) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut now = used.load(Relaxed);
+    loop {
+        if now.saturating_add(len) > max {
+            return false;
+        }
+        match used.compare_exchange_weak(now, now + len, Relaxed, Relaxed) {
+            Ok(_) => return true,
+            Err(n) => now = n,
+        }
+    }
+}
+
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

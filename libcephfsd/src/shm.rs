@@ -46,27 +46,14 @@ impl Budget {
 
     /// Room for an area of `len` bytes, if the bound allows it.
     pub fn take(self: &Arc<Self>, len: usize) -> Option<Grant> {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            if used + len > self.max {
-                return None;
-            }
-            match self.used.compare_exchange_weak(
-                used,
-                used + len,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.areas.fetch_add(1, Ordering::Relaxed);
-                    return Some(Grant {
-                        len,
-                        budget: self.clone(),
-                    });
-                }
-                Err(now) => used = now,
-            }
+        if !crate::session::reserve(&self.used, self.max, len) {
+            return None;
         }
+        self.areas.fetch_add(1, Ordering::Relaxed);
+        Some(Grant {
+            len,
+            budget: self.clone(),
+        })
     }
 
     pub fn info(&self) -> ceph_rs_wire::SharedInfo {

@@ -1764,42 +1764,10 @@ unsafe fn read_result(st: &AioState, sunk: Option<usize>, data: &[u8], placed: u
     Ok(placed.max(n) as isize)
 }
 
+/// Send an async request for smbd's tevent request; `at`: where a ReadShm's bytes land
+/// in the shared area (its part is given back whatever happens to the request).
 #[allow(clippy::too_many_arguments)]
 unsafe fn aio_send<Q: Request>(
-    h: *mut Handle,
-    mem_ctx: *mut c_void,
-    ev: *mut TeventCtx,
-    fsp: *mut Fsp,
-    kind: AioKind,
-    buf: *mut u8,
-    len: usize,
-    offset: u64,
-    make: impl FnOnce(Fh) -> Q,
-    data: &[u8],
-) -> *mut TeventReq {
-    aio_send_with(h, mem_ctx, ev, fsp, kind, buf, len, offset, 0, make, data)
-}
-
-/// [`aio_send`] of a ReadShm whose bytes land at `at` in the shared area; the part is
-/// given back whatever happens to the request.
-#[allow(clippy::too_many_arguments)]
-unsafe fn aio_send_at<Q: Request>(
-    h: *mut Handle,
-    mem_ctx: *mut c_void,
-    ev: *mut TeventCtx,
-    fsp: *mut Fsp,
-    kind: AioKind,
-    buf: *mut u8,
-    len: usize,
-    offset: u64,
-    at: usize,
-    make: impl FnOnce(Fh) -> Q,
-) -> *mut TeventReq {
-    aio_send_with(h, mem_ctx, ev, fsp, kind, buf, len, offset, at, make, &[])
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn aio_send_with<Q: Request>(
     h: *mut Handle,
     mem_ctx: *mut c_void,
     ev: *mut TeventCtx,
@@ -1936,7 +1904,19 @@ unsafe extern "C" fn pread_send(
             ahead_msecs,
         };
         let kind = AioKind::ReadShm;
-        let req = aio_send_at(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, at, make);
+        let req = aio_send(
+            h,
+            mem_ctx as _,
+            ev,
+            fsp,
+            kind,
+            buf,
+            n,
+            offset,
+            at,
+            make,
+            &[],
+        );
         if req.is_null() {
             daemon::shm_done(d, at);
         }
@@ -1952,7 +1932,7 @@ unsafe extern "C" fn pread_send(
             ahead_msecs,
         };
         let kind = AioKind::ReadTo;
-        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, make, &[]);
+        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, 0, make, &[]);
     }
     let make = |fh| ReadReq {
         fh,
@@ -1968,6 +1948,7 @@ unsafe extern "C" fn pread_send(
         buf,
         n,
         offset,
+        0,
         make,
         &[],
     )
@@ -2004,7 +1985,7 @@ unsafe extern "C" fn pwrite_send(
             addr: buf as u64,
         };
         let kind = AioKind::WriteFrom;
-        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, make, &[]);
+        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, 0, make, &[]);
     }
     let make = |fh| WriteReq { fh, offset };
     let buf = samba::bytes(data, n);
@@ -2018,6 +1999,7 @@ unsafe extern "C" fn pwrite_send(
         std::ptr::null_mut(),
         n,
         offset,
+        0,
         make,
         buf,
     )
@@ -2040,6 +2022,7 @@ unsafe extern "C" fn fsync_send(
         fsp,
         AioKind::Fsync,
         std::ptr::null_mut(),
+        0,
         0,
         0,
         |fh| FsyncReq {

@@ -803,21 +803,12 @@ impl File {
 
     /// [`File::read`] into `buf` (its contents replaced; its capacity reused).
     pub fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
-        let off = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
         buf.clear();
         buf.reserve(len);
-        // SAFETY: the buffer has room for `len` bytes; libcephfs writes at most that.
-        let n = check(unsafe {
-            ffi::ceph_ll_read(
-                self.mount.raw(),
-                self.raw(),
-                off,
-                len as u64,
-                buf.as_mut_ptr() as *mut libc::c_char,
-            )
-        })?;
-        // SAFETY: ceph_ll_read initialised the first n (<= len) bytes.
-        unsafe { buf.set_len((n as usize).min(len)) };
+        // SAFETY: the buffer has room for `len` bytes, and nothing refers to them.
+        let n = unsafe { self.read_raw(offset, buf.as_mut_ptr(), len) }?;
+        // SAFETY: read_raw initialised the first n (<= len) bytes.
+        unsafe { buf.set_len(n) };
         Ok(())
     }
 
