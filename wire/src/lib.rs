@@ -42,11 +42,12 @@
 //!    the daemon replies [`HelloRep`] (version, feature intersection, session id), or
 //!    EPROTO with a message naming its supported range and closes the connection. Any
 //!    other request first gets an error and the connection is closed.
-//!    [`PROTOCOL_VERSION`] is 8 (2: SetXattr/RemoveXattr answer the new attributes; 3:
+//!    [`PROTOCOL_VERSION`] is 9 (2: SetXattr/RemoveXattr answer the new attributes; 3:
 //!    Stat without the change attribute; 4: SetXattr/RemoveXattr also answer the xattr
 //!    as it is after the change, [`XattrAfter`]; 5: SetXattr `unless_same`; 6: Mkdir and
 //!    Rename answer the directories after the change, [`DirAfter`]; 7: ReadTo and SendTo
-//!    carry `ahead_msecs`, Status the read-ahead counters; 8: Status the freed heap).
+//!    carry `ahead_msecs`, Status the read-ahead counters; 8: Status the freed heap; 9:
+//!    ShareMem and ReadShm, [`FEATURE_READ_SHM`], Status the shared areas).
 //! 2. `RegisterCreds { creds }` returns a cred id (per session); requests carry it in
 //!    `aux` and the daemon acts with exactly those credentials (CephFS checks
 //!    permissions). An unknown cred id is **EINVAL**; an unknown, stale or foreign
@@ -81,7 +82,8 @@
 //!   reply's bulk data ([`DataSink`]; the decoder writes there straight from the
 //!   socket), and [`ReadToReq`] has the daemon write the bytes into this process's
 //!   memory itself; a buffer a ReadTo may still write into is given back only after
-//!   [`Client::settle`].
+//!   [`Client::settle`]. [`ReadShmReq`] has libcephfs read into a memfd the client
+//!   shares ([`ShareMemReq`]), out of which the client copies the bytes itself.
 //! * a daemon that hangs up completes every pending request with EIO (EPROTO on a
 //!   protocol violation); nothing hangs or panics. Writes use `sendmsg(MSG_NOSIGNAL)`
 //!   and block only while the socket buffer is full: the daemon always reads requests

@@ -101,10 +101,11 @@ macro_rules! ops {
 
 impl Op {
     /// Ops during which the daemon reads or writes the requesting process's memory
-    /// ([`ReadToReq`], [`WriteFromReq`]): their buffers are given back only after the
-    /// reply or the connection's end.
+    /// ([`ReadToReq`], [`WriteFromReq`], and the area a [`ReadShmReq`] reads into):
+    /// their buffers (its part of the area) are given back only after the reply or the
+    /// connection's end.
     pub fn uses_client_memory(self) -> bool {
-        matches!(self, Op::ReadTo | Op::WriteFrom)
+        matches!(self, Op::ReadTo | Op::WriteFrom | Op::ReadShm)
     }
 
     /// Ops whose reply comes only after the daemon moved a bulk of bytes (64 KiB and more)
@@ -116,7 +117,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME

@@ -1524,6 +1524,19 @@ fn a_failing_connection_with_a_write_from_pending_waits_for_the_daemon_to_close(
     });
 }
 
+#[test]
+fn a_failing_connection_with_a_read_shm_pending_waits_for_the_daemon_to_close() {
+    // The daemon may still be reading into the shared area: its part is not reused
+    // before the daemon is done.
+    failing_connection_waits_for_the_daemon_to_close(ReadShmReq {
+        fh: Fh(1),
+        offset: 0,
+        len: 4,
+        at: 0,
+        ahead_msecs: 0,
+    });
+}
+
 fn read_frame_fast(s: &mut UnixStream, dec: &mut FrameDecoder) -> Option<Frame> {
     use std::io::Read;
     let mut b = vec![0u8; 65536];
