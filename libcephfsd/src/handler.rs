@@ -1140,9 +1140,9 @@ fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
     r
 }
 
-/// ReadTo requests of this size and more are placed in two halves at once, one on
-/// another pool thread (two cores copying), when nothing else of the session is in
-/// flight: with one request in flight everything else (smbd, its client) waits for it.
+/// ReadTo and ReadShm requests of this size and more are read in two halves at once,
+/// one on another pool thread (two cores copying), when nothing else of the session is
+/// in flight: with one request in flight everything else (smbd, its client) waits for it.
 pub const SPLIT_READ_MIN: u32 = 512 * 1024;
 
 /// ReadTo places its bytes a piece of this size at a time: each piece is read and copied
