@@ -771,11 +771,16 @@ def daemon_bin():
                         "release", "libcephfsd")
 
 
+def daemon_status(socket_path=None):
+    """The text of `libcephfsd status`."""
+    sock = socket_path or os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")
+    return subprocess.run([daemon_bin(), "status", "--socket", sock], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+
+
 def daemon_op_counts(socket_path=None):
     """{op: requests answered} from the daemon's per-op counters (`libcephfsd status`)."""
-    sock = socket_path or os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")
-    out = subprocess.run([daemon_bin(), "status", "--socket", sock], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+    out = daemon_status(socket_path)
     counts, table = {}, False
     for line in out.splitlines():
         f = line.split()
@@ -789,9 +794,7 @@ def daemon_op_counts(socket_path=None):
 def daemon_read_ahead(socket_path=None):
     """The daemon's read-ahead counters (`libcephfsd status`): {held, max, reads, hits,
     stale} (held and max in KiB)."""
-    sock = socket_path or os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")
-    out = subprocess.run([daemon_bin(), "status", "--socket", sock], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+    out = daemon_status(socket_path)
     for line in out.splitlines():
         if line.startswith("read-ahead:"):
             f = line.split()
@@ -799,6 +802,16 @@ def daemon_read_ahead(socket_path=None):
             return {"held": int(f[2]), "max": int(f[5]), "reads": int(f[8]),
                     "hits": int(f[10]), "stale": int(f[12])}
     raise AssertionError(f"no read-ahead line in:\n{out}")
+
+
+def daemon_shared_areas(socket_path=None):
+    """Areas smbds share with the daemon for their large reads (`libcephfsd status`)."""
+    out = daemon_status(socket_path)
+    for line in out.splitlines():
+        # shared for reads: S KiB of M KiB in N areas
+        if line.startswith("shared for reads:"):
+            return int(line.split()[-2])
+    raise AssertionError(f"no 'shared for reads' line in:\n{out}")
 
 
 def sysinfo():

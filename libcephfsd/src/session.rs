@@ -18,16 +18,10 @@ use crate::server::Daemon;
 /// Count `len` more bytes in `used` if that stays within `max`; whether it did.
 pub fn reserve(used: &std::sync::atomic::AtomicUsize, max: usize, len: usize) -> bool {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut now = used.load(Relaxed);
-    loop {
-        if now.saturating_add(len) > max {
-            return false;
-        }
-        match used.compare_exchange_weak(now, now + len, Relaxed, Relaxed) {
-            Ok(_) => return true,
-            Err(n) => now = n,
-        }
-    }
+    used.fetch_update(Relaxed, Relaxed, |now| {
+        now.checked_add(len).filter(|total| *total <= max)
+    })
+    .is_ok()
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -285,18 +285,6 @@ def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(uniqu
     smbclient("cephrs", f"del {unique}")
 
 
-def shared_areas():
-    """Areas smbds share with the daemon for their large reads (`libcephfsd status`)."""
-    out = subprocess.run(["/var/cache/ceph_rs/target/release/libcephfsd", "status",
-                          "--socket", f"{STATE}/libcephfsd.sock"],
-                         capture_output=True, text=True, timeout=30).stdout
-    for line in out.splitlines():
-        # shared for reads: S KiB of M KiB in N areas
-        if line.startswith("shared for reads:"):
-            return int(line.split()[-2])
-    raise AssertionError(f"no 'shared for reads' line in:\n{out}")
-
-
 def maps_area(pid):
     """Whether the process maps a ceph_rs read area (vfs_ceph_rs/src/shm.rs)."""
     with open(f"/proc/{pid}/maps") as f:
@@ -333,13 +321,13 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
             shm = after.get("ReadShm", 0) - before.get("ReadShm", 0)
             assert shm >= 3, (before, after)
             assert after.get("ShareMem", 0) > before.get("ShareMem", 0), after
-            assert maps_area(child) and shared_areas() >= 1
+            assert maps_area(child) and B.daemon_shared_areas() >= 1
             # Quiet for longer than shm::IDLE (2 s): given up on both sides.
             deadline = time.time() + 6
-            while (maps_area(child) or shared_areas()) and time.time() < deadline:
+            while (maps_area(child) or B.daemon_shared_areas()) and time.time() < deadline:
                 time.sleep(0.25)
             assert not maps_area(child), "smbd still maps the area after the reads stopped"
-            assert shared_areas() == 0, "the daemon still holds the area"
+            assert B.daemon_shared_areas() == 0, "the daemon still holds the area"
             # A large read after that shares a new one.
             sc.transfer("get", unique, str(tmp_path / "back2"))
             assert op_counts().get("ReadShm", 0) >= after.get("ReadShm", 0) + 3

@@ -68,9 +68,7 @@ pub struct Daemon {
     /// The daemon's change table (cached attributes outlive a request only with it).
     epochs: Option<Rc<EpochTable>>,
     /// The area shared with the daemon for large reads ([`crate::shm`]), while it is.
-    shm: Option<Rc<Area>>,
-    /// The size of each of its [`crate::shm::SLOTS`] parts (one read each).
-    shm_slot: usize,
+    shm: Option<Area>,
     /// The parts reads are using (bit i: part i).
     shm_busy: u32,
     /// When the daemon last would not share one (no privilege, its bound reached, or
@@ -134,7 +132,6 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         no_socket: false,
         epochs,
         shm: None,
-        shm_slot: 0,
         shm_busy: 0,
         shm_refused: None,
         ev: std::ptr::null_mut(),
@@ -418,7 +415,7 @@ pub fn can_read_to(id: DaemonId) -> bool {
 
 impl Daemon {
     /// See [`shm_take`].
-    fn shm_take(&mut self, len: usize) -> Option<(Rc<Area>, usize)> {
+    fn shm_take(&mut self, len: usize) -> Option<usize> {
         if !self.may_reach(FEATURE_READ_SHM) {
             return None;
         }
@@ -428,15 +425,14 @@ impl Daemon {
             }
             self.shm_refused = None;
         }
-        if self.shm.is_none() || len > self.shm_slot {
+        if self.shm.as_ref().is_none_or(|a| len > a.part_size()) {
             if self.shm_busy != 0 {
                 // A larger one only once no read uses this one.
                 return None;
             }
             // The old area (if any) is given up by the daemon when it takes the new one.
             self.shm = None;
-            let slot = len.next_power_of_two().max(crate::shm::MIN_READ);
-            let size = slot * crate::shm::SLOTS;
+            let size = len.next_power_of_two().max(crate::shm::MIN_READ) * crate::shm::SLOTS;
             let area = match Area::new(size) {
                 Ok(a) => a,
                 Err(e) => {
@@ -458,8 +454,7 @@ impl Daemon {
                         "ceph_rs: large reads land in a {} MiB area shared with libcephfsd",
                         size >> 20
                     );
-                    self.shm = Some(Rc::new(area));
-                    self.shm_slot = slot;
+                    self.shm = Some(area);
                 }
                 r => {
                     let why = match r {
@@ -476,9 +471,10 @@ impl Daemon {
                 }
             }
         }
+        let part = self.shm.as_ref()?.part_size();
         let i = (0..crate::shm::SLOTS).find(|i| self.shm_busy & (1 << i) == 0)?;
         self.shm_busy |= 1 << i;
-        Some((self.shm.clone()?, i * self.shm_slot))
+        Some(i * part)
     }
 
     /// Stop sharing the area (no read uses it): the daemon unmaps it and its pages go.
@@ -495,42 +491,57 @@ impl Daemon {
 }
 
 /// A part of the area shared with the daemon for one large read of `len` bytes (see
-/// [`crate::shm`]), the area made or enlarged as needed: the area and where in it the
-/// read may land; give the part back with [`shm_done`]. None: the daemon does not share
-/// one (no such feature, no privilege, its bound), this is not the process that
-/// connected, or every part is in use.
-pub fn shm_take(id: DaemonId, len: usize) -> Option<(Rc<Area>, usize)> {
-    let got = with(id, |d| Ok(d.shm_take(len))).ok().flatten();
-    // The ShareMem call may have read async replies meanwhile.
-    let _ = with(id, |d| {
+/// [`crate::shm`]), the area made or enlarged as needed: where in the area the read
+/// may land; end the read with [`shm_finish`]. None: the daemon does not share one (no
+/// such feature, no privilege, its bound), this is not the process that connected, or
+/// every part is in use.
+pub fn shm_take(id: DaemonId, len: usize) -> Option<usize> {
+    with(id, |d| {
+        let at = d.shm_take(len);
+        // The ShareMem call may have read async replies meanwhile.
         d.pump();
         d.kick(id);
-        Ok(())
-    });
-    got
+        Ok(at)
+    })
+    .ok()
+    .flatten()
 }
 
-/// The read that took the part of the area at `at` is over (the daemon writes there no
-/// more).
-pub fn shm_done(id: DaemonId, at: usize) {
-    let _ = with(id, |d| {
-        if let Some(i) = at
-            .checked_div(d.shm_slot)
+/// The ReadShm whose part of the area is at `at` is over with `reply` (the bytes it
+/// read): copy them into `out` (at most its length; EPROTO if they are not in the
+/// area), give the part back (the daemon writes there no more) and count the area as
+/// used now. Returns the bytes copied.
+pub fn shm_finish(
+    id: DaemonId,
+    at: usize,
+    reply: Result<u32, Errno>,
+    out: &mut [u8],
+) -> Result<usize, Errno> {
+    let r = with(id, |d| {
+        let r = reply.and_then(|n| {
+            let n = (n as usize).min(out.len());
+            let copied = n == 0
+                || d.shm
+                    .as_ref()
+                    .is_some_and(|a| a.copy_out(at, &mut out[..n]));
+            if copied {
+                Ok(n)
+            } else {
+                Err(Errno::EPROTO)
+            }
+        });
+        if let Some(i) = d
+            .shm
+            .as_ref()
+            .and_then(|a| at.checked_div(a.part_size()))
             .filter(|i| *i < crate::shm::SLOTS)
         {
             d.shm_busy &= !(1 << i);
         }
-        Ok(())
+        r
     });
-}
-
-/// Copy the bytes a read put in the area at `at` into `out`; false if there is no such
-/// area or they are not all in it.
-pub fn shm_copy(id: DaemonId, at: usize, out: &mut [u8]) -> bool {
-    with(id, |d| {
-        Ok(d.shm.as_ref().is_some_and(|a| a.copy_out(at, out)))
-    })
-    .unwrap_or(false)
+    crate::shm::used();
+    r
 }
 
 /// Give up every connection's area (no large read for a while).

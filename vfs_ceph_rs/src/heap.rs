@@ -19,7 +19,7 @@
 //! 8.7 MB of heap after signed gets, 0.5 MB now).
 use crate::samba;
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A READ or WRITE from this size on counts as large (glibc's initial mmap threshold is
 /// 128 KiB: a block this large was a fresh mmap or sits at the top of the heap).
@@ -32,20 +32,23 @@ pub const KEEP_TRIM: usize = 64 << 20;
 /// Given back after this long without a large read or write.
 pub const IDLE: Duration = Duration::from_secs(2);
 
-#[derive(Default)]
 struct Heap {
     /// The thresholds are set (for the rest of the process: glibc adjusts them no more).
     kept: bool,
     /// glibc refused them: nothing more to do.
     refused: bool,
-    /// The idle timer is pending.
-    timer: bool,
-    /// The last large read or write.
-    last: Option<Instant>,
+    /// Since the last large read or write.
+    quiet: samba::QuietTimer,
 }
 
 thread_local! {
-    static HEAP: RefCell<Heap> = RefCell::new(Heap::default());
+    static HEAP: RefCell<Heap> = const {
+        RefCell::new(Heap {
+            kept: false,
+            refused: false,
+            quiet: samba::QuietTimer::new(),
+        })
+    };
 }
 
 /// An async READ of `n` bytes into smbd's buffer is about to be sent.
@@ -93,25 +96,11 @@ pub fn write(n: usize) {
 
 /// A large read or write now: the release waits [`IDLE`] from here.
 fn busy(h: &mut Heap) {
-    h.last = Some(Instant::now());
-    if !h.timer {
-        h.timer = samba::run_after(IDLE, idle);
-    }
+    h.quiet.touch(IDLE, idle);
 }
 
 fn idle() {
-    let release = HEAP.with(|h| {
-        let mut h = h.borrow_mut();
-        h.timer = false;
-        let quiet = h.last.map_or(IDLE, |t| t.elapsed());
-        if quiet < IDLE {
-            h.timer = samba::run_after(IDLE - quiet + Duration::from_millis(10), idle);
-            false
-        } else {
-            true
-        }
-    });
-    if release {
+    if HEAP.with(|h| h.borrow_mut().quiet.fired(IDLE, idle)) {
         samba::malloc_release();
         crate::log_at!(
             3,

@@ -559,6 +559,52 @@ pub fn malloc_release() {
     unsafe { libc::malloc_trim(0) };
 }
 
+/// Something to do once a process has been quiet for a while (no large read, say):
+/// [`QuietTimer::touch`] at each activity, and the `fire` function passed to it asks
+/// [`QuietTimer::fired`] whether the time has come (the timer re-arms itself otherwise).
+/// One tevent timer at most is pending, not one per activity.
+pub struct QuietTimer {
+    last: Option<std::time::Instant>,
+    pending: bool,
+}
+
+impl Default for QuietTimer {
+    fn default() -> QuietTimer {
+        QuietTimer::new()
+    }
+}
+
+impl QuietTimer {
+    pub const fn new() -> QuietTimer {
+        QuietTimer {
+            last: None,
+            pending: false,
+        }
+    }
+
+    /// Activity now: `fire` runs once `quiet` passed without another.
+    pub fn touch(&mut self, quiet: std::time::Duration, fire: fn()) {
+        self.last = Some(std::time::Instant::now());
+        if !self.pending {
+            self.pending = run_after(quiet, fire);
+        }
+    }
+
+    /// Called by `fire`: true when `quiet` has passed since the last activity (the
+    /// caller acts now); else the timer is set again for the rest.
+    pub fn fired(&mut self, quiet: std::time::Duration, fire: fn()) -> bool {
+        self.pending = false;
+        let since = self.last.map_or(quiet, |t| t.elapsed());
+        if since < quiet {
+            let rest = quiet - since + std::time::Duration::from_millis(10);
+            self.pending = run_after(rest, fire);
+            false
+        } else {
+            true
+        }
+    }
+}
+
 /// Run `run` once on smbd's main event loop after `after` (the timer is tevent's: it is
 /// freed after it fired). False if it could not be made.
 pub fn run_after(after: std::time::Duration, run: fn()) -> bool {

@@ -12,7 +12,7 @@
 //! once no large read came for [`IDLE`], so an idle connection holds none of it.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Reads from this size on go through the area (ReadTo below it: its copy is a few
 /// tens of microseconds either way).
@@ -85,6 +85,11 @@ impl Area {
         Ok(Area { fd, base, len })
     }
 
+    /// The size of each of its [`SLOTS`] parts (one read each).
+    pub fn part_size(&self) -> usize {
+        self.len / SLOTS
+    }
+
     /// The memfd's number in this process (for `ShareMemReq`).
     pub fn fd(&self) -> i32 {
         self.fd.as_raw_fd()
@@ -112,45 +117,19 @@ impl Area {
     }
 }
 
-/// When the last large read went through an area, and whether the idle timer runs.
-struct Idle {
-    last: Instant,
-    timer: bool,
-}
-
 thread_local! {
-    static IDLE_STATE: std::cell::RefCell<Option<Idle>> = const { std::cell::RefCell::new(None) };
+    /// Since the last large read through an area.
+    static QUIET: std::cell::RefCell<crate::samba::QuietTimer> =
+        const { std::cell::RefCell::new(crate::samba::QuietTimer::new()) };
 }
 
 /// A large read went through an area now: it is given up [`IDLE`] after the last one.
 pub fn used() {
-    IDLE_STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        let st = s.get_or_insert(Idle {
-            last: Instant::now(),
-            timer: false,
-        });
-        st.last = Instant::now();
-        if !st.timer {
-            st.timer = crate::samba::run_after(IDLE, idle);
-        }
-    })
+    QUIET.with(|q| q.borrow_mut().touch(IDLE, idle))
 }
 
 fn idle() {
-    let release = IDLE_STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        let Some(st) = s.as_mut() else { return false };
-        st.timer = false;
-        let quiet = st.last.elapsed();
-        if quiet < IDLE {
-            st.timer = crate::samba::run_after(IDLE - quiet + Duration::from_millis(10), idle);
-            false
-        } else {
-            true
-        }
-    });
-    if release {
+    if QUIET.with(|q| q.borrow_mut().fired(IDLE, idle)) {
         crate::daemon::shm_release_all();
     }
 }

@@ -1480,7 +1480,7 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
         } else {
             None
         };
-        let n = if let Some((area, part)) = part {
+        let n = if let Some(part) = part {
             let req = ReadShmReq {
                 fh,
                 offset: at,
@@ -1488,18 +1488,8 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
                 at: part as u64,
                 ahead_msecs: ahead_msecs(h),
             };
-            let r = daemon::call(d, &creds(h), &req, &[]);
-            let n = r.and_then(|(rep, _)| {
-                let n = (rep.n as usize).min(len);
-                if area.copy_out(part, &mut out[..n]) {
-                    Ok(n)
-                } else {
-                    Err(Errno::EPROTO)
-                }
-            });
-            daemon::shm_done(d, part);
-            shm::used();
-            n?
+            let reply = daemon::call(d, &creds(h), &req, &[]).map(|(rep, _)| rep.n);
+            daemon::shm_finish(d, part, reply, out)?
         } else if len >= READ_TO_MIN && daemon::can_read_to(d) {
             let req = ReadToReq {
                 fh,
@@ -1659,7 +1649,7 @@ unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_st
         st.rid = 0;
         if st.kind == AioKind::ReadShm {
             // Settled: the daemon writes into that part no more.
-            daemon::shm_done(st.daemon, st.at);
+            let _ = daemon::shm_finish(st.daemon, st.at, Ok(0), &mut []);
         }
     }
 }
@@ -1681,22 +1671,11 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
                 .and_then(|(rep, data)| read_result(st, sunk, &data, rep.placed as usize))
         }
         AioKind::ReadShm => {
-            let r = c.decode::<ReadShmReq>().and_then(|(rep, _)| {
-                let n = (rep.n as usize).min(st.len);
-                if n == 0 {
-                    return Ok(0);
-                }
-                // SAFETY: smbd's buffer holds st.len bytes until this request completes.
-                let out = samba::bytes_mut(st.buf as *mut c_void, n);
-                if daemon::shm_copy(st.daemon, st.at, out) {
-                    Ok(n as isize)
-                } else {
-                    Err(Errno::EPROTO)
-                }
-            });
-            daemon::shm_done(st.daemon, st.at);
-            shm::used();
-            r
+            let reply = c.decode::<ReadShmReq>().map(|(rep, _)| rep.n);
+            // SAFETY: smbd's buffer (at least 1 MiB for a ReadShm) holds st.len bytes
+            // until this request completes.
+            let out = samba::bytes_mut(st.buf as *mut c_void, st.len);
+            daemon::shm_finish(st.daemon, st.at, reply, out).map(|n| n as isize)
         }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
         AioKind::WriteFrom => {
@@ -1809,7 +1788,7 @@ unsafe fn aio_send<Q: Request>(
         }
         Err(e) => {
             if kind == AioKind::ReadShm {
-                daemon::shm_done(d, at);
+                let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
             }
             samba::req_state::<AioState>(req).err = e.0;
             samba::req_error(req, e.0);
@@ -1890,7 +1869,7 @@ unsafe extern "C" fn pread_send(
     let d = ext(h, fsp).map(|f| f.daemon);
     let part = match d {
         Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => {
-            daemon::shm_take(d, n).map(|(_, at)| (d, at))
+            daemon::shm_take(d, n).map(|at| (d, at))
         }
         _ => None,
     };
@@ -1918,7 +1897,7 @@ unsafe extern "C" fn pread_send(
             &[],
         );
         if req.is_null() {
-            daemon::shm_done(d, at);
+            let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
         }
         return req;
     }
