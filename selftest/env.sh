@@ -92,7 +92,7 @@ smb_global() {
 	pid directory = $1/pid
 	ncalrpc dir = $1/ncalrpc
 	log file = $1/log/log.%m
-	log level = 1 vfs:2 ceph_rs:2
+	log level = 1 vfs:2 ceph_rs:3
 	max log size = 0
 	passdb backend = tdbsam:$1/private/passdb.tdb
 	load printers = no

@@ -3,6 +3,7 @@
 log line, never a crashed smbd (issue 4, "Options")."""
 import glob
 import os
+import re
 import subprocess
 import sys
 import time
@@ -126,8 +127,8 @@ def op_counts():
     return counts
 
 
-def restart_daemon(wrap=""):
-    env = dict(os.environ, CEPH_RS_DAEMON_WRAP=wrap)
+def restart_daemon(wrap="", args=""):
+    env = dict(os.environ, CEPH_RS_DAEMON_WRAP=wrap, CEPH_RS_DAEMON_ARGS=args)
     r = subprocess.run(["bash", f"{REPO}/selftest/env.sh", "restart-daemon"],
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -188,7 +189,7 @@ def test_a_connection_that_signs_or_encrypts_reads_async_and_a_plain_one_through
     that signs or encrypts the module has smbd read async (aio_force: smbd's connection
     and tree connect state), so smbd signs one READ while the daemon places the next; a
     plain connection still reads through SendTo. The bytes are right every way."""
-    out = f"{STATE}/smb/smbd.out"  # every smbd's log (selftest/env.sh: `ceph_rs:2`)
+    out = f"{STATE}/smb/smbd.out"  # every smbd's log (selftest/env.sh: `ceph_rs:3`)
     said = "the client's connection signs or encrypts: its reads go async"
 
     def logged_since(at):
@@ -240,12 +241,15 @@ def heap_kib(pid):
 
 
 def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(unique, tmp_path):
-    """A signed READ's bytes are placed in smbd's own buffer (8 MiB with smbclient), and
-    async several such buffers are alive at once. With glibc's own thresholds smbd gave
-    that heap back after nearly every burst and libcephfsd faulted it in again inside
-    process_vm_writev. The module keeps it while large reads come (their buffers stay
-    resident from get to get) and gives it back once they stop (vfs_ceph_rs/src/heap.rs):
-    an idle connection holds no more than before. The bytes are right."""
+    """A signed READ's bytes are placed in smbd's own buffer (8 MiB with smbclient) by
+    the daemon when no area is shared (ReadTo; here the daemon shares none:
+    `--shared-read-mib 0`), and async several such buffers are alive at once. With
+    glibc's own thresholds smbd gave that heap back after nearly every burst and
+    libcephfsd faulted it in again inside process_vm_writev. The module keeps it while
+    large reads come (their buffers stay resident from get to get) and gives it back once
+    they stop (vfs_ceph_rs/src/heap.rs): an idle connection holds no more than before.
+    The bytes are right. (Through a shared area, the area's pages are lent to the buffers
+    instead, and the heap stays small: the test above.)"""
     sys.path.insert(0, f"{REPO}/selftest")
     import benchlib as B
     from conftest import smbd_children
@@ -255,6 +259,7 @@ def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(uniqu
     src = tmp_path / "src"
     src.write_bytes(data)
     smbclient("cephrs", f"put {src} {unique}")
+    restart_daemon(args="--shared-read-mib 0")
     before = set(smbd_children())
     sc = B.Smbclient("cephrs", signed=True)
     try:
@@ -281,6 +286,7 @@ def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(uniqu
         sc.transfer("get", unique, str(tmp_path / "back"))
     finally:
         sc.close()
+        restart_daemon()
     assert (tmp_path / "back").read_bytes() == data
     smbclient("cephrs", f"del {unique}")
 
@@ -294,11 +300,13 @@ def maps_area(pid):
 def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection_goes_quiet(
         unique, tmp_path):
     """A signed READ of 1 MiB or more (smbclient: 8 MiB) is read by libcephfs straight
-    into a memfd this smbd shares with the daemon, and the module copies it into smbd's
-    buffer (ReadShm), instead of the daemon copying it into a buffer of its own and then
-    into smbd's memory (ReadTo). The area goes (in smbd and in the daemon) once no large
-    read came for 2 s. A daemon that may not take smbd's fds does not share one, and the
-    reads go as before. The bytes are right every way."""
+    into a memfd this smbd shares with the daemon (ReadShm), instead of the daemon
+    copying it into a buffer of its own and then into smbd's memory (ReadTo), and the
+    area's pages that hold it are lent to smbd's READ buffer (moved, not copied) until
+    smbd frees it. The area goes (in smbd and in the daemon) once no large read came for
+    2 s; smbd's log then counts the reads and the lent ones. Several connections reading
+    at once, signed or encrypted, each get the right bytes. A daemon that may not take
+    smbd's fds does not share one, and the reads go as before."""
     sys.path.insert(0, f"{REPO}/selftest")
     import benchlib as B
     from conftest import smbd_children
@@ -307,9 +315,11 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
     src = tmp_path / "src"
     src.write_bytes(data)
     smbclient("cephrs", f"put {src} {unique}")
+    out = f"{STATE}/smb/smbd.out"
     try:
         before = op_counts()
         kids = set(smbd_children())
+        at = os.path.getsize(out)
         sc = B.Smbclient("cephrs", signed=True)
         try:
             child, = set(smbd_children()) - kids
@@ -328,6 +338,14 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
                 time.sleep(0.25)
             assert not maps_area(child), "smbd still maps the area after the reads stopped"
             assert B.daemon_shared_areas() == 0, "the daemon still holds the area"
+            # (selftest/env.sh logs `ceph_rs:3`; this connection's is the only one.)
+            with open(out, errors="replace") as f:
+                f.seek(at)
+                mine = [(int(n), int(lent)) for n, lent in re.findall(
+                    r"ceph_rs: no large read for 2 s: the \d+ MiB area shared with "
+                    r"libcephfsd is given up \((\d+) reads landed in it, (\d+) of them lent "
+                    r"to smbd's buffers\)", f.read())]
+            assert len(mine) == 1 and mine[0][0] >= 6 and mine[0][1] == mine[0][0], mine
             # A large read after that shares a new one.
             sc.transfer("get", unique, str(tmp_path / "back2"))
             assert op_counts().get("ReadShm", 0) >= after.get("ReadShm", 0) + 3
@@ -335,6 +353,18 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
             sc.close()
         for i in range(3):
             assert (tmp_path / f"back{i}").read_bytes() == data, f"get {i}"
+        # Connections reading at once, signed and encrypted: each its own area and
+        # buffers, the bytes right.
+        gets = [subprocess.Popen(
+            ["smbclient", "-p", str(B.SMB_PORT), "//127.0.0.1/cephrs", "-U",
+             f"rsuser1%{B.USERS['rsuser1']}", f"--client-protection={how}",
+             "-c", f"get {unique} {tmp_path / f'{how}{i}'}; get {unique} {tmp_path / f'{how}{i}b'}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            for how in ("sign", "encrypt") for i in range(2)]
+        assert [g.wait(timeout=120) for g in gets] == [0] * len(gets)
+        for how in ("sign", "encrypt"):
+            for i in ("0", "0b", "1", "1b"):
+                assert (tmp_path / f"{how}{i}").read_bytes() == data, f"{how} {i}"
         # Without the privilege to take smbd's fds: not shared, read as before.
         restart_daemon("setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
         sc = B.Smbclient("cephrs", signed=True)

@@ -69,8 +69,15 @@ pub struct Daemon {
     epochs: Option<Rc<EpochTable>>,
     /// The area shared with the daemon for large reads ([`crate::shm`]), while it is.
     shm: Option<Area>,
-    /// The parts reads are using (bit i: part i).
+    /// The parts reads are using, or that smbd's buffers hold lent (bit i: part i).
     shm_busy: u32,
+    /// Parts lost to a buffer that moved while it held them (see `shm::give_back`):
+    /// still counted busy; the area is replaced once no other part is busy.
+    shm_lost: u32,
+    /// Reads that landed in the area since it was made, and how many of them were lent
+    /// to smbd's buffer (logged when it is given up).
+    shm_reads: u64,
+    shm_lent: u64,
     /// When the daemon last would not share one (no privilege, its bound reached, or
     /// no memfd here): no new try for [`SHM_RETRY`].
     shm_refused: Option<Instant>,
@@ -133,6 +140,9 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         epochs,
         shm: None,
         shm_busy: 0,
+        shm_lost: 0,
+        shm_reads: 0,
+        shm_lent: 0,
         shm_refused: None,
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
@@ -415,7 +425,7 @@ pub fn can_read_to(id: DaemonId) -> bool {
 
 impl Daemon {
     /// See [`shm_take`].
-    fn shm_take(&mut self, len: usize) -> Option<usize> {
+    fn shm_take(&mut self, len: usize, buf: *const u8) -> Option<usize> {
         if !self.may_reach(FEATURE_READ_SHM) {
             return None;
         }
@@ -425,14 +435,18 @@ impl Daemon {
             }
             self.shm_refused = None;
         }
-        if self.shm.as_ref().is_none_or(|a| len > a.part_size()) {
-            if self.shm_busy != 0 {
-                // A larger one only once no read uses this one.
+        self.shm_returned();
+        let size = crate::shm::area_size(len);
+        if self.shm.as_ref().is_none_or(|a| a.len() < size) || self.shm_lost != 0 {
+            if self.shm_busy & !self.shm_lost != 0 {
+                // A new one only once no read uses this one.
                 return None;
             }
             // The old area (if any) is given up by the daemon when it takes the new one.
             self.shm = None;
-            let size = len.next_power_of_two().max(crate::shm::MIN_READ) * crate::shm::SLOTS;
+            self.shm_busy = 0;
+            self.shm_lost = 0;
+            (self.shm_reads, self.shm_lent) = (0, 0);
             let area = match Area::new(size) {
                 Ok(a) => a,
                 Err(e) => {
@@ -474,15 +488,55 @@ impl Daemon {
         let part = self.shm.as_ref()?.part_size();
         let i = (0..crate::shm::SLOTS).find(|i| self.shm_busy & (1 << i) == 0)?;
         self.shm_busy |= 1 << i;
-        Some(i * part)
+        Some(crate::shm::landing(i, part, buf))
+    }
+
+    /// The part of the area a read landing at `at` uses, as a bit.
+    fn shm_bit(&self, at: usize) -> u32 {
+        self.shm
+            .as_ref()
+            .and_then(|a| at.checked_div(a.part_size()))
+            .filter(|i| *i < crate::shm::SLOTS)
+            .map_or(0, |i| 1 << i)
+    }
+
+    /// Note the parts smbd's freed buffers gave back.
+    fn shm_returned(&mut self) {
+        let Some(generation) = self.shm.as_ref().map(Area::generation) else {
+            return;
+        };
+        for (at, lost) in crate::shm::returned(generation) {
+            let bit = self.shm_bit(at);
+            if lost {
+                self.shm_lost |= bit;
+            } else {
+                self.shm_busy &= !bit;
+            }
+        }
     }
 
     /// Stop sharing the area (no read uses it): the daemon unmaps it and its pages go.
     fn shm_release(&mut self) {
-        if self.shm_busy != 0 || self.shm.is_none() {
+        self.shm_returned();
+        if self.shm_busy & !self.shm_lost != 0 {
             return;
         }
-        self.shm = None;
+        let Some(area) = self.shm.take() else {
+            return;
+        };
+        crate::log_at!(
+            3,
+            c"shm",
+            "ceph_rs: no large read for {} s: the {} MiB area shared with libcephfsd is given \
+             up ({} reads landed in it, {} of them lent to smbd's buffers)",
+            crate::shm::IDLE.as_secs(),
+            area.len() >> 20,
+            self.shm_reads,
+            self.shm_lent
+        );
+        drop(area);
+        self.shm_busy = 0;
+        self.shm_lost = 0;
         if !self.client.is_dead() {
             // The reply is not awaited: it is dropped when it arrives.
             let _ = self.client.submit(0, &ShareMemReq { fd: -1, len: 0 }, &[]);
@@ -490,14 +544,14 @@ impl Daemon {
     }
 }
 
-/// A part of the area shared with the daemon for one large read of `len` bytes (see
-/// [`crate::shm`]), the area made or enlarged as needed: where in the area the read
-/// may land; end the read with [`shm_finish`]. None: the daemon does not share one (no
+/// A part of the area shared with the daemon for one large read of `len` bytes into
+/// `buf` (see [`crate::shm`]), the area made or enlarged as needed: where in the area
+/// the read may land (at `buf`'s offset within a page); end the read with [`shm_finish`]. None: the daemon does not share one (no
 /// such feature, no privilege, its bound), this is not the process that connected, or
 /// every part is in use.
-pub fn shm_take(id: DaemonId, len: usize) -> Option<usize> {
+pub fn shm_take(id: DaemonId, len: usize, buf: *const u8) -> Option<usize> {
     with(id, |d| {
-        let at = d.shm_take(len);
+        let at = d.shm_take(len, buf);
         // The ShareMem call may have read async replies meanwhile.
         d.pump();
         d.kick(id);
@@ -530,18 +584,53 @@ pub fn shm_finish(
                 Err(Errno::EPROTO)
             }
         });
-        if let Some(i) = d
-            .shm
-            .as_ref()
-            .and_then(|a| at.checked_div(a.part_size()))
-            .filter(|i| *i < crate::shm::SLOTS)
-        {
-            d.shm_busy &= !(1 << i);
-        }
+        d.shm_busy &= !d.shm_bit(at);
+        d.shm_reads += u64::from(r.is_ok());
         r
     });
     crate::shm::used();
     r
+}
+
+/// As [`shm_finish`], for a read into `buf` (`cap` bytes), a talloc chunk of its own:
+/// the whole pages that hold the bytes are lent to it (see [`crate::shm`]), their part
+/// staying in use until smbd frees the buffer; copied if they cannot be.
+///
+/// # Safety
+/// `buf..buf+cap` is smbd's read buffer, the start of a live talloc chunk, in no other
+/// use until this read completes.
+pub unsafe fn shm_lend(
+    id: DaemonId,
+    at: usize,
+    reply: Result<u32, Errno>,
+    buf: *mut u8,
+    cap: usize,
+) -> Result<usize, Errno> {
+    let n = match reply {
+        Ok(n) => (n as usize).min(cap),
+        Err(e) => return shm_finish(id, at, Err(e), &mut []),
+    };
+    let lent = with(id, |d| {
+        let Some(area) = d.shm.as_ref() else {
+            return Ok(false);
+        };
+        let Some(lent) = area.lend(at, buf, n) else {
+            return Ok(false);
+        };
+        let arg = [area.generation() as usize, at, n, 0];
+        if crate::samba::on_talloc_free(buf.cast(), crate::shm::give_back, arg) {
+            d.shm_reads += 1;
+            d.shm_lent += 1;
+            return Ok(true);
+        }
+        area.take_back(at, lent);
+        Ok(false)
+    });
+    if matches!(lent, Ok(true)) {
+        crate::shm::used();
+        return Ok(n);
+    }
+    shm_finish(id, at, Ok(n as u32), crate::samba::bytes_mut(buf.cast(), n))
 }
 
 /// Give up every connection's area (no large read for a while).

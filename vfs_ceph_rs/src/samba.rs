@@ -752,3 +752,196 @@ pub unsafe fn acl_entries(
         })
         .collect()
 }
+
+// ------------------------------------------------------------------ talloc chunks
+
+/// talloc's chunk header in front of every talloc pointer (talloc 2.x, `struct
+/// talloc_chunk` in talloc.c, padded to 16 bytes): `flags` (the process's magic and
+/// four flag bits) at 0, `parent` at 24, `size` at 64. talloc keeps it private;
+/// [`talloc_layout_holds`] checks it against this process's talloc before it is relied
+/// on.
+const TC_HDR_SIZE: usize = 96;
+const TC_FLAGS: usize = 0;
+const TC_PARENT: usize = 24;
+const TC_SIZE: usize = 64;
+const TALLOC_FLAG_FREE: u32 = 0x01;
+const TALLOC_FLAG_LOOP: u32 = 0x02;
+const TALLOC_FLAG_MASK: u32 = 0x0F;
+
+/// The header bytes in front of `p`, read without faulting (`process_vm_readv` on this
+/// process: an unmapped address is an error, not a SIGSEGV).
+fn talloc_header(p: *const u8) -> Option<[u8; TC_HDR_SIZE]> {
+    let start = (p as usize).checked_sub(TC_HDR_SIZE)?;
+    let mut hdr = [0u8; TC_HDR_SIZE];
+    let local = libc::iovec {
+        iov_base: hdr.as_mut_ptr().cast(),
+        iov_len: TC_HDR_SIZE,
+    };
+    let remote = libc::iovec {
+        iov_base: start as *mut c_void,
+        iov_len: TC_HDR_SIZE,
+    };
+    // SAFETY: reads this process's memory into `hdr`; the kernel checks the range.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (n == TC_HDR_SIZE as isize).then_some(hdr)
+}
+
+fn hdr_u32(h: &[u8; TC_HDR_SIZE], at: usize) -> u32 {
+    u32::from_ne_bytes(h[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn hdr_usize(h: &[u8; TC_HDR_SIZE], at: usize) -> usize {
+    usize::from_ne_bytes(h[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The size of the live talloc chunk that starts exactly at `p`, or None if `p` is not
+/// the start of one (the header's magic is this process's talloc magic, the chunk is
+/// neither freed nor being freed). Reads only; never aborts as talloc's own lookups do
+/// on a foreign pointer.
+pub fn talloc_chunk_size(p: *const u8) -> Option<usize> {
+    if !talloc_layout_holds() {
+        return None;
+    }
+    let h = talloc_header(p)?;
+    let flags = hdr_u32(&h, TC_FLAGS);
+    // SAFETY: a plain getter of talloc's (per-process, random) magic.
+    let magic = unsafe { sys::talloc_test_get_magic() } as u32;
+    let live =
+        flags & (TALLOC_FLAG_FREE | !TALLOC_FLAG_MASK) == magic && flags & TALLOC_FLAG_LOOP == 0;
+    live.then(|| hdr_usize(&h, TC_SIZE))
+}
+
+/// Whether this process's talloc lays out its chunk header as the constants above say:
+/// checked once, on chunks made here (magic, size, and a child's parent pointer).
+fn talloc_layout_holds() -> bool {
+    thread_local! {
+        static HOLDS: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
+    }
+    HOLDS.with(|h| {
+        *h.get_or_init(|| {
+            // SAFETY: chunks made and freed here; only their headers are read.
+            let ok = unsafe {
+                let parent = sys::talloc_named_const(std::ptr::null(), 12345, c"ceph_rs".as_ptr());
+                let child = sys::talloc_named_const(parent, 7, c"ceph_rs".as_ptr());
+                let magic = sys::talloc_test_get_magic() as u32;
+                let ok = !parent.is_null()
+                    && !child.is_null()
+                    && [(parent, 12345), (child, 7)].iter().all(|&(p, size)| {
+                        talloc_header(p as *const u8).is_some_and(|h| {
+                            hdr_u32(&h, TC_FLAGS) & (TALLOC_FLAG_FREE | !TALLOC_FLAG_MASK) == magic
+                                && hdr_usize(&h, TC_SIZE) == size
+                        })
+                    })
+                    && talloc_header(child as *const u8)
+                        .is_some_and(|h| hdr_usize(&h, TC_PARENT) == parent as usize - TC_HDR_SIZE);
+                talloc_free(parent);
+                ok
+            };
+            if !ok {
+                crate::log_at!(
+                    1,
+                    c"talloc",
+                    "ceph_rs: talloc's chunk header is not laid out as this build expects: \
+                     large reads are copied into smbd's buffers"
+                );
+            }
+            ok
+        })
+    })
+}
+
+/// What [`on_talloc_free`] runs: the chunk's address when the hook was set, its `arg`,
+/// and whether the chunk is still there (a `talloc_realloc` may have moved it).
+pub type FreeHook = fn(chunk: usize, arg: [usize; 4], still_there: bool);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Hook {
+    run: FreeHook,
+    chunk: usize,
+    arg: [usize; 4],
+}
+
+/// Run `run(chunk, arg, ..)` when the talloc chunk `chunk` is freed, before its memory goes back
+/// to malloc (a child chunk's destructor: talloc frees children first). False if the
+/// child could not be made.
+///
+/// # Safety
+/// `chunk` is a live talloc pointer ([`talloc_chunk_size`] says so).
+pub unsafe fn on_talloc_free(chunk: *mut c_void, run: FreeHook, arg: [usize; 4]) -> bool {
+    unsafe extern "C" fn destructor(p: *mut c_void) -> c_int {
+        // SAFETY: `p` is the Hook written below; talloc still holds its memory.
+        let hook = std::ptr::read(p as *const Hook);
+        let parent = sys::talloc_parent(p);
+        (hook.run)(hook.chunk, hook.arg, parent as usize == hook.chunk);
+        0
+    }
+    let p = sys::talloc_named_const(
+        chunk,
+        std::mem::size_of::<Hook>(),
+        c"ceph_rs_free_hook".as_ptr(),
+    );
+    if p.is_null() {
+        return false;
+    }
+    std::ptr::write(
+        p as *mut Hook,
+        Hook {
+            run,
+            chunk: chunk as usize,
+            arg,
+        },
+    );
+    sys::_talloc_set_destructor(p, Some(destructor));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static RAN: RefCell<Vec<(usize, [usize; 4], bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn record(chunk: usize, arg: [usize; 4], still_there: bool) {
+        RAN.with(|r| r.borrow_mut().push((chunk, arg, still_there)));
+    }
+
+    #[test]
+    fn a_talloc_chunk_is_known_by_its_header_and_its_free_runs_the_hook_first() {
+        // SAFETY: chunks made and freed here.
+        unsafe {
+            let p = sys::talloc_named_const(std::ptr::null(), 3 << 20, c"t".as_ptr());
+            assert_eq!(talloc_chunk_size(p as *const u8), Some(3 << 20));
+            // Inside a chunk, plain malloc memory, an unmapped page: not chunks (and no
+            // fault, no abort).
+            assert_eq!(talloc_chunk_size((p as *const u8).add(4096)), None);
+            let v = vec![0u8; 1 << 20];
+            assert_eq!(talloc_chunk_size(v.as_ptr().add(4096)), None);
+            assert_eq!(talloc_chunk_size(4096 as *const u8), None);
+
+            assert!(on_talloc_free(p, record, [1, 2, 3, 4]));
+            assert!(RAN.with(|r| r.borrow().is_empty()));
+            talloc_free(p);
+            assert_eq!(
+                RAN.with(|r| r.take()),
+                vec![(p as usize, [1, 2, 3, 4], true)]
+            );
+
+            // A chunk that moved (a realloc past the chunk after it): the hook is told.
+            let q = sys::talloc_named_const(std::ptr::null(), 1000, c"t".as_ptr());
+            let after = sys::talloc_named_const(std::ptr::null(), 1000, c"t".as_ptr());
+            assert!(on_talloc_free(q, record, [5, 0, 0, 0]));
+            let q2 = sys::_talloc_realloc(std::ptr::null(), q, 1 << 20, c"t".as_ptr());
+            assert!(!q2.is_null() && q2 != q, "the realloc moved the chunk");
+            talloc_free(q2);
+            assert_eq!(
+                RAN.with(|r| r.take()),
+                vec![(q as usize, [5, 0, 0, 0], false)]
+            );
+            talloc_free(after);
+        }
+    }
+}

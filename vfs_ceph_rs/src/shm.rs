@@ -1,15 +1,26 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The area this smbd shares with libcephfsd for its large reads (`ShareMemReq`,
-//! `ReadShmReq`): libcephfs copies a read's bytes into it, and the module copies them
-//! into smbd's buffer, where a ReadTo has the daemon copy them into a buffer of its own
-//! and then into smbd's memory with `process_vm_writev` (libcephfsd's `shm.rs` says
-//! what that costs).
+//! `ReadShmReq`): libcephfs copies a read's bytes into it, where a ReadTo has the daemon
+//! copy them into a buffer of its own and then into smbd's memory with
+//! `process_vm_writev` (libcephfsd's `shm.rs` says what that costs).
+//!
+//! From there the bytes reach smbd's buffer in one of two ways:
+//! - lent ([`Area::lend`]): the pages of the area that hold them are moved (`mremap`: the
+//!   page tables move, not the bytes) into the buffer, over its own pages, and moved back
+//!   when smbd frees the buffer (a talloc child's destructor, [`crate::samba::on_talloc_free`]),
+//!   so smbd signs and sends the bytes libcephfs wrote without copying them. Only the
+//!   partial pages at the buffer's two ends are copied. Moving 8 MiB of page tables and
+//!   back took 70-150 us here, copying the 8 MiB 740-780 us. The part stays out of use
+//!   until then. This needs a buffer that is a talloc chunk of its own (smbd's SMB2 READ
+//!   buffer is);
+//! - else copied ([`Area::copy_out`]).
 //!
 //! The area is a memfd sealed against shrinking and growing (the daemon checks it, so
-//! its mapping cannot fault past the end), mapped read-only here: only the daemon
-//! writes into it, and only while it runs a read this process asked for. It is made
-//! at the first large read and given up (the daemon unmaps it, the pages are freed)
-//! once no large read came for [`IDLE`], so an idle connection holds none of it.
+//! its mapping cannot fault past the end). The daemon writes into a part only while it
+//! runs a read this process asked for into that part. The mapping is not inherited by a
+//! forked child (`MADV_DONTFORK`): lent pages would otherwise be shared with it. It is
+//! made at the first large read and given up (the daemon unmaps it, the pages are
+//! freed) once no large read came for [`IDLE`], so an idle connection holds none of it.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -20,23 +31,51 @@ pub const MIN_READ: usize = 1 << 20;
 /// ... up to this size (smbd's largest READ, `smb2 max read`): two parts of it are the
 /// largest area libcephfsd maps (16 MiB).
 pub const MAX_READ: usize = 8 << 20;
-/// Reads that may land in the area at once (async READs in flight; more go as ReadTo).
-/// Each has a part of the area as large as the largest read so far (rounded up to a
-/// power of two).
+/// Reads that may land in the area at once (async READs in flight, and READs whose
+/// buffer holds lent pages; more go as ReadTo). Each has a part of the area as large as
+/// the largest read so far (rounded up to a power of two), and a page more: a read lands
+/// at the same offset within a page as smbd's buffer, so that whole pages can be lent.
 pub const SLOTS: usize = 2;
+/// Lent only from this many bytes on (fewer are copied).
+const MIN_LEND: usize = 64 << 10;
+
+/// The memory page size (4 KiB on x86-64; asked once).
+pub fn page() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: plain query.
+    *PAGE.get_or_init(|| {
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+    })
+}
+
+/// The size of an area for reads of up to `len` bytes.
+pub fn area_size(len: usize) -> usize {
+    (len.next_power_of_two().max(MIN_READ) + page()) * SLOTS
+}
+
+/// Where in part `i` of an area of `part` bytes a read into `buf` lands.
+pub fn landing(i: usize, part: usize, buf: *const u8) -> usize {
+    i * part + (buf as usize & (page() - 1))
+}
 /// The area is given up after this long without a large read.
 pub const IDLE: Duration = Duration::from_secs(2);
 
-/// A memfd of `len` bytes mapped read-only.
+/// A memfd of `len` bytes mapped.
 pub struct Area {
     fd: OwnedFd,
     base: NonNull<u8>,
     len: usize,
+    /// Unique in this process: tells a lent part's return whether its area is still this
+    /// one.
+    generation: u64,
 }
 
 impl Drop for Area {
     fn drop(&mut self) {
-        // SAFETY: base/len are exactly the mapping made in `new`.
+        // (At exit, thread-locals may be gone before the connections holding areas.)
+        let _ = LIVE.try_with(|l| l.borrow_mut().retain(|a| a.generation != self.generation));
+        // SAFETY: base/len are exactly the mapping made in `new` (a lent part's pages are
+        // no longer in it and stay where they are: see `give_up`).
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
@@ -67,12 +106,13 @@ impl Area {
                 return Err(err());
             }
         }
-        // SAFETY: a new read-only shared mapping of the whole sealed file.
+        // SAFETY: a new shared mapping of the whole sealed file (writable: its pages may
+        // be lent to a buffer smbd writes, an encrypted reply say), kept from children.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 0,
@@ -82,7 +122,28 @@ impl Area {
             return Err(err());
         }
         let base = NonNull::new(p.cast()).ok_or_else(err)?;
-        Ok(Area { fd, base, len })
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let area = Area {
+            fd,
+            base,
+            len,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        // SAFETY: advice on our own mapping.
+        if unsafe { libc::madvise(p, len, libc::MADV_DONTFORK) } != 0 {
+            return Err(err());
+        }
+        LIVE.with(|l| l.borrow_mut().push(area.place()));
+        Ok(area)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// The size of each of its [`SLOTS`] parts (one read each).
@@ -100,9 +161,9 @@ impl Area {
     pub fn copy_out(&self, at: usize, out: &mut [u8]) -> bool {
         match at.checked_add(out.len()) {
             Some(end) if end <= self.len => {
-                // SAFETY: `at..end` is inside the mapping; `out` is smbd's own memory,
-                // not in the area (which is mapped read-only). The daemon writes the
-                // area only while a read of this process runs, never during this copy.
+                // SAFETY: `at..end` is inside the mapping; `out` is smbd's buffer, not in
+                // the area. The daemon writes the area only while a read of this process
+                // runs, never during this copy.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         self.base.as_ptr().add(at),
@@ -113,6 +174,232 @@ impl Area {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Lend the pages of the area that hold the `n` bytes read at `at` to smbd's buffer
+    /// `buf` (which holds at least `n` bytes): move the whole pages over the buffer's own
+    /// and copy the partial ones at its ends. Returns the lent range to give back with
+    /// [`Area::take_back`], or None (nothing moved, nothing copied): too few bytes, or
+    /// `at` is not at `buf`'s offset within a page, or the move failed.
+    ///
+    /// # Safety
+    /// `buf..buf+n` is smbd's buffer, a talloc chunk of its own whose free gives the range
+    /// back; nothing else in it is in use.
+    pub unsafe fn lend(&self, at: usize, buf: *mut u8, n: usize) -> Option<Lent> {
+        let lent = Lent::of(buf, n)?;
+        let end = at.checked_add(n).filter(|e| *e <= self.len)?;
+        if (at ^ buf as usize) & (page() - 1) != 0 {
+            return None;
+        }
+        let head = lent.start - buf as usize;
+        let tail = lent.end - buf as usize;
+        let src = self.base.as_ptr().add(at + head);
+        // SAFETY (the three): `src..src+len` is whole pages of our mapping, `lent` whole
+        // pages of smbd's buffer; the copies are the buffer's partial pages, from the
+        // area's pages that stay.
+        std::ptr::copy_nonoverlapping(self.base.as_ptr().add(at), buf, head);
+        std::ptr::copy_nonoverlapping(
+            self.base.as_ptr().add(at + tail),
+            buf.add(tail),
+            end - (at + tail),
+        );
+        let moved = libc::mremap(
+            src.cast(),
+            lent.len(),
+            lent.len(),
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            lent.start as *mut libc::c_void,
+        );
+        if moved as usize == lent.start {
+            return Some(lent);
+        }
+        // A failed move may have unmapped either range: make both whole again.
+        crate::log_at!(
+            1,
+            c"lend",
+            "ceph_rs: could not lend a read's pages: {}",
+            std::io::Error::last_os_error()
+        );
+        lent.clear();
+        self.remap(at + head, lent.len());
+        None
+    }
+
+    /// Take the pages lent at `at` (`lent`, from [`Area::lend`]) back at once (smbd never
+    /// saw them).
+    ///
+    /// # Safety
+    /// As for [`Place::take_back`].
+    pub unsafe fn take_back(&self, at: usize, lent: Lent) {
+        self.place().take_back(at, lent)
+    }
+
+    /// Unmap the lent range's pages from the area (after a move that failed).
+    unsafe fn remap(&self, off: usize, len: usize) {
+        self.place().remap(off, len)
+    }
+
+    fn place(&self) -> Place {
+        Place {
+            generation: self.generation,
+            base: self.base.as_ptr() as usize,
+            fd: self.fd.as_raw_fd(),
+        }
+    }
+}
+
+/// Where a live area is (kept apart from the area itself: a lent part comes back from
+/// within talloc_free, whatever this module is doing then).
+#[derive(Clone, Copy)]
+struct Place {
+    generation: u64,
+    base: usize,
+    fd: i32,
+}
+
+thread_local! {
+    /// The areas of this process that are mapped.
+    static LIVE: std::cell::RefCell<Vec<Place>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Parts that came back from smbd's buffers since their daemon connection last
+    /// looked ([`returned`]): (area, offset of the read, whether the part is lost).
+    static RETURNED: std::cell::RefCell<Vec<(u64, usize, bool)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Place {
+    /// Move `lent` back from the buffer into the area, and give the buffer's range fresh
+    /// pages.
+    ///
+    /// # Safety
+    /// `lent` was lent at `at` by this area, and the buffer is being freed.
+    unsafe fn take_back(self, at: usize, lent: Lent) {
+        let off = lent.area_offset(at);
+        let home = (self.base + off) as *mut libc::c_void;
+        let moved = libc::mremap(
+            lent.start as *mut libc::c_void,
+            lent.len(),
+            lent.len(),
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            home,
+        );
+        if moved != home {
+            self.remap(off, lent.len());
+        }
+        lent.clear();
+    }
+
+    /// Map `len` bytes of the memfd at `off` again at their place in the area.
+    unsafe fn remap(self, off: usize, len: usize) {
+        let p = libc::mmap(
+            (self.base + off) as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            self.fd,
+            off as libc::off_t,
+        );
+        if p != libc::MAP_FAILED {
+            libc::madvise(p, len, libc::MADV_DONTFORK);
+        }
+    }
+}
+
+/// Set on smbd's buffer by the module once [`Area::lend`] moved pages into it, run by
+/// talloc as the buffer is freed ([`crate::samba::on_talloc_free`]): the pages go back
+/// into their area if it is still mapped (else the buffer's range just gets fresh
+/// pages), and the part is noted for [`returned`]. If the buffer moved meanwhile (a
+/// realloc), its old range may already hold other memory: nothing is touched there and
+/// the part is lost (the area is replaced once no read uses it).
+pub fn give_back(buf: usize, arg: [usize; 4], still_there: bool) {
+    let [generation, at, n, _] = arg;
+    let generation = generation as u64;
+    if still_there {
+        if let Some(lent) = Lent::of(buf as *mut u8, n) {
+            let place = LIVE
+                .try_with(|l| {
+                    l.borrow()
+                        .iter()
+                        .find(|p| p.generation == generation)
+                        .copied()
+                })
+                .ok()
+                .flatten();
+            // SAFETY: the buffer is being freed, `lent` is the range lent at `at`.
+            unsafe {
+                match place {
+                    Some(p) => p.take_back(at, lent),
+                    None => lent.clear(),
+                }
+            }
+        }
+    }
+    // (At exit, as smbd frees everything, the thread-locals may be gone already.)
+    let _ = RETURNED.try_with(|r| r.borrow_mut().push((generation, at, !still_there)));
+    let _ = QUIET.try_with(|q| q.borrow_mut().touch(IDLE, idle));
+}
+
+/// The parts of area `generation` that came back since the last call: (offset of the
+/// read, whether the part is lost). Entries of areas that are gone are dropped.
+pub fn returned(generation: u64) -> Vec<(usize, bool)> {
+    RETURNED.with(|r| {
+        let mut r = r.borrow_mut();
+        let mine = r
+            .iter()
+            .filter(|e| e.0 == generation)
+            .map(|e| (e.1, e.2))
+            .collect();
+        r.retain(|e| {
+            e.0 != generation && LIVE.with(|l| l.borrow().iter().any(|p| p.generation == e.0))
+        });
+        mine
+    })
+}
+
+/// Whole pages of smbd's buffer that hold pages lent by an area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lent {
+    start: usize,
+    end: usize,
+}
+
+impl Lent {
+    /// The whole pages of `buf..buf+n`, if they are worth lending.
+    fn of(buf: *mut u8, n: usize) -> Option<Lent> {
+        let page = page();
+        let start = (buf as usize).checked_add(page - 1)? & !(page - 1);
+        let end = (buf as usize).checked_add(n)? & !(page - 1);
+        (end > start && end - start >= MIN_LEND).then_some(Lent { start, end })
+    }
+
+    fn len(self) -> usize {
+        self.end - self.start
+    }
+
+    /// Where these pages sit in the area when a read into their buffer lands at `at`.
+    fn area_offset(self, at: usize) -> usize {
+        // at is at the buffer's offset within a page; the first whole page follows it.
+        (at + page() - 1) & !(page() - 1)
+    }
+
+    /// Give the buffer's range fresh pages of its own (the lent ones, if still there,
+    /// leave it): for a buffer whose area is gone, or after a failed move.
+    ///
+    /// # Safety
+    /// The range is a lent one of a buffer being freed (or not yet handed to smbd).
+    pub unsafe fn clear(self) {
+        let p = libc::mmap(
+            self.start as *mut libc::c_void,
+            self.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            // smbd's heap would have a hole: nothing sane can go on.
+            crate::log_at!(0, c"lend", "ceph_rs: cannot map a buffer's pages again");
+            std::process::abort();
         }
     }
 }
@@ -131,5 +418,168 @@ pub fn used() {
 fn idle() {
     if QUIET.with(|q| q.borrow_mut().fired(IDLE, idle)) {
         crate::daemon::shm_release_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes `at..at+n` of the area, written through its own mapping (as the daemon's
+    /// would be).
+    fn fill(a: &Area, at: usize, n: usize, seed: u8) -> Vec<u8> {
+        let v: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        // SAFETY: inside the test's own mapping.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), a.base.as_ptr().add(at), n) };
+        v
+    }
+
+    fn area_bytes(a: &Area, at: usize, n: usize) -> Vec<u8> {
+        let mut v = vec![0; n];
+        assert!(a.copy_out(at, &mut v));
+        v
+    }
+
+    /// A buffer `off` bytes past a page boundary, with a sentinel page on each side.
+    struct Buf {
+        mem: Vec<u8>,
+        off: usize,
+    }
+
+    impl Buf {
+        fn new(n: usize, off: usize) -> Buf {
+            let mut mem = vec![0xEEu8; n + 4 * page()];
+            let skew = mem.as_ptr() as usize & (page() - 1);
+            let start = (page() - skew) % page() + page() + off;
+            mem[start..start + n].fill(0);
+            Buf { mem, off: start }
+        }
+        fn ptr(&mut self) -> *mut u8 {
+            // SAFETY: inside `mem`.
+            unsafe { self.mem.as_mut_ptr().add(self.off) }
+        }
+        fn get(&self, n: usize) -> &[u8] {
+            &self.mem[self.off..self.off + n]
+        }
+        fn outside_untouched(&self, n: usize) -> bool {
+            self.mem[..self.off].iter().all(|b| *b == 0xEE)
+                && self.mem[self.off + n..].iter().all(|b| *b == 0xEE)
+        }
+    }
+
+    #[test]
+    fn a_lent_read_moves_whole_pages_into_the_buffer_and_they_come_back_with_its_writes() {
+        let n = (1 << 20) + 12345;
+        let a = Area::new(area_size(n)).unwrap();
+        let part = a.part_size();
+        for off in [0, 100, page() - 1] {
+            let mut b = Buf::new(n, off);
+            let at = landing(1, part, b.ptr());
+            assert!(at >= part && at + n <= 2 * part, "part 1 holds the read");
+            let want = fill(&a, at, n, off as u8);
+            // SAFETY: `b` is a buffer of n bytes nothing else uses.
+            let lent = unsafe { a.lend(at, b.ptr(), n) }.expect("lent");
+            assert_eq!(b.get(n), &want[..], "the bytes, at offset {off}");
+            assert!(
+                b.outside_untouched(n),
+                "nothing written past the buffer's ends"
+            );
+            assert_eq!(lent.start % page(), 0);
+            assert!(lent.start >= b.ptr() as usize && lent.end <= b.ptr() as usize + n);
+            assert!(lent.len() >= n - 2 * page());
+            // The whole pages left the area (nothing is mapped there now); the ends,
+            // copied, are still there.
+            let inner = lent.area_offset(at);
+            let mut v = vec![0u8; lent.len() / page()];
+            // SAFETY: mincore writes one byte per page of the range into `v`.
+            let r = unsafe {
+                libc::mincore(
+                    a.base.as_ptr().add(inner).cast(),
+                    lent.len(),
+                    v.as_mut_ptr(),
+                )
+            };
+            assert_eq!(
+                (r, std::io::Error::last_os_error().raw_os_error()),
+                (-1, Some(libc::ENOMEM))
+            );
+            if off != 0 {
+                assert_eq!(area_bytes(&a, at, 1), want[..1]);
+            }
+            // smbd writes into its buffer (an encrypted reply, say); the pages go back
+            // into the area with that write, and the buffer gets fresh pages.
+            let first = lent.start - b.ptr() as usize;
+            b.mem[b.off + first] ^= 0xFF;
+            // SAFETY: the buffer is done with.
+            unsafe { a.take_back(at, lent) };
+            let mut moved = want[first..first + lent.len()].to_vec();
+            moved[0] ^= 0xFF;
+            assert_eq!(
+                area_bytes(&a, inner, lent.len()),
+                moved,
+                "the same pages came back"
+            );
+            assert!(
+                b.get(n)[first..first + lent.len()].iter().all(|x| *x == 0),
+                "fresh pages in the buffer"
+            );
+            assert!(b.outside_untouched(n));
+        }
+    }
+
+    #[test]
+    fn reads_that_cannot_be_lent_move_nothing() {
+        let n = 1 << 20;
+        let a = Area::new(area_size(n)).unwrap();
+        let mut b = Buf::new(n, 100);
+        let at = landing(0, a.part_size(), b.ptr());
+        let want = fill(&a, 0, 2 * n, 7);
+        // SAFETY (the three): `b` is a buffer of n bytes nothing else uses.
+        // Not at the buffer's offset within a page.
+        assert!(unsafe { a.lend(at + 1, b.ptr(), n) }.is_none());
+        // Too few bytes.
+        assert!(unsafe { a.lend(at, b.ptr(), MIN_LEND / 2) }.is_none());
+        // Past the area's end.
+        assert!(unsafe { a.lend(a.len() - n + 100, b.ptr(), n) }.is_none());
+        assert!(b.get(n).iter().all(|x| *x == 0) && b.outside_untouched(n));
+        assert_eq!(area_bytes(&a, 0, 2 * n), want, "the area is whole");
+    }
+
+    #[test]
+    fn a_part_comes_back_through_its_buffers_free_and_is_lost_if_the_buffer_moved() {
+        let n = 1 << 20;
+        let a = Area::new(area_size(n)).unwrap();
+        let g = a.generation();
+        let mut b = Buf::new(n, 0);
+        let at = landing(0, a.part_size(), b.ptr());
+        let want = fill(&a, at, n, 3);
+        // SAFETY: as above.
+        let lent = unsafe { a.lend(at, b.ptr(), n) }.unwrap();
+        // The buffer moved (a realloc): its old range is left alone, the part is lost.
+        give_back(b.ptr() as usize, [g as usize, at, n, 0], false);
+        assert_eq!(b.get(n), &want[..], "nothing touched at the old range");
+        assert_eq!(returned(g), vec![(at, true)]);
+        assert_eq!(returned(g), vec![], "reported once");
+        // Freed where it was: the pages go back into the area.
+        give_back(b.ptr() as usize, [g as usize, at, n, 0], true);
+        assert_eq!(returned(g), vec![(at, false)]);
+        let p = b.ptr() as usize;
+        assert!(b.get(n)[lent.start - p..][..lent.len()]
+            .iter()
+            .all(|x| *x == 0));
+        let inner = lent.area_offset(at);
+        assert_eq!(
+            area_bytes(&a, inner, lent.len()),
+            want[inner - at..][..lent.len()]
+        );
+        // An area that is gone: the buffer just gets fresh pages.
+        let lent = unsafe { a.lend(at, b.ptr(), n) }.unwrap();
+        drop(a);
+        give_back(b.ptr() as usize, [g as usize, at, n, 0], true);
+        let p = b.ptr() as usize;
+        assert!(b.get(n)[lent.start - p..][..lent.len()]
+            .iter()
+            .all(|x| *x == 0));
+        assert_eq!(returned(g), vec![(at, false)]);
     }
 }

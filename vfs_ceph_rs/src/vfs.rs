@@ -1467,6 +1467,7 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
         return Ok(n as isize);
     }
     let (d, fh) = io_fh(h, fsp)?;
+    let whole_len = buf.len();
     let mut done = 0usize;
     // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway); the
     // data lands in smbd's buffer directly: placed there by the daemon (ReadTo) when it
@@ -1476,7 +1477,7 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
         let at = offset + done as u64;
         let out = &mut buf[done..done + len];
         let part = if (shm::MIN_READ..=shm::MAX_READ).contains(&len) {
-            daemon::shm_take(d, len)
+            daemon::shm_take(d, len, out.as_ptr())
         } else {
             None
         };
@@ -1489,7 +1490,14 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
                 ahead_msecs: ahead_msecs(h),
             };
             let reply = daemon::call(d, &creds(h), &req, &[]).map(|(rep, _)| rep.n);
-            daemon::shm_finish(d, part, reply, out)?
+            // smbd's SMB2 READ buffer is a talloc chunk of its own: lent pages, if so.
+            let whole = done == 0 && len == whole_len;
+            if whole && samba::talloc_chunk_size(out.as_ptr()).is_some_and(|s| s >= len) {
+                // SAFETY: `out` is the whole of smbd's buffer, the start of a live chunk.
+                daemon::shm_lend(d, part, reply, out.as_mut_ptr(), len)?
+            } else {
+                daemon::shm_finish(d, part, reply, out)?
+            }
         } else if len >= READ_TO_MIN && daemon::can_read_to(d) {
             let req = ReadToReq {
                 fh,
@@ -1609,6 +1617,8 @@ struct AioState {
     offset: u64,
     /// Where a ReadShm's bytes land in the shared area.
     at: usize,
+    /// smbd's buffer is a talloc chunk of its own: a ReadShm's pages may be lent to it.
+    lend: bool,
 }
 
 impl AioState {
@@ -1634,6 +1644,7 @@ impl AioState {
             fh: Fh(0),
             offset,
             at: 0,
+            lend: false,
         }
     }
 }
@@ -1673,9 +1684,14 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
         AioKind::ReadShm => {
             let reply = c.decode::<ReadShmReq>().map(|(rep, _)| rep.n);
             // SAFETY: smbd's buffer (at least 1 MiB for a ReadShm) holds st.len bytes
-            // until this request completes.
-            let out = samba::bytes_mut(st.buf as *mut c_void, st.len);
-            daemon::shm_finish(st.daemon, st.at, reply, out).map(|n| n as isize)
+            // until this request completes; `lend`: it is a talloc chunk of its own.
+            if st.lend {
+                daemon::shm_lend(st.daemon, st.at, reply, st.buf, st.len)
+            } else {
+                let out = samba::bytes_mut(st.buf as *mut c_void, st.len);
+                daemon::shm_finish(st.daemon, st.at, reply, out)
+            }
+            .map(|n| n as isize)
         }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
         AioKind::WriteFrom => {
@@ -1760,8 +1776,11 @@ unsafe fn aio_send<Q: Request>(
     data: &[u8],
 ) -> *mut TeventReq {
     let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
+    // smbd's SMB2 READ buffer is a talloc chunk of its own (an SMB1 one is not).
+    let lend = kind == AioKind::ReadShm && samba::talloc_chunk_size(buf).is_some_and(|s| s >= len);
     let st = AioState {
         at,
+        lend,
         ..AioState::new(kind, d, buf, len, ev, offset)
     };
     let Some(req) = samba::req_create(mem_ctx, st) else {
@@ -1869,7 +1888,7 @@ unsafe extern "C" fn pread_send(
     let d = ext(h, fsp).map(|f| f.daemon);
     let part = match d {
         Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => {
-            daemon::shm_take(d, n).map(|at| (d, at))
+            daemon::shm_take(d, n, buf).map(|at| (d, at))
         }
         _ => None,
     };

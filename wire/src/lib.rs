@@ -42,12 +42,13 @@
 //!    the daemon replies [`HelloRep`] (version, feature intersection, session id), or
 //!    EPROTO with a message naming its supported range and closes the connection. Any
 //!    other request first gets an error and the connection is closed.
-//!    [`PROTOCOL_VERSION`] is 9 (2: SetXattr/RemoveXattr answer the new attributes; 3:
+//!    [`PROTOCOL_VERSION`] is 10 (2: SetXattr/RemoveXattr answer the new attributes; 3:
 //!    Stat without the change attribute; 4: SetXattr/RemoveXattr also answer the xattr
 //!    as it is after the change, [`XattrAfter`]; 5: SetXattr `unless_same`; 6: Mkdir and
 //!    Rename answer the directories after the change, [`DirAfter`]; 7: ReadTo and SendTo
 //!    carry `ahead_msecs`, Status the read-ahead counters; 8: Status the freed heap; 9:
-//!    ShareMem and ReadShm, [`FEATURE_READ_SHM`], Status the shared areas).
+//!    ShareMem and ReadShm, [`FEATURE_READ_SHM`], Status the shared areas; 10: an area
+//!    may hold two 8 MiB reads each a page off: 16 MiB and 64 KiB).
 //! 2. `RegisterCreds { creds }` returns a cred id (per session); requests carry it in
 //!    `aux` and the daemon acts with exactly those credentials (CephFS checks
 //!    permissions). An unknown cred id is **EINVAL**; an unknown, stale or foreign

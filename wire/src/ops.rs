@@ -117,7 +117,7 @@ impl Op {
 }
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 /// Feature bits this crate knows; the Hello reply carries the intersection of both
 /// sides' bits, and an op behind a bit is only sent when the daemon granted it.
 pub const FEATURES: u64 = FEATURE_FIND_NAME
@@ -684,7 +684,9 @@ pub struct ReadToRep {
 /// the daemon takes with `pidfd_getfd` (the privilege of [`ReadToReq`]) and maps. The
 /// area replaces the session's earlier one; `fd < 0` stops sharing (the daemon unmaps
 /// it). The daemon writes there only while it runs a [`ReadShmReq`], so the client
-/// reads the bytes after the reply and may reuse the area for its next one.
+/// reads the bytes after the reply and may reuse the area for its next one. An area is
+/// at most 16 MiB and 64 KiB (two of smbd's largest READs, 8 MiB, each landing at its
+/// buffer's offset within a page, so the client can move whole pages into the buffer).
 ///
 /// `shared == false`: the daemon will not share it (it may not take the process's fds,
 /// or its bound for shared areas, `--shared-read-mib`, is reached): reads go as
