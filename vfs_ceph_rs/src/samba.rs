@@ -851,7 +851,8 @@ fn talloc_layout_holds() -> bool {
 }
 
 /// What [`on_talloc_free`] runs: the chunk's address when the hook was set, its `arg`,
-/// and whether the chunk is still there (a `talloc_realloc` may have moved it).
+/// and whether the chunk is still there as it was (a `talloc_realloc` may have moved it,
+/// or resized it in place and given the rest back to malloc).
 pub type FreeHook = fn(chunk: usize, arg: [usize; 4], still_there: bool);
 
 #[derive(Clone, Copy)]
@@ -859,12 +860,13 @@ pub type FreeHook = fn(chunk: usize, arg: [usize; 4], still_there: bool);
 struct Hook {
     run: FreeHook,
     chunk: usize,
+    size: usize,
     arg: [usize; 4],
 }
 
-/// Run `run(chunk, arg, ..)` when the talloc chunk `chunk` is freed, before its memory goes back
-/// to malloc (a child chunk's destructor: talloc frees children first). False if the
-/// child could not be made.
+/// Run `run(chunk, arg, ..)` when the talloc chunk `chunk` is freed, before its memory
+/// goes back to malloc (a child chunk's destructor: talloc frees children first). False
+/// if the child could not be made (or `chunk` is not one).
 ///
 /// # Safety
 /// `chunk` is a live talloc pointer ([`talloc_chunk_size`] says so).
@@ -873,9 +875,15 @@ pub unsafe fn on_talloc_free(chunk: *mut c_void, run: FreeHook, arg: [usize; 4])
         // SAFETY: `p` is the Hook written below; talloc still holds its memory.
         let hook = std::ptr::read(p as *const Hook);
         let parent = sys::talloc_parent(p);
-        (hook.run)(hook.chunk, hook.arg, parent as usize == hook.chunk);
+        // (The chunk is being freed: its header has talloc's loop flag now.)
+        let size = talloc_header(parent as *const u8).map(|h| hdr_usize(&h, TC_SIZE));
+        let there = parent as usize == hook.chunk && size == Some(hook.size);
+        (hook.run)(hook.chunk, hook.arg, there);
         0
     }
+    let Some(size) = talloc_chunk_size(chunk as *const u8) else {
+        return false;
+    };
     let p = sys::talloc_named_const(
         chunk,
         std::mem::size_of::<Hook>(),
@@ -889,6 +897,7 @@ pub unsafe fn on_talloc_free(chunk: *mut c_void, run: FreeHook, arg: [usize; 4])
         Hook {
             run,
             chunk: chunk as usize,
+            size,
             arg,
         },
     );
@@ -942,6 +951,21 @@ mod tests {
                 vec![(q as usize, [5, 0, 0, 0], false)]
             );
             talloc_free(after);
+            // Shrunk (in place or not: the rest may be malloc's again): told too.
+            let r = sys::talloc_named_const(std::ptr::null(), 1 << 20, c"t".as_ptr());
+            assert!(on_talloc_free(r, record, [6, 0, 0, 0]));
+            let r2 = sys::_talloc_realloc(std::ptr::null(), r, 300 << 10, c"t".as_ptr());
+            talloc_free(r2);
+            assert_eq!(
+                RAN.with(|r| r.take()),
+                vec![(r as usize, [6, 0, 0, 0], false)]
+            );
+            // Not a chunk: no hook.
+            assert!(!on_talloc_free(
+                v.as_ptr().add(4096) as *mut c_void,
+                record,
+                [0; 4]
+            ));
         }
     }
 }
