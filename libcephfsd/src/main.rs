@@ -63,10 +63,11 @@ struct ServeArgs {
     read_ahead_mib: u32,
     /// Memory smbds may share with the daemon for their large reads, all sessions
     /// together, in MiB (0: none): libcephfs copies such a read's bytes into an area
-    /// the smbd maps, instead of the daemon writing them into smbd's memory. An smbd
-    /// reading blocks of 1 MiB or more (signed or encrypted, or async) shares one area
-    /// of two parts as large as its largest read (16 MiB for 8 MiB reads) until it
-    /// stops reading for 2 s; past this bound, its reads go as before.
+    /// the smbd maps (and lends to its read buffer), instead of the daemon writing them
+    /// into smbd's memory. An smbd reading blocks of 1 MiB or more (signed or encrypted,
+    /// or async) shares one area of two parts as large as its largest read and a page
+    /// (16 MiB and 8 KiB for 8 MiB reads) until it stops reading for 2 s; past this
+    /// bound, its reads go as before.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=4096))]
     shared_read_mib: u32,
     /// Freed memory (libcephfs's caches and the daemon's buffers, once freed) kept
