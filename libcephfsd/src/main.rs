@@ -66,7 +66,7 @@ struct ServeArgs {
     /// the smbd maps (and lends to its read buffer), instead of the daemon writing them
     /// into smbd's memory. An smbd reading blocks of 1 MiB or more (signed or encrypted,
     /// or async) shares one area of two parts as large as its largest read and a page
-    /// (16 MiB and 8 KiB for 8 MiB reads) until it stops reading for 2 s; past this
+    /// (16 MiB and 8 KiB for 8 MiB reads) until it stops reading for 10 s; past this
     /// bound, its reads go as before.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=4096))]
     shared_read_mib: u32,
