@@ -1600,7 +1600,7 @@ fn ceph_options_from_the_command_line_are_set_on_every_mount() {
     a.call(0, &NoopReq, &[]).unwrap();
     drop(a);
     drop(d);
-    let opt = "client_oc_target_dirty=1048576";
+    let opt = "client_oc_target_dirty=2097152";
     let d = Daemon::start("cephopt2", &["--ceph-option", opt]);
     let mut b = d.client("b");
     let (m, _) = b.call(0, &mount_req("/"), &[]).unwrap();
