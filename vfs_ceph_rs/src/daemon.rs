@@ -546,9 +546,10 @@ impl Daemon {
 
 /// A part of the area shared with the daemon for one large read of `len` bytes into
 /// `buf` (see [`crate::shm`]), the area made or enlarged as needed: where in the area
-/// the read may land (at `buf`'s offset within a page); end the read with [`shm_finish`]. None: the daemon does not share one (no
-/// such feature, no privilege, its bound), this is not the process that connected, or
-/// every part is in use.
+/// the read may land (at `buf`'s offset within a page); end the read with
+/// [`shm_finish`] or [`shm_lend`]. None: the daemon does not share one (no such feature,
+/// no privilege, its bound), this is not the process that connected, or every part is
+/// in use.
 pub fn shm_take(id: DaemonId, len: usize, buf: *const u8) -> Option<usize> {
     with(id, |d| {
         let at = d.shm_take(len, buf);
@@ -617,7 +618,12 @@ pub unsafe fn shm_lend(
         let Some(lent) = area.lend(at, buf, n) else {
             return Ok(false);
         };
-        let arg = [area.generation() as usize, at, n, 0];
+        let arg = [
+            area.generation() as usize,
+            at,
+            n,
+            std::process::id() as usize,
+        ];
         if crate::samba::on_talloc_free(buf.cast(), crate::shm::give_back, arg) {
             d.shm_reads += 1;
             d.shm_lent += 1;

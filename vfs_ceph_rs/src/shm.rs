@@ -59,6 +59,7 @@ pub fn area_size(len: usize) -> usize {
 pub fn landing(i: usize, part: usize, buf: *const u8) -> usize {
     i * part + (buf as usize & (page() - 1))
 }
+
 /// The area is given up after this long without a large read (2 s made signed gets
 /// after a 3 s pause pay a new area: their first 16 MiB file took 25 ms, ceph_new's 18).
 pub const IDLE: Duration = Duration::from_secs(10);
@@ -78,7 +79,7 @@ impl Drop for Area {
         // (At exit, thread-locals may be gone before the connections holding areas.)
         let _ = LIVE.try_with(|l| l.borrow_mut().retain(|a| a.generation != self.generation));
         // SAFETY: base/len are exactly the mapping made in `new` (a lent part's pages are
-        // no longer in it and stay where they are: see `give_up`).
+        // no longer in it and stay where they are: see `give_back`).
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
@@ -238,7 +239,8 @@ impl Area {
         self.place().take_back(at, lent)
     }
 
-    /// Unmap the lent range's pages from the area (after a move that failed).
+    /// Map the memfd's pages at `off` again at their place in the area (after a move
+    /// that failed).
     unsafe fn remap(&self, off: usize, len: usize) {
         self.place().remap(off, len)
     }
@@ -314,9 +316,20 @@ impl Place {
 /// pages), and the part is noted for [`returned`]. If the buffer moved meanwhile (a
 /// realloc), its old range may already hold other memory: nothing is touched there and
 /// the part is lost (the area is replaced once no read uses it).
+///
+/// In a child smbd forked (`arg`'s pid is not this process) neither the area nor the lent
+/// pages were inherited (`MADV_DONTFORK`): the buffer's range only gets fresh pages where
+/// nothing is mapped.
 pub fn give_back(buf: usize, arg: [usize; 4], still_there: bool) {
-    let [generation, at, n, _] = arg;
+    let [generation, at, n, pid] = arg;
     let generation = generation as u64;
+    if pid != std::process::id() as usize {
+        if let (true, Some(lent)) = (still_there, Lent::of(buf as *mut u8, n)) {
+            // SAFETY: maps only where nothing is (MAP_FIXED_NOREPLACE).
+            unsafe { lent.fill_hole() };
+        }
+        return;
+    }
     if still_there {
         if let Some(lent) = Lent::of(buf as *mut u8, n) {
             let place = LIVE
@@ -383,6 +396,21 @@ impl Lent {
     fn area_offset(self, at: usize) -> usize {
         // at is at the buffer's offset within a page; the first whole page follows it.
         (at + page() - 1) & !(page() - 1)
+    }
+
+    /// Fresh pages for the buffer's range where nothing is mapped (in a forked child).
+    ///
+    /// # Safety
+    /// The range is a lent one of a buffer being freed.
+    unsafe fn fill_hole(self) {
+        libc::mmap(
+            self.start as *mut libc::c_void,
+            self.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
     }
 
     /// Give the buffer's range fresh pages of its own (the lent ones, if still there,
@@ -559,12 +587,20 @@ mod tests {
         // SAFETY: as above.
         let lent = unsafe { a.lend(at, b.ptr(), n) }.unwrap();
         // The buffer moved (a realloc): its old range is left alone, the part is lost.
-        give_back(b.ptr() as usize, [g as usize, at, n, 0], false);
+        give_back(
+            b.ptr() as usize,
+            [g as usize, at, n, std::process::id() as usize],
+            false,
+        );
         assert_eq!(b.get(n), &want[..], "nothing touched at the old range");
         assert_eq!(returned(g), vec![(at, true)]);
         assert_eq!(returned(g), vec![], "reported once");
         // Freed where it was: the pages go back into the area.
-        give_back(b.ptr() as usize, [g as usize, at, n, 0], true);
+        give_back(
+            b.ptr() as usize,
+            [g as usize, at, n, std::process::id() as usize],
+            true,
+        );
         assert_eq!(returned(g), vec![(at, false)]);
         let p = b.ptr() as usize;
         assert!(b.get(n)[lent.start - p..][..lent.len()]
@@ -578,11 +614,47 @@ mod tests {
         // An area that is gone: the buffer just gets fresh pages.
         let lent = unsafe { a.lend(at, b.ptr(), n) }.unwrap();
         drop(a);
-        give_back(b.ptr() as usize, [g as usize, at, n, 0], true);
+        give_back(
+            b.ptr() as usize,
+            [g as usize, at, n, std::process::id() as usize],
+            true,
+        );
         let p = b.ptr() as usize;
         assert!(b.get(n)[lent.start - p..][..lent.len()]
             .iter()
             .all(|x| *x == 0));
         assert_eq!(returned(g), vec![(at, false)]);
+    }
+
+    #[test]
+    fn in_a_forked_child_a_lent_buffer_only_gets_pages_where_none_are() {
+        let n = 1 << 20;
+        let a = Area::new(area_size(n)).unwrap();
+        let g = a.generation() as usize;
+        let mut b = Buf::new(n, 0);
+        let at = landing(0, a.part_size(), b.ptr());
+        let want = fill(&a, at, n, 9);
+        // SAFETY: as above.
+        let lent = unsafe { a.lend(at, b.ptr(), n) }.unwrap();
+        let other = std::process::id() as usize + 1;
+        // Still mapped (as nothing is, in a real child, but here the pages are): left.
+        give_back(b.ptr() as usize, [g, at, n, other], true);
+        assert_eq!(b.get(n), &want[..]);
+        assert_eq!(
+            returned(g as u64),
+            vec![],
+            "not this process's part to return"
+        );
+        // A hole, as MADV_DONTFORK leaves in the child: filled with fresh pages.
+        // SAFETY: the lent range, ours.
+        assert_eq!(
+            unsafe { libc::munmap(lent.start as *mut libc::c_void, lent.len()) },
+            0
+        );
+        give_back(b.ptr() as usize, [g, at, n, other], true);
+        let p = b.ptr() as usize;
+        assert!(b.get(n)[lent.start - p..][..lent.len()]
+            .iter()
+            .all(|x| *x == 0));
     }
 }
