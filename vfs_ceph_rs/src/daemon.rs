@@ -586,7 +586,9 @@ pub fn shm_finish(
             }
         });
         d.shm_busy &= !d.shm_bit(at);
-        d.shm_reads += u64::from(r.is_ok());
+        // (A part given back unused, by a failed send or a request freed unanswered,
+        // finishes with 0 bytes: no read landed.)
+        d.shm_reads += u64::from(r.as_ref().is_ok_and(|n| *n > 0));
         r
     });
     crate::shm::used();
