@@ -595,13 +595,13 @@ pub fn shm_finish(
     r
 }
 
-/// As [`shm_finish`], for a read into `buf` (`cap` bytes), a talloc chunk of its own:
-/// the whole pages that hold the bytes are lent to it (see [`crate::shm`]), their part
-/// staying in use until smbd frees the buffer; copied if they cannot be.
+/// As [`shm_finish`], for a read into smbd's buffer `buf` (`cap` bytes): if it is a
+/// talloc chunk of its own (smbd's SMB2 READ buffer is, an SMB1 one is not), the whole
+/// pages that hold the bytes are lent to it (see [`crate::shm`]), their part staying in
+/// use until smbd frees the buffer; else, or if they cannot be, copied.
 ///
 /// # Safety
-/// `buf..buf+cap` is smbd's read buffer, the start of a live talloc chunk, in no other
-/// use until this read completes.
+/// `buf..buf+cap` is smbd's read buffer, in no other use until this read completes.
 pub unsafe fn shm_lend(
     id: DaemonId,
     at: usize,
@@ -613,6 +613,11 @@ pub unsafe fn shm_lend(
         Ok(n) => (n as usize).min(cap),
         Err(e) => return shm_finish(id, at, Err(e), &mut []),
     };
+    let out = || crate::samba::bytes_mut(buf.cast(), n);
+    // Not a talloc chunk of its own (an SMB1 READ buffer): copied.
+    if crate::samba::talloc_chunk_size(buf).is_none_or(|size| size < cap) {
+        return shm_finish(id, at, Ok(n as u32), out());
+    }
     let lent = with(id, |d| {
         let Some(area) = d.shm.as_ref() else {
             return Ok(false);
@@ -638,7 +643,7 @@ pub unsafe fn shm_lend(
         crate::shm::used();
         return Ok(n);
     }
-    shm_finish(id, at, Ok(n as u32), crate::samba::bytes_mut(buf.cast(), n))
+    shm_finish(id, at, Ok(n as u32), out())
 }
 
 /// Give up every connection's area (no large read for a while).

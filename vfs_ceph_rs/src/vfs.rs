@@ -1467,7 +1467,6 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
         return Ok(n as isize);
     }
     let (d, fh) = io_fh(h, fsp)?;
-    let whole_len = buf.len();
     let mut done = 0usize;
     // One request per MAX_DATA bytes (smbd reads at most 8 MiB at a time anyway); the
     // data lands in smbd's buffer directly: placed there by the daemon (ReadTo) when it
@@ -1490,14 +1489,8 @@ unsafe fn read_into(h: *mut Handle, fsp: *mut Fsp, buf: &mut [u8], offset: u64) 
                 ahead_msecs: ahead_msecs(h),
             };
             let reply = daemon::call(d, &creds(h), &req, &[]).map(|(rep, _)| rep.n);
-            // smbd's SMB2 READ buffer is a talloc chunk of its own: lent pages, if so.
-            let whole = done == 0 && len == whole_len;
-            if whole && samba::talloc_chunk_size(out.as_ptr()).is_some_and(|s| s >= len) {
-                // SAFETY: `out` is the whole of smbd's buffer, the start of a live chunk.
-                daemon::shm_lend(d, part, reply, out.as_mut_ptr(), len)?
-            } else {
-                daemon::shm_finish(d, part, reply, out)?
-            }
+            // SAFETY: `out` is smbd's buffer, in no other use during this call.
+            daemon::shm_lend(d, part, reply, out.as_mut_ptr(), len)?
         } else if len >= READ_TO_MIN && daemon::can_read_to(d) {
             let req = ReadToReq {
                 fh,
@@ -1617,8 +1610,6 @@ struct AioState {
     offset: u64,
     /// Where a ReadShm's bytes land in the shared area.
     at: usize,
-    /// smbd's buffer is a talloc chunk of its own: a ReadShm's pages may be lent to it.
-    lend: bool,
 }
 
 impl AioState {
@@ -1644,7 +1635,6 @@ impl AioState {
             fh: Fh(0),
             offset,
             at: 0,
-            lend: false,
         }
     }
 }
@@ -1684,14 +1674,8 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
         AioKind::ReadShm => {
             let reply = c.decode::<ReadShmReq>().map(|(rep, _)| rep.n);
             // SAFETY: smbd's buffer (at least 1 MiB for a ReadShm) holds st.len bytes
-            // until this request completes; `lend`: it is a talloc chunk of its own.
-            if st.lend {
-                daemon::shm_lend(st.daemon, st.at, reply, st.buf, st.len)
-            } else {
-                let out = samba::bytes_mut(st.buf as *mut c_void, st.len);
-                daemon::shm_finish(st.daemon, st.at, reply, out)
-            }
-            .map(|n| n as isize)
+            // until this request completes.
+            daemon::shm_lend(st.daemon, st.at, reply, st.buf, st.len).map(|n| n as isize)
         }
         AioKind::Write => c.decode::<WriteReq>().map(|(r, _)| r.written as isize),
         AioKind::WriteFrom => {
@@ -1776,14 +1760,14 @@ unsafe fn aio_send<Q: Request>(
     data: &[u8],
 ) -> *mut TeventReq {
     let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
-    // smbd's SMB2 READ buffer is a talloc chunk of its own (an SMB1 one is not).
-    let lend = kind == AioKind::ReadShm && samba::talloc_chunk_size(buf).is_some_and(|s| s >= len);
     let st = AioState {
         at,
-        lend,
         ..AioState::new(kind, d, buf, len, ev, offset)
     };
     let Some(req) = samba::req_create(mem_ctx, st) else {
+        if kind == AioKind::ReadShm {
+            let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
+        }
         return std::ptr::null_mut();
     };
     // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
@@ -1887,12 +1871,10 @@ unsafe extern "C" fn pread_send(
     heap::async_read(n);
     let d = ext(h, fsp).map(|f| f.daemon);
     let part = match d {
-        Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => {
-            daemon::shm_take(d, n, buf).map(|at| (d, at))
-        }
+        Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => daemon::shm_take(d, n, buf),
         _ => None,
     };
-    if let Some((d, at)) = part {
+    if let Some(at) = part {
         let ahead_msecs = ahead_msecs(h);
         let make = |fh| ReadShmReq {
             fh,
@@ -1902,7 +1884,7 @@ unsafe extern "C" fn pread_send(
             ahead_msecs,
         };
         let kind = AioKind::ReadShm;
-        let req = aio_send(
+        return aio_send(
             h,
             mem_ctx as _,
             ev,
@@ -1915,10 +1897,6 @@ unsafe extern "C" fn pread_send(
             make,
             &[],
         );
-        if req.is_null() {
-            let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
-        }
-        return req;
     }
     if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
         let ahead_msecs = ahead_msecs(h);
