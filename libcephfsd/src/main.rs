@@ -65,10 +65,11 @@ struct ServeArgs {
     /// together, in MiB (0: none): libcephfs copies such a read's bytes into an area
     /// the smbd maps (and lends to its read buffer), instead of the daemon writing them
     /// into smbd's memory. An smbd reading blocks of 1 MiB or more (signed or encrypted,
-    /// or async) shares one area of two parts as large as its largest read and a page
-    /// (16 MiB and 8 KiB for 8 MiB reads) until it stops reading for 10 s; past this
-    /// bound, its reads go as before.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    /// or async) shares one area of up to 16 MiB and 64 KiB (parts as large as its
+    /// largest read and a page: two for 8 MiB reads, sixteen for 1 MiB ones; only the
+    /// pages of the parts used at once are touched) until it stops reading for 10 s;
+    /// past this bound, its reads go as before.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=4096))]
     shared_read_mib: u32,
     /// Freed memory (libcephfs's caches and the daemon's buffers, once freed) kept
     /// resident for reuse, in MiB; past it, every free page goes back to the kernel

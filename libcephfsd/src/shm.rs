@@ -24,10 +24,8 @@ use ceph_rs_wire::Errno;
 
 use crate::cephfs::File;
 
-/// The largest area one session may share: smbd reads at most 8 MiB at a time, and the
-/// module's area holds two such reads, each with a page to spare (it lands at the offset
-/// within a page of smbd's buffer).
-pub const MAX_AREA: u64 = (16 << 20) + (64 << 10);
+/// The largest area one session may share.
+pub const MAX_AREA: u64 = ceph_rs_wire::SHM_MAX_AREA;
 
 /// The daemon-wide bound on shared areas.
 pub struct Budget {

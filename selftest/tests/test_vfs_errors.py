@@ -381,6 +381,38 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
         smbclient("cephrs", f"del {unique}")
 
 
+def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique):
+    """Windows reads in 1 MiB READs and keeps several in flight (smbclient keeps 16 MiB
+    in flight whatever its READ size). The area has as many parts as fit in the largest
+    one the daemon maps (sixteen of 1 MiB), so each of those READs lands in it: none
+    goes as ReadTo (the daemon's two copies), the bytes right at every offset."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import benchlib as B
+    from smbprotocol.open import CreateDisposition, CreateOptions
+
+    size, chunk, depth = 16 << 20, 1 << 20, 8
+    data = os.urandom(size)
+    c = B.Client("cephrs", sign=True)
+    c.connect()
+    try:
+        o = c.open(unique, B.FILE_ALL_ACCESS_RW, CreateDisposition.FILE_OVERWRITE_IF,
+                   CreateOptions.FILE_NON_DIRECTORY_FILE)
+        c.write_stream(o, size, chunk, 4, lambda off, n: data[off:off + n])
+        c.run("flush", o.flush(send=False))
+        for rnd in range(2):
+            before = op_counts()
+            got, bad = c.read_stream(o, size, chunk, depth,
+                                     lambda off, b: b == data[off:off + len(b)])
+            after = op_counts()
+            assert (got, bad) == (size, 0), (rnd, got, bad)
+            moved = {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo", "Read")}
+            assert moved == {"ReadShm": size // chunk, "ReadTo": 0, "Read": 0}, (rnd, moved)
+        c.close_handle(o)
+    finally:
+        c.close()
+    smbclient("cephrs", f"del {unique}")
+
+
 def test_recvfile_takes_the_bytes_off_the_socket_or_the_module_does(unique, tmp_path):
     """With `min receivefile size` smbd leaves the bytes of big unsigned writes in its
     client socket and calls recvfile, which must take exactly those bytes off it. The

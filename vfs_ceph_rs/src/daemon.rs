@@ -436,8 +436,8 @@ impl Daemon {
             self.shm_refused = None;
         }
         self.shm_returned();
-        let size = crate::shm::area_size(len);
-        if self.shm.as_ref().is_none_or(|a| a.len() < size) || self.shm_lost != 0 {
+        let part = crate::shm::part_size_for(len);
+        if self.shm.as_ref().is_none_or(|a| a.part_size() < part) || self.shm_lost != 0 {
             if self.shm_busy & !self.shm_lost != 0 {
                 // A new one only once no read uses this one.
                 return None;
@@ -447,7 +447,7 @@ impl Daemon {
             self.shm_busy = 0;
             self.shm_lost = 0;
             (self.shm_reads, self.shm_lent) = (0, 0);
-            let area = match Area::new(size) {
+            let area = match Area::for_reads(len) {
                 Ok(a) => a,
                 Err(e) => {
                     crate::log_at!(1, c"shm", "ceph_rs: no memfd for large reads: {e}");
@@ -455,6 +455,7 @@ impl Daemon {
                     return None;
                 }
             };
+            let size = area.len();
             let req = ShareMemReq {
                 fd: area.fd(),
                 len: size as u64,
@@ -485,18 +486,17 @@ impl Daemon {
                 }
             }
         }
-        let part = self.shm.as_ref()?.part_size();
-        let i = (0..crate::shm::SLOTS).find(|i| self.shm_busy & (1 << i) == 0)?;
+        let area = self.shm.as_ref()?;
+        let i = (0..area.slots()).find(|i| self.shm_busy & (1 << i) == 0)?;
         self.shm_busy |= 1 << i;
-        Some(crate::shm::landing(i, part, buf))
+        Some(crate::shm::landing(i, area.part_size(), buf))
     }
 
     /// The part of the area a read landing at `at` uses, as a bit.
     fn shm_bit(&self, at: usize) -> u32 {
         self.shm
             .as_ref()
-            .and_then(|a| at.checked_div(a.part_size()))
-            .filter(|i| *i < crate::shm::SLOTS)
+            .and_then(|a| at.checked_div(a.part_size()).filter(|i| *i < a.slots()))
             .map_or(0, |i| 1 << i)
     }
 

@@ -30,14 +30,19 @@ use std::time::Duration;
 /// Reads from this size on go through the area (ReadTo below it: its copy is a few
 /// tens of microseconds either way).
 pub const MIN_READ: usize = 1 << 20;
-/// ... up to this size (smbd's largest READ, `smb2 max read`): two parts of it are the
-/// largest area libcephfsd maps (16 MiB).
+/// ... up to this size (smbd's largest READ, `smb2 max read`).
 pub const MAX_READ: usize = 8 << 20;
-/// Reads that may land in the area at once (async READs in flight, and READs whose
-/// buffer holds lent pages; more go as ReadTo). Each has a part of the area as large as
-/// the largest read so far (rounded up to a power of two), and a page more: a read lands
-/// at the same offset within a page as smbd's buffer, so that whole pages can be lent.
-pub const SLOTS: usize = 2;
+/// Reads that may land in an area at once (async READs in flight, and READs whose
+/// buffer holds lent pages; more go as ReadTo): as many parts as fit in the largest
+/// area the daemon maps ([`ceph_rs_wire::SHM_MAX_AREA`], 16 MiB and 64 KiB), at most
+/// this many. Each part is as large as the largest read so far (rounded up to a power
+/// of two), and a page more: a read lands at the same offset within a page as smbd's
+/// buffer, so that whole pages can be lent. So an 8 MiB READ (smbclient's) has 2 parts,
+/// a 1 MiB one (Windows') 16: a client keeps about as many bytes in flight whatever its
+/// READ size (smbclient 16 MiB), and a part left over as ReadTo costs the daemon two
+/// copies. Parts are taken lowest first, so only the pages of as many parts as were in
+/// use at once are ever touched.
+pub const MAX_SLOTS: usize = 16;
 /// Lent only from this many bytes on (fewer are copied).
 const MIN_LEND: usize = 64 << 10;
 
@@ -50,9 +55,14 @@ pub fn page() -> usize {
     })
 }
 
-/// The size of an area for reads of up to `len` bytes.
-pub fn area_size(len: usize) -> usize {
-    (len.next_power_of_two().max(MIN_READ) + page()) * SLOTS
+/// The size of each part of an area for reads of up to `len` bytes.
+pub fn part_size_for(len: usize) -> usize {
+    len.next_power_of_two().max(MIN_READ) + page()
+}
+
+/// How many parts of `part` bytes an area has.
+fn slots_for(part: usize) -> usize {
+    (ceph_rs_wire::SHM_MAX_AREA as usize / part).clamp(1, MAX_SLOTS)
 }
 
 /// Where in part `i` of an area of `part` bytes a read into `buf` lands.
@@ -69,6 +79,8 @@ pub struct Area {
     fd: OwnedFd,
     base: NonNull<u8>,
     len: usize,
+    /// The size of each part (`len` is a whole number of them).
+    part: usize,
     /// Unique in this process: tells a lent part's return whether its area is still this
     /// one.
     generation: u64,
@@ -85,8 +97,15 @@ impl Drop for Area {
 }
 
 impl Area {
-    /// A new sealed memfd of `len` bytes, mapped.
-    pub fn new(len: usize) -> std::io::Result<Area> {
+    /// A new area for reads of up to `read_len` bytes.
+    pub fn for_reads(read_len: usize) -> std::io::Result<Area> {
+        let part = part_size_for(read_len);
+        Area::new(part, slots_for(part))
+    }
+
+    /// A new sealed memfd of `slots` parts of `part` bytes, mapped.
+    fn new(part: usize, slots: usize) -> std::io::Result<Area> {
+        let len = part * slots;
         let err = std::io::Error::last_os_error;
         // SAFETY: plain syscall with a constant name; a non-negative result is our fd.
         let fd = unsafe {
@@ -131,6 +150,7 @@ impl Area {
             fd,
             base,
             len,
+            part,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         // SAFETY: advice on our own mapping.
@@ -150,9 +170,14 @@ impl Area {
         self.len
     }
 
-    /// The size of each of its [`SLOTS`] parts (one read each).
+    /// The size of each of its parts (one read each).
     pub fn part_size(&self) -> usize {
-        self.len / SLOTS
+        self.part
+    }
+
+    /// How many parts it has.
+    pub fn slots(&self) -> usize {
+        self.len / self.part
     }
 
     /// The memfd's number in this process (for `ShareMemReq`).
@@ -503,9 +528,31 @@ mod tests {
     }
 
     #[test]
+    fn an_area_holds_as_many_reads_of_its_size_as_fit_in_the_largest_the_daemon_maps() {
+        let max = ceph_rs_wire::SHM_MAX_AREA as usize;
+        let mib = 1 << 20;
+        // (read size, part, parts): smbclient's 8 MiB, Windows' 1 MiB, and in between.
+        for (n, part, slots) in [
+            (8 * mib, 8 * mib + page(), 2),
+            (4 * mib + 1, 8 * mib + page(), 2),
+            (4 * mib, 4 * mib + page(), 4),
+            (2 * mib, 2 * mib + page(), 8),
+            (mib + 1, 2 * mib + page(), 8),
+            (mib, mib + page(), 16),
+        ] {
+            let a = Area::for_reads(n).unwrap();
+            assert_eq!((a.part_size(), a.slots()), (part, slots), "reads of {n}");
+            assert!(a.len() <= max && a.len() == part * slots, "reads of {n}");
+            // The last part holds a read landing at the last offset within a page.
+            let at = landing(slots - 1, part, (page() - 1) as *const u8);
+            assert!(at + n <= a.len(), "reads of {n}");
+        }
+    }
+
+    #[test]
     fn a_lent_read_moves_whole_pages_into_the_buffer_and_they_come_back_with_its_writes() {
         let n = (1 << 20) + 12345;
-        let a = Area::new(area_size(n)).unwrap();
+        let a = Area::for_reads(n).unwrap();
         let part = a.part_size();
         for off in [0, 100, page() - 1] {
             let mut b = Buf::new(n, off);
@@ -564,7 +611,7 @@ mod tests {
     #[test]
     fn reads_that_cannot_be_lent_move_nothing() {
         let n = 1 << 20;
-        let a = Area::new(area_size(n)).unwrap();
+        let a = Area::for_reads(n).unwrap();
         let mut b = Buf::new(n, 100);
         let at = landing(0, a.part_size(), b.ptr());
         let want = fill(&a, 0, 2 * n, 7);
@@ -582,7 +629,7 @@ mod tests {
     #[test]
     fn a_part_comes_back_through_its_buffers_free_and_is_lost_if_the_buffer_moved() {
         let n = 1 << 20;
-        let a = Area::new(area_size(n)).unwrap();
+        let a = Area::for_reads(n).unwrap();
         let g = a.generation();
         let mut b = Buf::new(n, 0);
         let at = landing(0, a.part_size(), b.ptr());
@@ -632,7 +679,7 @@ mod tests {
     #[test]
     fn in_a_forked_child_a_lent_buffer_only_gets_pages_where_none_are() {
         let n = 1 << 20;
-        let a = Area::new(area_size(n)).unwrap();
+        let a = Area::for_reads(n).unwrap();
         let g = a.generation() as usize;
         let mut b = Buf::new(n, 0);
         let at = landing(0, a.part_size(), b.ptr());

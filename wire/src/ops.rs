@@ -685,12 +685,16 @@ pub struct ReadToRep {
 /// area replaces the session's earlier one; `fd < 0` stops sharing (the daemon unmaps
 /// it). The daemon writes there only while it runs a [`ReadShmReq`], so the client
 /// reads the bytes after the reply and may reuse the area for its next one. An area is
-/// at most 16 MiB and 64 KiB (two of smbd's largest READs, 8 MiB, each landing at its
-/// buffer's offset within a page, so the client can move whole pages into the buffer).
+/// at most [`SHM_MAX_AREA`].
 ///
 /// `shared == false`: the daemon will not share it (it may not take the process's fds,
 /// or its bound for shared areas, `--shared-read-mib`, is reached): reads go as
 /// [`ReadToReq`]. A memfd without those seals, or of another size, is EINVAL.
+/// The largest area a session may share ([`ShareMemReq`]): two of smbd's largest READs
+/// (8 MiB), or sixteen of 1 MiB, each with a page to spare (a read lands at the offset
+/// within a page of smbd's buffer).
+pub const SHM_MAX_AREA: u64 = (16 << 20) + (64 << 10);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareMemReq {
     pub fd: i32,
