@@ -39,6 +39,7 @@ class ShareRun:
         self.client = None
         self.sc = None          # the share's smbclient, unsigned (unless --no-smbclient)
         self.sc_signed = None   # and one that requires signing
+        self.sc_win = {}        # "smbclient-1m[-signed]" -> smbclient on the 1 MiB smbd
         self.failed = None
         self.mibs = {}          # (depth or "smbclient[-signed]", kind) -> [MiB/s per round]
         self.errors = 0
@@ -53,6 +54,11 @@ class ShareRun:
                 self.sc = B.Smbclient(self.share, user=self.a.user, timeout=self.a.timeout)
                 self.sc_signed = B.Smbclient(self.share, user=self.a.user, timeout=self.a.timeout,
                                              signed=True)
+                if self.share in WIN_SHARES:
+                    for kind, signed in WIN_KINDS:
+                        self.sc_win[kind] = B.Smbclient(self.share, user=self.a.user,
+                                                        timeout=self.a.timeout, signed=signed,
+                                                        port=B.SMB_WIN_PORT)
         except B.SmbError as e:
             self.failed = f"{e.kind}: {e.msg}"[:300]
 
@@ -108,7 +114,8 @@ class ShareRun:
         try:
             # Signed first: the unsigned client then writes the same names again, so the
             # reads after the loop are of its files.
-            for kind, c in (("smbclient-signed", self.sc_signed), ("smbclient", sc)):
+            for kind, c in [("smbclient-signed", self.sc_signed), ("smbclient", sc)] \
+                    + list(self.sc_win.items()):
                 t = sum(c.transfer("put", src, n) for (src, _), n in zip(a.sources, names))
                 self.mibs.setdefault((kind, "write"), []).append(mib / t)
                 t = sum(c.transfer("get", n, "/dev/null") for n in names)
@@ -129,7 +136,7 @@ class ShareRun:
         except B.SmbError as e:
             self.errors += 1
             self.error_samples.setdefault(e.kind, e.msg[:200])
-            if self.sc.p.poll() is not None or self.sc_signed.p.poll() is not None:
+            if any(c.p.poll() is not None for c in [self.sc, self.sc_signed, *self.sc_win.values()]):
                 self.failed = f"smbclient ended: {e.kind}"
         finally:
             for n in names:
@@ -156,7 +163,7 @@ class ShareRun:
         return time.perf_counter() - t
 
     def cleanup(self):
-        for c in (self.sc, self.sc_signed):
+        for c in (self.sc, self.sc_signed, *self.sc_win.values()):
             if c is not None:
                 c.close()
         if self.client is None:
@@ -178,6 +185,12 @@ class ShareRun:
                 "integrity_errors": self.integrity, "error_samples": self.error_samples}
 
 
+# smbclient on the environment's third smbd, which offers READs and WRITEs of at most 1 MiB
+# (Windows' size; smbclient then keeps 16 in flight): kind, signed.
+WIN_KINDS = (("smbclient-1m-signed", True), ("smbclient-1m", False))
+WIN_SHARES = ("cephrs", "cephnew", "plain")
+
+
 def row_key(depth, kind):
     if str(depth).startswith("smbclient"):
         return f"{depth.replace('-', '_')}_{kind}"
@@ -195,16 +208,21 @@ def report(results, a, depths, info, elapsed):
              + " | ".join(f"{s}/cephnew" for s in mine) + " |",
              "| --- |" + " ---: |" * (len(shares) + len(mine))]
     rows = {s: {} for s in mine}
-    for depth in depths + (["smbclient", "smbclient-signed"] if a.sources else []):
+    smbclients = ["smbclient", "smbclient-signed"] + [k for k, _ in WIN_KINDS]
+    for depth in depths + (smbclients if a.sources else []):
         for kind in ("write", "read", "read-new-conn"):
             key = row_key(depth, kind)
             if not any(key in results[s]["results"] for s in shares) and kind == "read-new-conn" \
-                    and (a.no_cold_read or depth == "smbclient-signed"):
+                    and (a.no_cold_read or depth != "smbclient"):
+                continue
+            if not any(key in results[s]["results"] for s in shares) and depth in dict(WIN_KINDS) \
+                    and not any(s in WIN_SHARES for s in shares):
                 continue
             what = {"write": "write", "read": "read, same connection",
                     "read-new-conn": "read, new connection"}[kind]
-            signed = ", signed" if depth == "smbclient-signed" else ""
-            row = [f"smbclient {'put' if kind == 'write' else 'get'}{signed}, {what.split(', ', 1)[-1]}"
+            signed = ", signed" if str(depth).endswith("-signed") else ""
+            size = ", 1 MiB I/O" if "-1m" in str(depth) else ""
+            row = [f"smbclient {'put' if kind == 'write' else 'get'}{size}{signed}, {what.split(', ', 1)[-1]}"
                    if str(depth).startswith("smbclient") else
                    f"{what}, {depth} request{'s' if depth > 1 else ''} in flight"]
             vals = {}
@@ -249,7 +267,10 @@ def report(results, a, depths, info, elapsed):
                "round one file is fetched again untimed and compared byte for byte (integrity errors). "
                "The signed rows: a second smbclient connection that requires signing (Windows 11 24H2 does, and "
                "domain members): smbd then reads into its own buffer and signs (no sendfile, no recvfile), "
-               "so ceph_rs pays the copy out of libcephfsd into smbd that ceph_new does not."
+               "so ceph_rs pays the copy out of libcephfsd into smbd that ceph_new does not. "
+               "The 1 MiB I/O rows: the same on the environment's third smbd, which offers READs and "
+               "WRITEs of at most 1 MiB, the size Windows uses (smbclient then keeps 16 in flight; "
+               "[cephrs_rf] is not on it)."
                if a.sources else "")
             + f" Run took {elapsed:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")

@@ -54,6 +54,9 @@ SMB_RF_PORT = int(os.environ.get("CEPH_RS_SMB_RF_PORT", "4456"))
 # an smbd set up as a server with ceph_rs shares only is (`min receivefile size`, which a
 # ceph_new share does not survive).
 OTHER_SMBD = {"cephrs_rf": ("cephrs", SMB_RF_PORT)}
+# The third smbd: [cephrs], [cephnew] and [plain] with READs and WRITEs of at most 1 MiB,
+# the size Windows uses (smbclient takes the server's largest).
+SMB_WIN_PORT = int(os.environ.get("CEPH_RS_SMB_WIN_PORT", "4457"))
 ALL_SHARES = SHARES + tuple(OTHER_SMBD)
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -480,8 +483,8 @@ class Smbclient:
     pipe with stdio but waits for more with poll(), so a second line already sent can sit
     unread in its buffer.)"""
 
-    def __init__(self, share, user="rsuser1", timeout=120, signed=False):
-        share, port = OTHER_SMBD.get(share, (share, SMB_PORT))
+    def __init__(self, share, user="rsuser1", timeout=120, signed=False, port=None):
+        share, port = OTHER_SMBD.get(share, (share, port or SMB_PORT))
         self.timeout = timeout
         self.p = subprocess.Popen(
             ["stdbuf", "-oL", "smbclient", "-p", str(port), f"//127.0.0.1/{share}",

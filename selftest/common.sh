@@ -13,12 +13,14 @@ SMB=$STATE/smb
 SMB_PORT=${CEPH_RS_SMB_PORT:-4455}
 SMB_RF=$STATE/smb-rf                                 # a second smbd: [cephrs] alone, recvfile on
 SMB_RF_PORT=${CEPH_RS_SMB_RF_PORT:-4456}
+SMB_WIN=$STATE/smb-win                               # a third smbd: Windows-sized (1 MiB) I/O
+SMB_WIN_PORT=${CEPH_RS_SMB_WIN_PORT:-4457}
 MODULES_DIR=/usr/lib/x86_64-linux-gnu/samba/vfs
 VENV=$CACHE/venv
 TEST_USERS=("rsuser1:3001:Ceph-rs-1" "rsuser2:3002:Ceph-rs-2")
 export CEPH_RS_CEPH_CONF=$CEPH_CONF CEPH_RS_CLIENT_ID=$CEPH_CLIENT CEPH_RS_FS=$CEPH_FS
 export CEPH_RS_SOCKET=$SOCK CEPH_RS_SMB_PORT=$SMB_PORT CEPH_RS_STATE=$STATE
-export CEPH_RS_SMB_RF_PORT=$SMB_RF_PORT
+export CEPH_RS_SMB_RF_PORT=$SMB_RF_PORT CEPH_RS_SMB_WIN_PORT=$SMB_WIN_PORT
 
 alive() { local st; st=$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null); [ -n "$st" ] && [ "$st" != Z ]; }
 # pid from a pid file, only if that process still runs the expected executable
