@@ -15,6 +15,8 @@ STATE = os.environ.get("CEPH_RS_STATE", "/var/tmp/ceph_rs")
 SMB_PORT = int(os.environ.get("CEPH_RS_SMB_PORT", "4455"))
 # The second smbd: [cephrs] alone, with `min receivefile size` (selftest/env.sh).
 SMB_RF_PORT = int(os.environ.get("CEPH_RS_SMB_RF_PORT", "4456"))
+# The third smbd: READs and WRITEs of at most 1 MiB, as Windows sends them.
+SMB_WIN_PORT = int(os.environ.get("CEPH_RS_SMB_WIN_PORT", "4457"))
 CEPH_CONF = os.environ.get("CEPH_RS_CEPH_CONF", f"{STATE}/ceph/ceph.conf")
 CEPH_FS = os.environ.get("CEPH_RS_FS", "cephfs")
 SOCKET = os.environ.get("CEPH_RS_SOCKET", f"{STATE}/libcephfsd.sock")

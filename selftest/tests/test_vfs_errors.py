@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SMB_PORT, SMB_RF_PORT, STATE, USERS, smbclient, smbd_parent_pid
+from conftest import REPO, SMB_PORT, SMB_RF_PORT, SMB_WIN_PORT, STATE, USERS, smbclient, smbd_parent_pid
 
 
 
@@ -381,11 +381,13 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
         smbclient("cephrs", f"del {unique}")
 
 
-def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique):
+def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, tmp_path):
     """Windows reads in 1 MiB READs and keeps several in flight (smbclient keeps 16 MiB
     in flight whatever its READ size). The area has as many parts as fit in the largest
     one the daemon maps (sixteen of 1 MiB), so each of those READs lands in it: none
-    goes as ReadTo (the daemon's two copies), the bytes right at every offset."""
+    goes as ReadTo (the daemon's two copies), the bytes right at every offset. Also with
+    smbclient through the environment's 1 MiB smbd, signed and encrypted (smbd seals the
+    reply in the lent pages), two connections at once."""
     sys.path.insert(0, f"{REPO}/selftest")
     import benchlib as B
     from smbprotocol.open import CreateDisposition, CreateOptions
@@ -410,6 +412,19 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique):
         c.close_handle(o)
     finally:
         c.close()
+    before = op_counts()
+    gets = [subprocess.Popen(
+        ["smbclient", "-p", str(SMB_WIN_PORT), "//127.0.0.1/cephrs", "-U",
+         f"rsuser1%{USERS['rsuser1']}", f"--client-protection={how}",
+         "-c", f"get {unique} {tmp_path / how}; get {unique} {tmp_path / how}b"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) for how in ("sign", "encrypt")]
+    assert [g.wait(timeout=120) for g in gets] == [0, 0]
+    after = op_counts()
+    for how in ("sign", "encrypt"):
+        for i in ("", "b"):
+            assert (tmp_path / f"{how}{i}").read_bytes() == data, f"{how}{i}"
+    moved = {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo", "Read")}
+    assert moved == {"ReadShm": 4 * size // chunk, "ReadTo": 0, "Read": 0}, moved
     smbclient("cephrs", f"del {unique}")
 
 
