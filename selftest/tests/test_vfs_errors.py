@@ -385,9 +385,10 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
     """Windows reads in 1 MiB READs and keeps several in flight (smbclient keeps 16 MiB
     in flight whatever its READ size). The area has as many parts as fit in the largest
     one the daemon maps (sixteen of 1 MiB), so each of those READs lands in it: none
-    goes as ReadTo (the daemon's two copies), the bytes right at every offset. Also with
-    smbclient through the environment's 1 MiB smbd, signed and encrypted (smbd seals the
-    reply in the lent pages), two connections at once."""
+    goes as ReadTo (the daemon's two copies), the bytes right at every offset; and smbd
+    sends no interim response (STATUS_PENDING) for them, as ceph_new's synchronous READs
+    get none. Also with smbclient through the environment's 1 MiB smbd, signed and
+    encrypted (smbd seals the reply in the lent pages), two connections at once."""
     sys.path.insert(0, f"{REPO}/selftest")
     import benchlib as B
     from smbprotocol.open import CreateDisposition, CreateOptions
@@ -396,6 +397,13 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
     data = os.urandom(size)
     c = B.Client("cephrs", sign=True)
     c.connect()
+    statuses = []
+    verify = c.conn.verify_signature
+
+    def seen(header, session_id, force=False):
+        statuses.append(header["status"].get_value())
+        return verify(header, session_id, force)
+    c.conn.verify_signature = seen  # every response of a signed session passes here
     try:
         o = c.open(unique, B.FILE_ALL_ACCESS_RW, CreateDisposition.FILE_OVERWRITE_IF,
                    CreateOptions.FILE_NON_DIRECTORY_FILE)
@@ -403,10 +411,13 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
         c.run("flush", o.flush(send=False))
         for rnd in range(2):
             before = op_counts()
+            del statuses[:]
             got, bad = c.read_stream(o, size, chunk, depth,
                                      lambda off, b: b == data[off:off + len(b)])
             after = op_counts()
             assert (got, bad) == (size, 0), (rnd, got, bad)
+            pending = statuses.count(B.NtStatus.STATUS_PENDING)
+            assert len(statuses) == size // chunk and pending == 0, (rnd, len(statuses), pending)
             moved = {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo", "Read")}
             assert moved == {"ReadShm": size // chunk, "ReadTo": 0, "Read": 0}, (rnd, moved)
         c.close_handle(o)

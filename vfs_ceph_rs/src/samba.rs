@@ -60,6 +60,19 @@ macro_rules! log_at {
     };
 }
 
+/// Ask smbd to send no interim response (STATUS_PENDING) for the SMB2 request whose
+/// async VFS call got `mem_ctx` (`ceph_rs_shim_smb2_no_interim` in shim.c). smbd sends
+/// one for any READ or WRITE not done 500 us after it asked, which a READ queued behind
+/// others in the daemon often is: a packet more for smbd to sign and send and for the
+/// client to take. smbd's own FLUSH asks the same. The request stays async inside smbd.
+/// False if `mem_ctx` does not belong to an SMB2 request.
+///
+/// # Safety
+/// `mem_ctx` is null or the talloc context smbd passed to a `*_send` VFS call.
+pub unsafe fn smb2_no_interim(mem_ctx: *const c_void) -> bool {
+    sys::ceph_rs_shim_smb2_no_interim(mem_ctx)
+}
+
 /// Whether the READs of `fsp`'s tree connect are signed or encrypted, so smbd will not
 /// sendfile them (`ceph_rs_shim_fsp_conn_signs_or_seals` in shim.c reads smbd's
 /// connection and tree connect state).

@@ -44,6 +44,26 @@ bool ceph_rs_shim_fsp_conn_signs_or_seals(const struct files_struct *fsp)
 		(tcon->global->encryption_flags & SMBXSRV_PROCESSED_ENCRYPTED_PACKET) != 0);
 }
 
+bool ceph_rs_shim_smb2_no_interim(const void *mem_ctx)
+{
+	const void *p = mem_ctx;
+	int i;
+
+	/* mem_ctx is the state of smb_vfs_call_*_send's tevent request (one per VFS
+	 * module above this one that passes the call on), under smbd's aio_extra, under
+	 * the request. */
+	for (i = 0; i < 8 && p != NULL; i++) {
+		struct smbd_smb2_request *req =
+			talloc_get_type(p, struct smbd_smb2_request);
+		if (req != NULL) {
+			smb2_request_set_async_internal(req, true);
+			return true;
+		}
+		p = talloc_parent(p);
+	}
+	return false;
+}
+
 int ceph_rs_shim_va_arg_int(va_list ap)
 {
 	va_list c;

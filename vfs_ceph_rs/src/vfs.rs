@@ -1787,6 +1787,9 @@ unsafe fn aio_send<Q: Request>(
         Ok(rid) => {
             samba::req_state::<AioState>(req).rid = rid;
             samba::req_set_cleanup(req, aio_cleanup);
+            // The daemon answers in microseconds to milliseconds: the client needs no
+            // interim response in between (smbd still goes on with other requests).
+            samba::smb2_no_interim(mem_ctx);
             req
         }
         Err(e) => {
