@@ -65,7 +65,8 @@ macro_rules! log_at {
 /// one for any READ or WRITE not done 500 us after it asked, which a READ queued behind
 /// others in the daemon often is: a packet more for smbd to sign and send and for the
 /// client to take. smbd's own FLUSH asks the same. The request stays async inside smbd.
-/// False if `mem_ctx` does not belong to an SMB2 request.
+/// False if `mem_ctx` does not belong to an SMB2 READ or WRITE (an SMB1 request, or a
+/// server-side copy's IOCTL, which keeps smbd's default).
 ///
 /// # Safety
 /// `mem_ctx` is null or the talloc context smbd passed to a `*_send` VFS call.

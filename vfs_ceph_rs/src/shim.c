@@ -56,6 +56,12 @@ bool ceph_rs_shim_smb2_no_interim(const void *mem_ctx)
 		struct smbd_smb2_request *req =
 			talloc_get_type(p, struct smbd_smb2_request);
 		if (req != NULL) {
+			/* Only a READ's or WRITE's own I/O: a server-side copy (an IOCTL
+			 * whose reads and writes come here too) keeps smbd's default. */
+			uint16_t op = SVAL(SMBD_SMB2_IN_HDR_PTR(req), SMB2_HDR_OPCODE);
+			if (op != SMB2_OP_READ && op != SMB2_OP_WRITE) {
+				return false;
+			}
 			smb2_request_set_async_internal(req, true);
 			return true;
 		}
