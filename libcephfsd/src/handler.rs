@@ -1202,13 +1202,13 @@ fn share_mem(s: &Session, r: ShareMemReq) -> R<ShareMemRep> {
     if r.fd < 0 {
         return Ok(ShareMemRep { shared: true });
     }
-    if r.len == 0 || r.len > crate::shm::MAX_AREA {
+    if r.len == 0 || r.len > ceph_rs_wire::SHM_MAX_AREA {
         return Err(fail(
             Errno::EINVAL,
             format!(
                 "a shared area of {} bytes (at most {})",
                 r.len,
-                crate::shm::MAX_AREA
+                ceph_rs_wire::SHM_MAX_AREA
             ),
         ));
     }

@@ -24,9 +24,6 @@ use ceph_rs_wire::Errno;
 
 use crate::cephfs::File;
 
-/// The largest area one session may share.
-pub const MAX_AREA: u64 = ceph_rs_wire::SHM_MAX_AREA;
-
 /// The daemon-wide bound on shared areas.
 pub struct Budget {
     max: usize,

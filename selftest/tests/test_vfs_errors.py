@@ -395,6 +395,9 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
 
     size, chunk, depth = 16 << 20, 1 << 20, 8
     data = os.urandom(size)
+
+    def reads(before, after):
+        return {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo", "Read")}
     c = B.Client("cephrs", sign=True)
     c.connect()
     statuses = []
@@ -418,7 +421,7 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
             assert (got, bad) == (size, 0), (rnd, got, bad)
             pending = statuses.count(B.NtStatus.STATUS_PENDING)
             assert len(statuses) == size // chunk and pending == 0, (rnd, len(statuses), pending)
-            moved = {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo", "Read")}
+            moved = reads(before, after)
             assert moved == {"ReadShm": size // chunk, "ReadTo": 0, "Read": 0}, (rnd, moved)
         c.close_handle(o)
     finally:
@@ -434,7 +437,7 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
     for how in ("sign", "encrypt"):
         for i in ("", "b"):
             assert (tmp_path / f"{how}{i}").read_bytes() == data, f"{how}{i}"
-    moved = {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo", "Read")}
+    moved = reads(before, after)
     assert moved == {"ReadShm": 4 * size // chunk, "ReadTo": 0, "Read": 0}, moved
     smbclient("cephrs", f"del {unique}")
 

@@ -432,14 +432,23 @@ impl Lent {
     /// # Safety
     /// The range is a lent one of a buffer being freed.
     unsafe fn fill_hole(self) {
+        self.map_fresh(libc::MAP_FIXED_NOREPLACE);
+    }
+
+    /// Map fresh anonymous pages over the range (`fixed`: MAP_FIXED or
+    /// MAP_FIXED_NOREPLACE); mmap's result.
+    ///
+    /// # Safety
+    /// As [`Lent::fill_hole`] or [`Lent::clear`].
+    unsafe fn map_fresh(self, fixed: libc::c_int) -> *mut libc::c_void {
         libc::mmap(
             self.start as *mut libc::c_void,
             self.len(),
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed,
             -1,
             0,
-        );
+        )
     }
 
     /// Give the buffer's range fresh pages of its own (the lent ones, if still there,
@@ -448,15 +457,7 @@ impl Lent {
     /// # Safety
     /// The range is a lent one of a buffer being freed (or not yet handed to smbd).
     pub unsafe fn clear(self) {
-        let p = libc::mmap(
-            self.start as *mut libc::c_void,
-            self.len(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
+        if self.map_fresh(libc::MAP_FIXED) == libc::MAP_FAILED {
             // smbd's heap would have a hole: nothing sane can go on.
             crate::log_at!(0, c"lend", "ceph_rs: cannot map a buffer's pages again");
             std::process::abort();

@@ -678,6 +678,11 @@ pub struct ReadToRep {
     pub placed: u32,
 }
 
+/// The largest area a session may share ([`ShareMemReq`]): two of smbd's largest READs
+/// (8 MiB), or sixteen of 1 MiB, each with a page to spare (a read lands at the offset
+/// within a page of smbd's buffer).
+pub const SHM_MAX_AREA: u64 = (16 << 20) + (64 << 10);
+
 /// Share a memory area with the daemon, for reads whose bytes land there
 /// ([`ReadShmReq`]): `fd` is the number, in the requesting process, of a memfd of `len`
 /// bytes sealed against shrinking and growing (`F_SEAL_SHRINK | F_SEAL_GROW`), which
@@ -690,11 +695,6 @@ pub struct ReadToRep {
 /// `shared == false`: the daemon will not share it (it may not take the process's fds,
 /// or its bound for shared areas, `--shared-read-mib`, is reached): reads go as
 /// [`ReadToReq`]. A memfd without those seals, or of another size, is EINVAL.
-/// The largest area a session may share ([`ShareMemReq`]): two of smbd's largest READs
-/// (8 MiB), or sixteen of 1 MiB, each with a page to spare (a read lands at the offset
-/// within a page of smbd's buffer).
-pub const SHM_MAX_AREA: u64 = (16 << 20) + (64 << 10);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareMemReq {
     pub fd: i32,
