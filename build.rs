@@ -30,6 +30,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=samba-headers/wrapper.h");
     println!("cargo:rerun-if-changed=vfs_ceph_rs/src/shim.c");
+    println!("cargo:rerun-if-changed=vfs_ceph_rs/src/shim.h");
     println!("cargo:rerun-if-env-changed=SAMBA_SDK");
 
     let pkg = installed_samba();
@@ -121,6 +122,8 @@ fn main() {
         .allowlist_function("lp_msdfs_shuffle_referrals")
         .allowlist_function("map_nt_error_from_unix")
         .allowlist_function("vfs_stat_fsp")
+        .allowlist_function("vfs_offload_token_.*")
+        .allowlist_function("change_to_user_and_service_by_fsp")
         .allowlist_function("set_create_timespec_ea")
         .allowlist_type("SMB_DISK_QUOTA")
         .allowlist_type("smb_file_time")
@@ -134,6 +137,7 @@ fn main() {
         .allowlist_var("DBGC_VFS")
         .allowlist_var("DBGC_ALL")
         .allowlist_var("TEVENT_FD_.*")
+        .allowlist_var("FSCTL_SRV_.*|FSCTL_DUP_EXTENTS_TO_FILE|FSCTL_OFFLOAD_WRITE")
         .derive_default(false)
         .layout_tests(true)
         .generate_comments(false)
@@ -173,6 +177,7 @@ fn main() {
         "libsmbconf.so.0",
         "libsamba-util.so.0",
         "libtevent.so.0",
+        "libtevent-util.so.0",
         "libtalloc.so.2",
     ] {
         println!("cargo:rustc-link-lib=dylib:+verbatim={lib}");

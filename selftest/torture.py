@@ -35,7 +35,7 @@ import benchlib as B  # noqa: E402
 SUITES = ("smb2.connect smb2.read smb2.rw smb2.create smb2.dir smb2.rename smb2.getinfo "
           "smb2.setinfo smb2.delete-on-close-perms smb2.lock smb2.timestamps smb2.acls "
           "smb2.openattr smb2.winattr smb2.mkdir smb2.maxfid smb2.session smb2.tcon "
-          "smb2.sharemode smb2.compound_find smb2.streams").split()
+          "smb2.sharemode smb2.compound_find smb2.streams smb2.ioctl").split()
 # Suites that crash ceph-mds 16.2.15 through ceph_new (a segfault in
 # Server::handle_client_getattr): run last. A crash in any other run is caught too.
 MDS_CRASHERS = {("cephnew", "smb2.create"), ("cephnew", "smb2.streams")}

@@ -91,6 +91,7 @@ pub fn order(req: &AnyRequest) -> Option<Order> {
         A::RecvFrom(r) => f(&r.fh, true),
         A::Close(r) => f(&r.fh, false),
         A::Fsync(r) => f(&r.fh, false),
+        A::CopyRange(r) => f(&r.dst, false),
         A::Fallocate(r) => f(&r.fh, false),
         A::Lseek(r) => f(&r.fh, false),
         A::GetLk(r) => f(&r.fh, false),
@@ -125,6 +126,7 @@ pub fn runs_inline(req: &AnyRequest, data_len: usize) -> bool {
         A::Write(_) => data_len <= INLINE_IO_MAX,
         A::WriteFrom(r) => r.len as usize <= INLINE_IO_MAX,
         A::Fsync(_)
+        | A::CopyRange(_)
         | A::Fallocate(_)
         | A::SetLk(_)
         | A::GetLk(_)
@@ -307,6 +309,7 @@ fn changes(s: &Session, p: &UserPerm, req: &AnyRequest) -> Vec<u64> {
         A::WriteFrom(r) => vec![fh(r.fh)],
         A::RecvFrom(r) => vec![fh(r.fh)],
         A::Fallocate(r) => vec![fh(r.fh)],
+        A::CopyRange(r) => vec![fh(r.dst)],
         A::Open(r) | A::OpenPlus(OpenPlusReq { open: r, .. })
             if r.flags & (libc::O_CREAT | libc::O_TRUNC) != 0 =>
         {
@@ -383,6 +386,7 @@ fn run(s: &Arc<Session>, p: &UserPerm, req: AnyRequest, data: Vec<u8>) -> R<Outp
         A::WriteFrom(r) => ok(write_from(s, p, r)?),
         A::RecvFrom(r) => ok(recv_from(s, p, r)?),
         A::Fsync(r) => ok(fsync(s, r)?),
+        A::CopyRange(r) => ok(copy_range(s, p, r)?),
         A::Fallocate(r) => ok(fallocate(s, r)?),
         A::Lseek(r) => ok(lseek(s, r)?),
         A::GetLk(r) => ok(getlk(s, r)?),
@@ -1578,6 +1582,52 @@ fn recv_from(s: &Session, p: &UserPerm, r: RecvFromReq) -> R<RecvFromRep> {
             taken: true,
             written,
         })
+    })
+}
+
+/// Server-side copy: the bytes go from `src` to `dst` through this thread's bulk buffer,
+/// a [`PLACE_PIECE`] at a time (while in this core's cache), or all at once when they
+/// are ranges of one file that overlap (each byte then read before any is written, as a
+/// copy through the client would be).
+fn copy_range(s: &Session, p: &UserPerm, r: CopyRangeReq) -> R<CopyRangeRep> {
+    let (_, src) = s.file(r.src)?;
+    let (_, dst) = s.file(r.dst)?;
+    let ends = |off: u64| off.checked_add(r.len).filter(|e| *e <= i64::MAX as u64);
+    if r.len > COPY_RANGE_MAX || ends(r.src_offset).is_none() || ends(r.dst_offset).is_none() {
+        return Err(fail(
+            Errno::EINVAL,
+            format!(
+                "copy of {} bytes from {} to {} is over {COPY_RANGE_MAX} bytes or past the \
+                 largest offset",
+                r.len, r.src_offset, r.dst_offset
+            ),
+        ));
+    }
+    let overlap = r.src_offset < r.dst_offset + r.len && r.dst_offset < r.src_offset + r.len;
+    let piece = if overlap && src.inode().number(p)? == dst.inode().number(p)? {
+        r.len
+    } else {
+        PLACE_PIECE as u64
+    };
+    with_scratch(|buf| {
+        let mut copied = 0u64;
+        while copied < r.len {
+            let want = (r.len - copied).min(piece) as usize;
+            src.read_into(r.src_offset + copied, want, buf)?;
+            if buf.is_empty() {
+                break;
+            }
+            let at = WriteReq {
+                fh: r.dst,
+                offset: r.dst_offset + copied,
+            };
+            let written = write(s, p, at, buf)?.written;
+            copied += written;
+            if written < buf.len() as u64 || buf.len() < want {
+                break;
+            }
+        }
+        Ok(CopyRangeRep { copied })
     })
 }
 

@@ -4469,3 +4469,107 @@ fn a_waiting_session_holds_no_read_buffer() {
     assert!(per_rss < 24 * 1024, "RssAnon {per_rss} B per session");
     drop(clients);
 }
+
+#[test]
+#[ignore = "needs the selftest CephFS (selftest/ceph.sh up); run with --include-ignored"]
+fn copy_range_copies_inside_the_daemon() {
+    let d = Daemon::start("copy", &[]);
+    let mut s = Share::new(&d, "copy");
+    // 3 MiB + 5 bytes of a pattern that differs at every offset a piece could shift.
+    let content: Vec<u8> = (0..(3 << 20) + 5u32)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect();
+    let src = s.file(s.dir, "src", 0o644, &content);
+    let src = s.ok(&OpenInoReq {
+        ino: src.ino,
+        flags: O_RDWR,
+    });
+    let dst = s.create(s.dir, "dst", 0o644);
+    let n = content.len() as u32;
+
+    // The whole file, into an empty one at an offset: more than one piece.
+    let rep = s.ok(&CopyRangeReq {
+        src: src.fh,
+        src_offset: 0,
+        dst: dst.fh,
+        dst_offset: 7,
+        len: n as u64,
+    });
+    assert_eq!(rep.copied, n as u64);
+    let got = s.read(dst.fh, 0, n + 7);
+    assert_eq!(&got[..7], &[0u8; 7]);
+    assert!(got[7..] == content[..], "copied bytes differ");
+
+    // Past the source's end: only what is there.
+    let rep = s.ok(&CopyRangeReq {
+        src: src.fh,
+        src_offset: n as u64 - 10,
+        dst: dst.fh,
+        dst_offset: 0,
+        len: 1000,
+    });
+    assert_eq!(rep.copied, 10);
+    assert_eq!(s.read(dst.fh, 0, 10), content[n as usize - 10..]);
+
+    // Overlapping ranges of one file copy as if read first (memmove): forward by 1000.
+    let len = (2 << 20) as u64;
+    let rep = s.ok(&CopyRangeReq {
+        src: src.fh,
+        src_offset: 0,
+        dst: src.fh,
+        dst_offset: 1000,
+        len,
+    });
+    assert_eq!(rep.copied, len);
+    let got = s.read(src.fh, 0, n);
+    assert!(got[..1000] == content[..1000]);
+    assert!(
+        got[1000..1000 + len as usize] == content[..len as usize],
+        "overlap copy"
+    );
+    assert!(got[1000 + len as usize..] == content[1000 + len as usize..]);
+
+    // Bad requests are refused with nothing written.
+    let size_before = s.ok(&FGetAttrReq { fh: dst.fh }).size;
+    let too_long = CopyRangeReq {
+        src: src.fh,
+        src_offset: 0,
+        dst: dst.fh,
+        dst_offset: 0,
+        len: COPY_RANGE_MAX + 1,
+    };
+    assert_eq!(s.call(&too_long).unwrap_err(), Errno::EINVAL);
+    let past_max = CopyRangeReq {
+        dst_offset: i64::MAX as u64 - 10,
+        len: 100,
+        ..too_long
+    };
+    assert_eq!(s.call(&past_max).unwrap_err(), Errno::EINVAL);
+    let unknown = CopyRangeReq {
+        src: Fh::new(999_999, 1),
+        len: 100,
+        ..too_long
+    };
+    assert_eq!(s.call(&unknown).unwrap_err(), Errno::EBADF);
+    assert_eq!(s.ok(&FGetAttrReq { fh: dst.fh }).size, size_before);
+
+    // Another session's handles are EBADF, as source or destination.
+    let mut b = Share::attach(&d, "copy-b", &s.dir_name);
+    let theirs = b.create(b.dir, "theirs", 0o644);
+    for (from, to) in [(theirs.fh, dst.fh), (src.fh, theirs.fh)] {
+        let req = CopyRangeReq {
+            src: from,
+            src_offset: 0,
+            dst: to,
+            dst_offset: 0,
+            len: 10,
+        };
+        assert_eq!(s.call(&req).unwrap_err(), Errno::EBADF);
+    }
+    b.ok(&CloseReq { fh: theirs.fh });
+    assert_eq!(s.ok(&FGetAttrReq { fh: dst.fh }).size, size_before);
+
+    s.ok(&CloseReq { fh: src.fh });
+    s.ok(&CloseReq { fh: dst.fh });
+    s.cleanup();
+}

@@ -421,6 +421,180 @@ pub fn nt_from_errno(e: i32) -> sys::NTSTATUS {
     unsafe { sys::map_nt_error_from_unix(e) }
 }
 
+pub const NT_STATUS_NOT_IMPLEMENTED: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000002 };
+pub const NT_STATUS_INVALID_PARAMETER: sys::NTSTATUS = sys::NTSTATUS { v: 0xC000000D };
+pub const NT_STATUS_INVALID_DEVICE_REQUEST: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000010 };
+pub const NT_STATUS_INVALID_VIEW_SIZE: sys::NTSTATUS = sys::NTSTATUS { v: 0xC000001F };
+pub const NT_STATUS_ACCESS_DENIED: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000022 };
+pub const NT_STATUS_FILE_LOCK_CONFLICT: sys::NTSTATUS = sys::NTSTATUS { v: 0xC0000054 };
+pub const NT_STATUS_INTERNAL_ERROR: sys::NTSTATUS = sys::NTSTATUS { v: 0xC00000E5 };
+
+/// `Err` for any status but NT_STATUS_OK.
+pub fn nt_ok(st: sys::NTSTATUS) -> Result<(), sys::NTSTATUS> {
+    if st.v == 0 {
+        Ok(())
+    } else {
+        Err(st)
+    }
+}
+
+// ------------------------------------------------------------------ server-side copy
+
+thread_local! {
+    /// This process's offload token store (smbd's offload_token.c), made at the first
+    /// server-side copy under smbd's client object (it lives as long as the client).
+    static OFFLOAD: std::cell::Cell<*mut sys::vfs_offload_ctx> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+unsafe fn offload_ctx(
+    fsp: *const sys::files_struct,
+) -> Result<*mut sys::vfs_offload_ctx, sys::NTSTATUS> {
+    let mut ctx = OFFLOAD.get();
+    nt_ok(sys::vfs_offload_token_ctx_init(
+        (*(*(*fsp).conn).sconn).client as *mut c_void,
+        &mut ctx,
+    ))?;
+    OFFLOAD.set(ctx);
+    Ok(ctx)
+}
+
+/// A new resume key (FSCTL_SRV_REQUEST_RESUME_KEY) for `fsp`: the token a client
+/// names as the source of its server-side copies, valid while `fsp` is open. Its bytes
+/// are allocated under `mem_ctx`.
+///
+/// # Safety
+/// `fsp` is a live files_struct of this smbd, `mem_ctx` a talloc context.
+pub unsafe fn offload_token_new(
+    mem_ctx: *mut c_void,
+    fsp: *mut sys::files_struct,
+    fsctl: u32,
+) -> Result<sys::DATA_BLOB, sys::NTSTATUS> {
+    let ctx = offload_ctx(fsp)?;
+    let mut token = sys::DATA_BLOB {
+        data: std::ptr::null_mut(),
+        length: 0,
+    };
+    nt_ok(sys::vfs_offload_token_create_blob(
+        mem_ctx, fsp, fsctl, &mut token,
+    ))?;
+    nt_ok(sys::vfs_offload_token_db_store_fsp(ctx, fsp, &token))?;
+    Ok(token)
+}
+
+/// The source file of a server-side copy into `dst` named by `token`, once smbd's
+/// checks of both handles pass (vfs_offload_token_check_handles: the source is
+/// readable, the destination writable, neither a directory, both of this session).
+///
+/// # Safety
+/// `token` points to a live DATA_BLOB, `dst` is a live files_struct.
+pub unsafe fn offload_source(
+    token: *const sys::DATA_BLOB,
+    fsctl: u32,
+    dst: *mut sys::files_struct,
+) -> Result<*mut sys::files_struct, sys::NTSTATUS> {
+    let ctx = offload_ctx(dst)?;
+    let mut src: *mut sys::files_struct = std::ptr::null_mut();
+    nt_ok(sys::vfs_offload_token_db_fetch_fsp(ctx, token, &mut src))?;
+    nt_ok(sys::vfs_offload_token_check_handles(fsctl, src, dst))?;
+    Ok(src)
+}
+
+/// Become `fsp`'s user in `fsp`'s share (change_to_user_and_service_by_fsp): a copy's
+/// source may be of another tree connect.
+///
+/// # Safety
+/// `fsp` is a live files_struct.
+pub unsafe fn become_user_of(fsp: *mut sys::files_struct) -> bool {
+    sys::change_to_user_and_service_by_fsp(fsp)
+}
+
+/// `fsp`'s size now (vfs_stat_fsp, through the whole VFS stack).
+///
+/// # Safety
+/// `fsp` is a live files_struct.
+pub unsafe fn fsp_size(fsp: *mut sys::files_struct) -> Result<u64, sys::NTSTATUS> {
+    nt_ok(sys::vfs_stat_fsp(fsp))?;
+    Ok((*(*fsp).fsp_name).st.st_ex_size.max(0) as u64)
+}
+
+/// Whether no other open's byte-range lock keeps a copy from reading (`write`: writing)
+/// `len` bytes of `fsp` at `off` (`ceph_rs_shim_copy_lock_ok` in shim.c).
+///
+/// # Safety
+/// `fsp` is a live files_struct of an open file.
+pub unsafe fn copy_lock_ok(fsp: *mut sys::files_struct, off: u64, len: u64, write: bool) -> bool {
+    sys::ceph_rs_shim_copy_lock_ok(fsp.cast(), off as libc::off_t, len as libc::off_t, write)
+}
+
+/// Whether `fsp` is a named stream (`file:name`) rather than a file itself.
+///
+/// # Safety
+/// `fsp` is a live files_struct.
+pub unsafe fn fsp_is_stream(fsp: *const sys::files_struct) -> bool {
+    fname_is_stream((*fsp).fsp_name)
+}
+
+/// The same file (smbd's file_id) behind two handles.
+///
+/// # Safety
+/// Both are live files_structs.
+pub unsafe fn same_file(a: *const sys::files_struct, b: *const sys::files_struct) -> bool {
+    let (a, b) = (&(*a).file_id, &(*b).file_id);
+    a.devid == b.devid && a.inode == b.inode && a.extid == b.extid
+}
+
+/// This module's handle in the VFS stack of `fsp`'s share, given the module's handle
+/// `h` in another (or the same) share: the handle whose function table is `h`'s.
+///
+/// # Safety
+/// `h` and `fsp` are live.
+pub unsafe fn module_handle_of(
+    h: *mut sys::vfs_handle_struct,
+    fsp: *const sys::files_struct,
+) -> Option<*mut sys::vfs_handle_struct> {
+    let conn = (*fsp).conn;
+    if conn == (*h).conn {
+        return Some(h);
+    }
+    let mut p = (*conn).vfs_handles;
+    while !p.is_null() {
+        if (*p).fns == (*h).fns {
+            return Some(p);
+        }
+        p = (*p).next;
+    }
+    None
+}
+
+/// `pread` of `fsp` through its share's whole VFS stack (SMB_VFS_PREAD).
+///
+/// # Safety
+/// `fsp` is a live open files_struct; `buf` is writable.
+pub unsafe fn vfs_pread(fsp: *mut sys::files_struct, buf: &mut [u8], off: u64) -> isize {
+    sys::smb_vfs_call_pread(
+        (*(*fsp).conn).vfs_handles,
+        fsp,
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        off as libc::off_t,
+    )
+}
+
+/// `pwrite` of `fsp` through its share's whole VFS stack (SMB_VFS_PWRITE).
+///
+/// # Safety
+/// `fsp` is a live open files_struct.
+pub unsafe fn vfs_pwrite(fsp: *mut sys::files_struct, buf: &[u8], off: u64) -> isize {
+    sys::smb_vfs_call_pwrite(
+        (*(*fsp).conn).vfs_handles,
+        fsp,
+        buf.as_ptr().cast(),
+        buf.len(),
+        off as libc::off_t,
+    )
+}
+
 // ------------------------------------------------------------------ tevent
 
 /// `tevent_req_create(mem_ctx, &state, T)`: a new request whose state is `value`.
@@ -510,6 +684,23 @@ pub unsafe fn req_unix_error(req: *mut TeventReq) -> Option<i32> {
         sys::tevent_req_state_TEVENT_REQ_NO_MEMORY => libc::ENOMEM,
         _ => libc::EINVAL,
     })
+}
+
+/// `tevent_req_nterror(req, status)`.
+///
+/// # Safety
+/// `req` is live and in progress.
+pub unsafe fn req_nterror(req: *mut TeventReq, st: sys::NTSTATUS) {
+    sys::_tevent_req_nterror(req, st, c"vfs_ceph_rs".as_ptr());
+}
+
+/// The NTSTATUS a request finished with, if not OK (`tevent_req_is_nterror`).
+///
+/// # Safety
+/// `req` is live.
+pub unsafe fn req_nt_error(req: *mut TeventReq) -> Option<sys::NTSTATUS> {
+    let mut st = NT_STATUS_OK;
+    sys::tevent_req_is_nterror(req, &mut st).then_some(st)
 }
 
 /// A readable-fd watch on `ev`.

@@ -70,6 +70,16 @@ bool ceph_rs_shim_smb2_no_interim(const void *mem_ctx)
 	return false;
 }
 
+bool ceph_rs_shim_copy_lock_ok(struct files_struct *fsp, off_t off, off_t len, bool write)
+{
+	struct lock_struct lck;
+
+	init_strict_lock_struct(fsp, fsp->op->global->open_persistent_id, off, len,
+				write ? WRITE_LOCK : READ_LOCK,
+				lp_posix_cifsu_locktype(fsp), &lck);
+	return SMB_VFS_STRICT_LOCK_CHECK(fsp->conn, fsp, &lck);
+}
+
 int ceph_rs_shim_va_arg_int(va_list ap)
 {
 	va_list c;

@@ -1588,9 +1588,11 @@ enum AioKind {
     /// A write whose bytes the daemon reads out of smbd's buffer (see `WriteFromReq`).
     WriteFrom,
     Fsync,
+    /// A server-side copy done by the daemon (`CopyRangeReq`); its errors are NTSTATUS.
+    Copy,
 }
 
-/// State of a pread/pwrite/fsync tevent request (plain data: tevent frees it).
+/// State of a pread/pwrite/fsync/offload_write tevent request (plain data: tevent frees it).
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct AioState {
@@ -1697,11 +1699,16 @@ pub unsafe fn complete_aio(req: *mut TeventReq, c: Completion) {
             }
         }
         AioKind::Fsync => c.decode::<FsyncReq>().map(|_| 0),
+        AioKind::Copy => c.decode::<CopyRangeReq>().map(|(r, _)| r.copied as isize),
     };
     match res {
         Ok(n) => {
             st.ret = n;
             samba::req_done(req);
+        }
+        Err(e) if st.kind == AioKind::Copy => {
+            st.err = e.0;
+            samba::req_nterror(req, samba::nt_from_errno(e.0));
         }
         Err(e) => {
             st.err = e.0;
@@ -2014,6 +2021,256 @@ unsafe extern "C" fn fsync_send(
 
 unsafe extern "C" fn fsync_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> c_int {
     aio_recv(req, st) as c_int
+}
+
+// ------------------------------------------------------------------ server-side copy
+//
+// A client copying a file within the server (Windows does for copies within a share or
+// between shares of one server) asks for the source's resume key
+// (FSCTL_SRV_REQUEST_RESUME_KEY: offload_read) and then has the server copy chunks of
+// it into the destination (FSCTL_SRV_COPYCHUNK: offload_write, one call per chunk of at
+// most 1 MiB). vfs_default copies with copy_file_range(2) on the fsps' descriptors, which
+// for this module (as for ceph_new) are not the file's: every copy failed with
+// NT_STATUS_INVALID_HANDLE. Here the daemon copies (CopyRangeReq): the bytes never
+// come to smbd.
+
+/// State of an offload_read request: the resume key made for the file.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct TokenState {
+    token: sys::DATA_BLOB,
+}
+
+/// FSCTL_SRV_REQUEST_RESUME_KEY: `fsp`'s token for the client's copies (smbd's offload
+/// tokens, kept in this module's own store: its offload_write looks them up there).
+/// Nothing else: CephFS cannot share blocks between files (FSCTL_DUP_EXTENTS_TO_FILE).
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn offload_read_send(
+    mem_ctx: *mut sys::TALLOC_CTX,
+    ev: *mut TeventCtx,
+    _h: *mut Handle,
+    fsp: *mut Fsp,
+    fsctl: u32,
+    _ttl: u32,
+    _offset: libc::off_t,
+    _to_copy: usize,
+) -> *mut TeventReq {
+    let empty = sys::DATA_BLOB {
+        data: std::ptr::null_mut(),
+        length: 0,
+    };
+    let Some(req) = samba::req_create(mem_ctx as _, TokenState { token: empty }) else {
+        return std::ptr::null_mut();
+    };
+    let token = if fsctl == sys::FSCTL_SRV_REQUEST_RESUME_KEY {
+        samba::offload_token_new(req as _, fsp, fsctl)
+    } else {
+        Err(samba::NT_STATUS_INVALID_DEVICE_REQUEST)
+    };
+    match token {
+        Ok(t) => {
+            samba::req_state::<TokenState>(req).token = t;
+            samba::req_done(req);
+        }
+        Err(st) => samba::req_nterror(req, st),
+    }
+    samba::req_post(req, ev)
+}
+
+unsafe extern "C" fn offload_read_recv(
+    req: *mut TeventReq,
+    _h: *mut Handle,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    flags: *mut u32,
+    xferlen: *mut u64,
+    token: *mut sys::DATA_BLOB,
+) -> sys::NTSTATUS {
+    if let Some(st) = samba::req_nt_error(req) {
+        samba::req_received(req);
+        return st;
+    }
+    let t = samba::req_state::<TokenState>(req).token;
+    *flags = 0;
+    *xferlen = 0;
+    (*token).length = t.length;
+    (*token).data = sys::_talloc_steal_loc(mem_ctx as _, t.data as _, c"vfs_ceph_rs".as_ptr()) as _;
+    samba::req_received(req);
+    samba::NT_STATUS_OK
+}
+
+/// FSCTL_SRV_COPYCHUNK(_WRITE): copy `to_copy` bytes of the file `token` names at
+/// `src_off` into `dst` at `dst_off`, after the checks vfs_default makes (both handles'
+/// access, the source long enough, no byte-range lock in the way). The daemon copies
+/// when both files are its handles on this process's connection; otherwise (a named
+/// stream, a source of another module) smbd's VFS calls copy here, in smbd.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn offload_write_send(
+    h: *mut Handle,
+    mem_ctx: *mut sys::TALLOC_CTX,
+    ev: *mut TeventCtx,
+    fsctl: u32,
+    token: *mut sys::DATA_BLOB,
+    src_off: libc::off_t,
+    dst: *mut Fsp,
+    dst_off: libc::off_t,
+    to_copy: libc::off_t,
+) -> *mut TeventReq {
+    let d = ext(h, dst).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
+    let st = AioState::new(AioKind::Copy, d, std::ptr::null_mut(), 0, ev, 0);
+    let Some(req) = samba::req_create(mem_ctx as _, st) else {
+        return std::ptr::null_mut();
+    };
+    match copy_start(h, req, ev, fsctl, token, src_off, dst, dst_off, to_copy) {
+        Ok(Copying::AtDaemon(rid)) => {
+            samba::req_state::<AioState>(req).rid = rid;
+            samba::req_set_cleanup(req, aio_cleanup);
+            return req;
+        }
+        Ok(Copying::Done(n)) => {
+            samba::req_state::<AioState>(req).ret = n as isize;
+            samba::req_done(req);
+        }
+        Err(st) => samba::req_nterror(req, st),
+    }
+    samba::req_post(req, ev)
+}
+
+unsafe extern "C" fn offload_write_recv(
+    _h: *mut Handle,
+    req: *mut TeventReq,
+    copied: *mut libc::off_t,
+) -> sys::NTSTATUS {
+    let res = match samba::req_nt_error(req) {
+        Some(st) => st,
+        None => {
+            *copied = samba::req_state::<AioState>(req).ret as libc::off_t;
+            samba::NT_STATUS_OK
+        }
+    };
+    samba::req_received(req);
+    res
+}
+
+enum Copying {
+    /// Sent to the daemon as this request.
+    AtDaemon(u64),
+    /// Copied already: this many bytes.
+    Done(u64),
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn copy_start(
+    h: *mut Handle,
+    req: *mut TeventReq,
+    ev: *mut TeventCtx,
+    fsctl: u32,
+    token: *mut sys::DATA_BLOB,
+    src_off: libc::off_t,
+    dst: *mut Fsp,
+    dst_off: libc::off_t,
+    to_copy: libc::off_t,
+) -> Result<Copying, sys::NTSTATUS> {
+    match fsctl {
+        sys::FSCTL_SRV_COPYCHUNK | sys::FSCTL_SRV_COPYCHUNK_WRITE => {}
+        sys::FSCTL_DUP_EXTENTS_TO_FILE => return Err(samba::NT_STATUS_NOT_SUPPORTED),
+        sys::FSCTL_OFFLOAD_WRITE => return Err(samba::NT_STATUS_NOT_IMPLEMENTED),
+        _ => return Err(samba::NT_STATUS_INTERNAL_ERROR),
+    }
+    if to_copy == 0 {
+        return Ok(Copying::Done(0));
+    }
+    let fits = |off: libc::off_t| off >= 0 && off.checked_add(to_copy).is_some();
+    if to_copy < 0 || !fits(src_off) || !fits(dst_off) {
+        return Err(samba::NT_STATUS_INVALID_PARAMETER);
+    }
+    let (src_off, dst_off, len) = (src_off as u64, dst_off as u64, to_copy as u64);
+    let src = samba::offload_source(token, fsctl, dst)?;
+    // The source's size as its own user sees it (it may be of another tree connect);
+    // then back to the destination's, whose request this is.
+    if !samba::become_user_of(src) {
+        return Err(samba::NT_STATUS_ACCESS_DENIED);
+    }
+    let size = samba::fsp_size(src);
+    if !samba::become_user_of(dst) {
+        return Err(samba::NT_STATUS_INTERNAL_ERROR);
+    }
+    if size? < src_off + len {
+        // MS-SMB2 3.3.5.15.6: what Windows answers for a range past the source's end.
+        return Err(samba::NT_STATUS_INVALID_VIEW_SIZE);
+    }
+    if !samba::copy_lock_ok(src, src_off, len, false)
+        || !samba::copy_lock_ok(dst, dst_off, len, true)
+    {
+        return Err(samba::NT_STATUS_FILE_LOCK_CONFLICT);
+    }
+    let at_daemon = (|| -> Option<(DaemonId, CopyRangeReq)> {
+        if samba::fsp_is_stream(src) || samba::fsp_is_stream(dst) || len > COPY_RANGE_MAX {
+            return None;
+        }
+        let src_h = samba::module_handle_of(h, src)?;
+        let (sd, src_fh) = io_fh(src_h, src).ok()?;
+        let (dd, dst_fh) = io_fh(h, dst).ok()?;
+        (sd == dd && daemon::has_feature(dd, FEATURE_COPY_RANGE)).then_some((
+            dd,
+            CopyRangeReq {
+                src: src_fh,
+                src_offset: src_off,
+                dst: dst_fh,
+                dst_offset: dst_off,
+                len,
+            },
+        ))
+    })();
+    match at_daemon {
+        Some((d, r)) => daemon::submit(d, ev, req, &creds(h), &r, &[], None)
+            .map(Copying::AtDaemon)
+            .map_err(|e| samba::nt_from_errno(e.0)),
+        None => copy_in_smbd(src, src_off, dst, dst_off, len).map(Copying::Done),
+    }
+}
+
+/// A copy through both files' VFS stacks, here in smbd (SMB_VFS_PREAD, SMB_VFS_PWRITE),
+/// a MiB at a time, or all at once for overlapping ranges of one file (each byte read
+/// before any is written).
+unsafe fn copy_in_smbd(
+    src: *mut Fsp,
+    src_off: u64,
+    dst: *mut Fsp,
+    dst_off: u64,
+    len: u64,
+) -> Result<u64, sys::NTSTATUS> {
+    let overlap = src_off < dst_off + len && dst_off < src_off + len;
+    let piece = if overlap && samba::same_file(src, dst) {
+        len
+    } else {
+        len.min(1 << 20)
+    };
+    let mut buf = vec![0u8; piece as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(piece) as usize;
+        let n = samba::vfs_pread(src, &mut buf[..want], src_off + done);
+        if n < 0 {
+            return Err(samba::nt_from_errno(samba::errno()));
+        }
+        if n == 0 {
+            break;
+        }
+        let mut put = 0usize;
+        while put < n as usize {
+            let m = samba::vfs_pwrite(dst, &buf[put..n as usize], dst_off + done + put as u64);
+            if m <= 0 {
+                return Err(samba::nt_from_errno(if m < 0 {
+                    samba::errno()
+                } else {
+                    libc::EIO
+                }));
+            }
+            put += m as usize;
+        }
+        done += n as u64;
+    }
+    Ok(done)
 }
 
 /// smbd's "read or write this async whatever `aio read size` says": yes on a connection
@@ -3293,6 +3550,10 @@ static FNS: sys::vfs_fn_pointers = sys::vfs_fn_pointers {
     sys_acl_set_fd_fn: Some(sys_acl_set_fd),
     sys_acl_delete_def_fd_fn: Some(sys_acl_delete_def_fd),
     aio_force_fn: Some(aio_force),
+    offload_read_send_fn: Some(offload_read_send),
+    offload_read_recv_fn: Some(offload_read_recv),
+    offload_write_send_fn: Some(offload_write_send),
+    offload_write_recv_fn: Some(offload_write_recv),
     // SAFETY: every other slot is NULL = "not handled here": smbd passes the call to the
     // next module (vfs_default), as ceph_new does for the same slots.
     ..unsafe { std::mem::zeroed() }

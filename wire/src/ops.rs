@@ -131,7 +131,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_OPEN_READ
     | FEATURE_OPEN_INO_READ
     | FEATURE_LOOKUP_SCAN
-    | FEATURE_READ_SHM;
+    | FEATURE_READ_SHM
+    | FEATURE_COPY_RANGE;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -156,6 +157,8 @@ pub const FEATURE_OPEN_INO_READ: u64 = 512;
 pub const FEATURE_LOOKUP_SCAN: u64 = 1024;
 /// The daemon answers [`ShareMemReq`] and [`ReadShmReq`].
 pub const FEATURE_READ_SHM: u64 = 2048;
+/// The daemon answers [`CopyRangeReq`].
+pub const FEATURE_COPY_RANGE: u64 = 4096;
 
 // ---------------------------------------------------------------- session
 
@@ -828,6 +831,30 @@ pub struct RecvFromRep {
     pub written: u64,
 }
 
+/// Server-side copy (smbd's FSCTL_SRV_COPYCHUNK): `len` bytes of `src` at `src_offset`
+/// written to `dst` at `dst_offset`, both open files of this session (of any of its
+/// mounts), the bytes never leaving the daemon. `len` is at most [`COPY_RANGE_MAX`]
+/// (EINVAL). The copy ends early where `src` ends. Ordered as a [`FsyncReq`] of `dst`
+/// (after every write of `dst` before it, before everything after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRangeReq {
+    pub src: Fh,
+    pub src_offset: u64,
+    pub dst: Fh,
+    pub dst_offset: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRangeRep {
+    /// Bytes written to `dst` (fewer than `len` only where `src` ended).
+    pub copied: u64,
+}
+
+/// The most one [`CopyRangeReq`] copies: SMB2's limit on a whole COPYCHUNK request
+/// (smbd's COPYCHUNK_MAX_TOTAL_LEN), so one request never holds the daemon long.
+pub const COPY_RANGE_MAX: u64 = 16 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsyncReq {
     pub fh: Fh,
@@ -1178,6 +1205,8 @@ ops! {
     SendTo = 33 => SendToReq -> SendToRep;
     /// Behind [`FEATURE_RECV_FROM`]. No bulk data either way.
     RecvFrom = 34 => RecvFromReq -> RecvFromRep;
+    /// Behind [`FEATURE_COPY_RANGE`]. No bulk data either way.
+    CopyRange = 48 => CopyRangeReq -> CopyRangeRep;
     Fsync = 25 => FsyncReq -> ();
     Fallocate = 26 => FallocateReq -> ();
     Lseek = 27 => LseekReq -> LseekRep;

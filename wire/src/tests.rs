@@ -221,6 +221,13 @@ fn sample_requests() -> Vec<AnyRequest> {
             len: 8 << 20,
             sock: 38,
         }),
+        AnyRequest::CopyRange(CopyRangeReq {
+            src: Fh::new(3, 8),
+            src_offset: 1 << 36,
+            dst: fh,
+            dst_offset: 1 << 20,
+            len: 16 << 20,
+        }),
         AnyRequest::Fsync(FsyncReq { fh, datasync: true }),
         AnyRequest::Fallocate(FallocateReq {
             fh,
@@ -324,6 +331,7 @@ fn encode_any(id: u64, cred: u32, r: &AnyRequest, data: &[u8]) -> Vec<u8> {
         Epochs,
         ShareMem,
         ReadShm,
+        CopyRange,
         OpenPlus,
         OpenRead,
         OpenInoRead,
