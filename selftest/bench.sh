@@ -4,6 +4,8 @@
 #   meta    selftest/bench_meta.py    build-like small-file mix, latency p50/p99 per op
 #   stream  selftest/bench_stream.py  sequential 16 MiB writes/reads, MiB/s
 #   mds     selftest/bench_mds.py     MDS requests per SMB operation (not part of all)
+#   copy    selftest/bench_copy.py    copying a file within a share: server-side vs
+#           through the client, MiB/s (not part of all)
 #   all     both (default; ARGS go to both, so only the options they share: --shares,
 #           --user, --doc, --no-doc)
 # each on [cephrs], [cephnew] and [plain] in the same run, ratios cephrs/cephnew, results
@@ -24,9 +26,10 @@ case "$what" in
   meta)   exec "$VENV/bin/python" "$REPO/selftest/bench_meta.py" "$@" ;;
   stream) exec "$VENV/bin/python" "$REPO/selftest/bench_stream.py" "$@" ;;
   mds)    exec "$VENV/bin/python" "$REPO/selftest/bench_mds.py" "$@" ;;
+  copy)   exec "$VENV/bin/python" "$REPO/selftest/bench_copy.py" "$@" ;;
   all)    rc=0
           "$VENV/bin/python" "$REPO/selftest/bench_meta.py" "$@" || rc=1
           "$VENV/bin/python" "$REPO/selftest/bench_stream.py" "$@" || rc=1
           exit $rc ;;
-  *)      echo "usage: $0 [all|meta|stream|mds] [ARGS]" >&2; exit 2 ;;
+  *)      echo "usage: $0 [all|meta|stream|mds|copy] [ARGS]" >&2; exit 2 ;;
 esac
