@@ -2186,11 +2186,12 @@ unsafe fn copy_start(
     let (src_off, dst_off, len) = (src_off as u64, dst_off as u64, to_copy as u64);
     let src = samba::offload_source(token, fsctl, dst)?;
     // The source's size as its own user sees it (it may be of another tree connect);
-    // then back to the destination's, whose request this is.
-    if !samba::become_user_of(src) {
-        return Err(samba::NT_STATUS_ACCESS_DENIED);
-    }
-    let size = samba::fsp_size(src);
+    // then back to the destination's, whose request this is, whatever happened.
+    let size = if samba::become_user_of(src) {
+        samba::fsp_size(src)
+    } else {
+        Err(samba::NT_STATUS_ACCESS_DENIED)
+    };
     if !samba::become_user_of(dst) {
         return Err(samba::NT_STATUS_INTERNAL_ERROR);
     }
