@@ -21,7 +21,6 @@ fastest copy ceph_new makes. Writes its section of docs/bench.md (--doc) and a J
 import argparse
 import hashlib
 import json
-import logging
 import os
 import re
 import statistics
@@ -159,19 +158,12 @@ def report(results, a, info, elapsed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shares", default="cephrs,cephnew,plain")
     ap.add_argument("--size", type=B.parse_size, default=64 * B.MiB)
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--user", default="rsuser1", choices=sorted(B.USERS))
-    ap.add_argument("--doc", default=os.path.join(B.REPO, "docs", "bench.md"))
-    ap.add_argument("--no-doc", action="store_true")
-    ap.add_argument("--json-out")
+    B.bench_args(ap, "cephrs,cephnew,plain")
     a = ap.parse_args()
-    logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
+    shares = B.bench_shares(ap, a)
     import smbclient as sc
-    shares = [s.strip() for s in a.shares.split(",") if s.strip()]
-    if any(s not in B.SHARES for s in shares):
-        ap.error(f"shares must be among {B.SHARES}")
     if any(s != "plain" for s in shares):
         ok, msg = B.ceph_space_check(a.size * 3 * len(shares))
         if not ok:

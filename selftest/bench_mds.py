@@ -73,22 +73,15 @@ def plan_of(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shares", default="cephrs,cephnew")
     ap.add_argument("--dirs", type=int, default=4)
     ap.add_argument("--files", type=int, default=100)
     ap.add_argument("--ops", type=int, default=200, help="operations of each type per share")
-    ap.add_argument("--user", default="rsuser1", choices=sorted(B.USERS))
     ap.add_argument("--timeout", type=float, default=60)
-    ap.add_argument("--doc", default=os.path.join(B.REPO, "docs", "bench.md"))
-    ap.add_argument("--no-doc", action="store_true")
+    B.bench_args(ap, "cephrs,cephnew", json_out=False)
     a = ap.parse_args()
     # ShareRun reads these of bench_meta's arguments
     a.min_size, a.max_size = 1024, 8192
-    import logging
-    logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
-    shares = [s.strip() for s in a.shares.split(",") if s.strip()]
-    if any(s not in ("cephrs", "cephnew") for s in shares):
-        ap.error("shares must be among cephrs, cephnew (the MDS counts only CephFS shares)")
+    shares = B.bench_shares(ap, a, ("cephrs", "cephnew"), " (the MDS counts only CephFS shares)")
     asok = mds_asok()
     info = B.sysinfo()
     t0 = time.time()

@@ -232,7 +232,6 @@ def report(results, a, info, elapsed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shares", default="cephrs,cephnew,plain")
     ap.add_argument("--dirs", type=int, default=20)
     ap.add_argument("--files", type=int, default=100, help="files per directory")
     ap.add_argument("--min-size", type=int, default=1024)
@@ -241,17 +240,10 @@ def main():
     ap.add_argument("--mix", default=DEFAULT_MIX)
     ap.add_argument("--rounds", type=int, default=6, help="alternating slices per share")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--user", default="rsuser1", choices=sorted(B.USERS))
     ap.add_argument("--timeout", type=float, default=60)
-    ap.add_argument("--doc", default=os.path.join(B.REPO, "docs", "bench.md"))
-    ap.add_argument("--no-doc", action="store_true")
-    ap.add_argument("--json-out")
+    B.bench_args(ap, "cephrs,cephnew,plain")
     a = ap.parse_args()
-    import logging
-    logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
-    shares = [s.strip() for s in a.shares.split(",") if s.strip()]
-    if any(s not in B.SHARES for s in shares):
-        ap.error(f"shares must be among {B.SHARES}")
+    shares = B.bench_shares(ap, a)
     info = B.sysinfo()
     t0 = time.time()
     cpu0 = B.cpu_ticks()

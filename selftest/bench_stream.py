@@ -279,7 +279,6 @@ def report(results, a, depths, info, elapsed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shares", default="cephrs,cephrs_rf,cephnew,plain")
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--file-size", type=B.parse_size, default=16 * B.MiB)
@@ -290,17 +289,10 @@ def main():
                     help="do not read the files a second time through a new connection")
     ap.add_argument("--no-smbclient", action="store_true",
                     help="do not move the files with smbclient as well")
-    ap.add_argument("--user", default="rsuser1", choices=sorted(B.USERS))
     ap.add_argument("--timeout", type=float, default=120)
-    ap.add_argument("--doc", default=os.path.join(B.REPO, "docs", "bench.md"))
-    ap.add_argument("--no-doc", action="store_true")
-    ap.add_argument("--json-out")
+    B.bench_args(ap, "cephrs,cephrs_rf,cephnew,plain")
     a = ap.parse_args()
-    import logging
-    logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
-    shares = [s.strip() for s in a.shares.split(",") if s.strip()]
-    if any(s not in B.ALL_SHARES for s in shares):
-        ap.error(f"shares must be among {B.ALL_SHARES}")
+    shares = B.bench_shares(ap, a, B.ALL_SHARES)
     depths = [int(x) for x in a.depths.split(",") if x.strip()]
     if any(s != "plain" for s in shares):
         ok, msg = B.ceph_space_check(a.files * a.file_size * 2)

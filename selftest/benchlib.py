@@ -883,6 +883,28 @@ def sysinfo_md(info):
             f"libcephfsd {info['libcephfsd']}; Python {info['python']}, smbprotocol {info['smbprotocol']}\n")
 
 
+def bench_args(ap, shares, json_out=True):
+    """The options every benchmark has: --shares (default `shares`), --user, --doc,
+    --no-doc and (unless not `json_out`) --json-out."""
+    ap.add_argument("--shares", default=shares)
+    ap.add_argument("--user", default="rsuser1", choices=sorted(USERS))
+    ap.add_argument("--doc", default=os.path.join(REPO, "docs", "bench.md"))
+    ap.add_argument("--no-doc", action="store_true")
+    if json_out:
+        ap.add_argument("--json-out")
+
+
+def bench_shares(ap, a, allowed=SHARES, why=""):
+    """The shares of --shares, each one of `allowed` (else a usage error, `why` added);
+    and smbprotocol's logging quieted for the run."""
+    import logging
+    logging.getLogger("smbprotocol").setLevel(logging.CRITICAL)
+    shares = [s.strip() for s in a.shares.split(",") if s.strip()]
+    if any(s not in allowed for s in shares):
+        ap.error(f"shares must be among {', '.join(allowed)}{why}")
+    return shares
+
+
 def update_doc_section(path, name, body, title):
     """Replace (or append) the section between <!-- name:begin --> and <!-- name:end -->."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

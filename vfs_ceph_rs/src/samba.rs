@@ -703,6 +703,44 @@ pub unsafe fn req_nt_error(req: *mut TeventReq) -> Option<sys::NTSTATUS> {
     sys::tevent_req_is_nterror(req, &mut st).then_some(st)
 }
 
+/// Finish a request of an NTSTATUS `_recv` now: with `res`'s value (which `keep` puts
+/// in its state) or error, delivered from the event loop (`tevent_req_post`).
+///
+/// # Safety
+/// `req`, `ev` are live; `req` is in progress.
+pub unsafe fn req_finish_nt<T>(
+    req: *mut TeventReq,
+    ev: *mut TeventCtx,
+    res: Result<T, sys::NTSTATUS>,
+    keep: impl FnOnce(T),
+) -> *mut TeventReq {
+    match res {
+        Ok(v) => {
+            keep(v);
+            req_done(req);
+        }
+        Err(st) => req_nterror(req, st),
+    }
+    req_post(req, ev)
+}
+
+/// The `_recv` of a request that finished with an NTSTATUS: its error, or NT_STATUS_OK
+/// after `take` (which hands its results out); the request is received either way.
+///
+/// # Safety
+/// `req` is live and finished.
+pub unsafe fn req_recv_nt(req: *mut TeventReq, take: impl FnOnce()) -> sys::NTSTATUS {
+    let res = match req_nt_error(req) {
+        Some(st) => st,
+        None => {
+            take();
+            NT_STATUS_OK
+        }
+    };
+    req_received(req);
+    res
+}
+
 /// A readable-fd watch on `ev`.
 ///
 /// # Safety

@@ -2067,14 +2067,9 @@ unsafe extern "C" fn offload_read_send(
     } else {
         Err(samba::NT_STATUS_INVALID_DEVICE_REQUEST)
     };
-    match token {
-        Ok(t) => {
-            samba::req_state::<TokenState>(req).token = t;
-            samba::req_done(req);
-        }
-        Err(st) => samba::req_nterror(req, st),
-    }
-    samba::req_post(req, ev)
+    samba::req_finish_nt(req, ev, token, |t| {
+        samba::req_state::<TokenState>(req).token = t
+    })
 }
 
 unsafe extern "C" fn offload_read_recv(
@@ -2085,17 +2080,14 @@ unsafe extern "C" fn offload_read_recv(
     xferlen: *mut u64,
     token: *mut sys::DATA_BLOB,
 ) -> sys::NTSTATUS {
-    if let Some(st) = samba::req_nt_error(req) {
-        samba::req_received(req);
-        return st;
-    }
-    let t = samba::req_state::<TokenState>(req).token;
-    *flags = 0;
-    *xferlen = 0;
-    (*token).length = t.length;
-    (*token).data = sys::_talloc_steal_loc(mem_ctx as _, t.data as _, c"vfs_ceph_rs".as_ptr()) as _;
-    samba::req_received(req);
-    samba::NT_STATUS_OK
+    samba::req_recv_nt(req, || {
+        let t = samba::req_state::<TokenState>(req).token;
+        *flags = 0;
+        *xferlen = 0;
+        (*token).length = t.length;
+        (*token).data =
+            sys::_talloc_steal_loc(mem_ctx as _, t.data as _, c"vfs_ceph_rs".as_ptr()) as _;
+    })
 }
 
 /// FSCTL_SRV_COPYCHUNK(_WRITE): copy `to_copy` bytes of the file `token` names at
@@ -2120,19 +2112,18 @@ unsafe extern "C" fn offload_write_send(
     let Some(req) = samba::req_create(mem_ctx as _, st) else {
         return std::ptr::null_mut();
     };
-    match copy_start(h, req, ev, fsctl, token, src_off, dst, dst_off, to_copy) {
+    let done = match copy_start(h, req, ev, fsctl, token, src_off, dst, dst_off, to_copy) {
         Ok(Copying::AtDaemon(rid)) => {
             samba::req_state::<AioState>(req).rid = rid;
             samba::req_set_cleanup(req, aio_cleanup);
             return req;
         }
-        Ok(Copying::Done(n)) => {
-            samba::req_state::<AioState>(req).ret = n as isize;
-            samba::req_done(req);
-        }
-        Err(st) => samba::req_nterror(req, st),
-    }
-    samba::req_post(req, ev)
+        Ok(Copying::Done(n)) => Ok(n),
+        Err(st) => Err(st),
+    };
+    samba::req_finish_nt(req, ev, done, |n| {
+        samba::req_state::<AioState>(req).ret = n as isize
+    })
 }
 
 unsafe extern "C" fn offload_write_recv(
@@ -2140,15 +2131,9 @@ unsafe extern "C" fn offload_write_recv(
     req: *mut TeventReq,
     copied: *mut libc::off_t,
 ) -> sys::NTSTATUS {
-    let res = match samba::req_nt_error(req) {
-        Some(st) => st,
-        None => {
-            *copied = samba::req_state::<AioState>(req).ret as libc::off_t;
-            samba::NT_STATUS_OK
-        }
-    };
-    samba::req_received(req);
-    res
+    samba::req_recv_nt(req, || {
+        *copied = samba::req_state::<AioState>(req).ret as libc::off_t
+    })
 }
 
 enum Copying {
