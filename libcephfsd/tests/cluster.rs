@@ -4479,9 +4479,9 @@ fn copy_range_copies_inside_the_daemon() {
     let content: Vec<u8> = (0..(3 << 20) + 5u32)
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect();
-    let src = s.file(s.dir, "src", 0o644, &content);
+    let src_ino = s.file(s.dir, "src", 0o644, &content).ino;
     let src = s.ok(&OpenInoReq {
-        ino: src.ino,
+        ino: src_ino,
         flags: O_RDWR,
     });
     let dst = s.create(s.dir, "dst", 0o644);
@@ -4552,6 +4552,31 @@ fn copy_range_copies_inside_the_daemon() {
     };
     assert_eq!(s.call(&unknown).unwrap_err(), Errno::EBADF);
     assert_eq!(s.ok(&FGetAttrReq { fh: dst.fh }).size, size_before);
+
+    // A handle opened for reading only is no destination, one opened for writing only no
+    // source (libcephfs: EBADF), and nothing is written.
+    let ro = s.ok(&OpenInoReq {
+        ino: dst.ino,
+        flags: O_RDONLY,
+    });
+    let wo = s.ok(&OpenInoReq {
+        ino: src_ino,
+        flags: O_WRONLY,
+    });
+    for (from, to) in [(src.fh, ro.fh), (wo.fh, dst.fh)] {
+        let req = CopyRangeReq {
+            src: from,
+            src_offset: 0,
+            dst: to,
+            dst_offset: 0,
+            len: 4096,
+        };
+        assert_eq!(s.call(&req).unwrap_err(), Errno::EBADF);
+    }
+    s.ok(&CloseReq { fh: ro.fh });
+    s.ok(&CloseReq { fh: wo.fh });
+    assert_eq!(s.ok(&FGetAttrReq { fh: dst.fh }).size, size_before);
+    assert_eq!(s.read(dst.fh, 0, 10), content[n as usize - 10..]);
 
     // Another session's handles are EBADF, as source or destination.
     let mut b = Share::attach(&d, "copy-b", &s.dir_name);
