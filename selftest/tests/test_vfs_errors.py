@@ -464,3 +464,63 @@ def test_recvfile_takes_the_bytes_off_the_socket_or_the_module_does(unique, tmp_
         assert counts.get("Write", 0) >= 2, counts
     finally:
         restart_daemon()
+
+
+def test_a_daemon_restart_during_a_server_side_copy_fails_that_copy_cleanly(unique):
+    """A libcephfsd restart while it copies a file for a client (CopyRange, from
+    FSCTL_SRV_COPYCHUNK_WRITE): that copy fails with an SMB error, not a hang or a dead
+    smbd, and the next copy works, byte for byte."""
+    import hashlib
+    import threading
+    import smbclient as sc
+    kw = dict(username="rsuser1", password=USERS["rsuser1"], port=SMB_PORT)
+
+    def unc(name):
+        return rf"\\127.0.0.1\cephrs\{unique}.{name}"
+
+    parent = smbd_parent_pid()
+    digest = hashlib.sha256()
+    with sc.open_file(unc("src"), "wb", **kw) as f:
+        for _ in range(512):
+            piece = os.urandom(1 << 20)
+            digest.update(piece)
+            f.write(piece)
+    before = op_counts().get("CopyRange", 0)
+    outcome = {}
+
+    def copy():
+        try:
+            sc.copyfile(unc("src"), unc("dst"), **kw)
+            outcome["result"] = "copied"
+        except Exception as e:  # noqa: BLE001 - the outcome is what is checked
+            outcome["result"] = e
+
+    t = threading.Thread(target=copy)
+    t.start()
+    deadline = time.time() + 30
+    while op_counts().get("CopyRange", 0) == before and time.time() < deadline:
+        time.sleep(0.01)
+    assert op_counts().get("CopyRange", 0) > before, "the copy never reached the daemon"
+    r = subprocess.run(["bash", f"{REPO}/selftest/env.sh", "restart-daemon"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "CEPH_RS_NO_BUILD": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    t.join(60)
+    assert not t.is_alive(), "the copy hung"
+    err = outcome["result"]
+    assert err != "copied", "the copy ended before the restart: nothing was tested"
+    assert "STATUS_" in str(err) or ": 0xc0" in str(err), err
+    assert parent == smbd_parent_pid()
+    sc.reset_connection_cache()
+    sc.copyfile(unc("src"), unc("dst2"), **kw)
+    got = hashlib.sha256()
+    with sc.open_file(unc("dst2"), "rb", **kw) as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            got.update(piece)
+    assert got.digest() == digest.digest()
+    for name in ("src", "dst", "dst2"):
+        try:
+            sc.remove(unc(name), **kw)
+        except Exception:  # noqa: BLE001 - dst may not exist
+            pass
+    sc.reset_connection_cache()
