@@ -2112,7 +2112,15 @@ unsafe extern "C" fn offload_write_send(
     let Some(req) = samba::req_create(mem_ctx as _, st) else {
         return std::ptr::null_mut();
     };
-    let done = match copy_start(h, req, ev, fsctl, token, src_off, dst, dst_off, to_copy) {
+    let ask = CopyAsk {
+        fsctl,
+        token,
+        src_off,
+        dst,
+        dst_off,
+        to_copy,
+    };
+    let done = match copy_start(h, req, ev, ask) {
         Ok(Copying::AtDaemon(rid)) => {
             samba::req_state::<AioState>(req).rid = rid;
             samba::req_set_cleanup(req, aio_cleanup);
@@ -2143,18 +2151,32 @@ enum Copying {
     Done(u64),
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn copy_start(
-    h: *mut Handle,
-    req: *mut TeventReq,
-    ev: *mut TeventCtx,
+/// What smbd's offload_write asks: `to_copy` bytes of the file `token` names, at
+/// `src_off`, into `dst` at `dst_off`.
+#[derive(Clone, Copy)]
+struct CopyAsk {
     fsctl: u32,
     token: *mut sys::DATA_BLOB,
     src_off: libc::off_t,
     dst: *mut Fsp,
     dst_off: libc::off_t,
     to_copy: libc::off_t,
+}
+
+unsafe fn copy_start(
+    h: *mut Handle,
+    req: *mut TeventReq,
+    ev: *mut TeventCtx,
+    ask: CopyAsk,
 ) -> Result<Copying, sys::NTSTATUS> {
+    let CopyAsk {
+        fsctl,
+        token,
+        src_off,
+        dst,
+        dst_off,
+        to_copy,
+    } = ask;
     match fsctl {
         sys::FSCTL_SRV_COPYCHUNK | sys::FSCTL_SRV_COPYCHUNK_WRITE => {}
         sys::FSCTL_DUP_EXTENTS_TO_FILE => return Err(samba::NT_STATUS_NOT_SUPPORTED),
