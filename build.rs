@@ -122,6 +122,7 @@ fn main() {
         .allowlist_function("lp_msdfs_shuffle_referrals")
         .allowlist_function("map_nt_error_from_unix")
         .allowlist_function("vfs_stat_fsp")
+        .allowlist_function("vfs_pwrite_data")
         .allowlist_function("vfs_offload_token_.*")
         .allowlist_function("change_to_user_and_service_by_fsp")
         .allowlist_function("set_create_timespec_ea")

@@ -1603,7 +1603,7 @@ fn copy_range(s: &Session, p: &UserPerm, r: CopyRangeReq) -> R<CopyRangeRep> {
             ),
         ));
     }
-    let overlap = r.src_offset < r.dst_offset + r.len && r.dst_offset < r.src_offset + r.len;
+    let overlap = copy_ranges_overlap(r.src_offset, r.dst_offset, r.len);
     let piece = if overlap && src.inode().number(p)? == dst.inode().number(p)? {
         r.len
     } else {

@@ -581,13 +581,15 @@ pub unsafe fn vfs_pread(fsp: *mut sys::files_struct, buf: &mut [u8], off: u64) -
     )
 }
 
-/// `pwrite` of `fsp` through its share's whole VFS stack (SMB_VFS_PWRITE).
+/// All of `buf` written to `fsp` at `off` through its share's whole VFS stack
+/// (smbd's vfs_pwrite_data: SMB_VFS_PWRITE until done); fewer bytes only when a
+/// pwrite wrote none, -1 with errno on an error.
 ///
 /// # Safety
 /// `fsp` is a live open files_struct.
-pub unsafe fn vfs_pwrite(fsp: *mut sys::files_struct, buf: &[u8], off: u64) -> isize {
-    sys::smb_vfs_call_pwrite(
-        (*(*fsp).conn).vfs_handles,
+pub unsafe fn vfs_pwrite_data(fsp: *mut sys::files_struct, buf: &[u8], off: u64) -> isize {
+    sys::vfs_pwrite_data(
+        std::ptr::null_mut(),
         fsp,
         buf.as_ptr().cast(),
         buf.len(),

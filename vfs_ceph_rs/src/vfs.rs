@@ -2247,8 +2247,7 @@ unsafe fn copy_in_smbd(
     dst_off: u64,
     len: u64,
 ) -> Result<u64, sys::NTSTATUS> {
-    let overlap = src_off < dst_off + len && dst_off < src_off + len;
-    let piece = if overlap && samba::same_file(src, dst) {
+    let piece = if copy_ranges_overlap(src_off, dst_off, len) && samba::same_file(src, dst) {
         len
     } else {
         len.min(1 << 20)
@@ -2264,17 +2263,14 @@ unsafe fn copy_in_smbd(
         if n == 0 {
             break;
         }
-        let mut put = 0usize;
-        while put < n as usize {
-            let m = samba::vfs_pwrite(dst, &buf[put..n as usize], dst_off + done + put as u64);
-            if m <= 0 {
-                return Err(samba::nt_from_errno(if m < 0 {
-                    samba::errno()
-                } else {
-                    libc::EIO
-                }));
-            }
-            put += m as usize;
+        // All of it, or an error (a pwrite that wrote nothing is EIO).
+        let m = samba::vfs_pwrite_data(dst, &buf[..n as usize], dst_off + done);
+        if m < n {
+            return Err(samba::nt_from_errno(if m < 0 {
+                samba::errno()
+            } else {
+                libc::EIO
+            }));
         }
         done += n as u64;
     }

@@ -851,6 +851,13 @@ pub struct CopyRangeRep {
     pub copied: u64,
 }
 
+/// Whether a copy's source and destination ranges overlap (were they of one file, every
+/// byte must be read before any is written, as in a copy through a client). Offsets
+/// plus `len` must not overflow (both sides check that first).
+pub fn copy_ranges_overlap(src_offset: u64, dst_offset: u64, len: u64) -> bool {
+    src_offset < dst_offset + len && dst_offset < src_offset + len
+}
+
 /// The most one [`CopyRangeReq`] copies: SMB2's limit on a whole COPYCHUNK request
 /// (smbd's COPYCHUNK_MAX_TOTAL_LEN), so one request never holds the daemon long.
 pub const COPY_RANGE_MAX: u64 = 16 << 20;
