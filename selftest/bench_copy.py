@@ -20,7 +20,6 @@ fastest copy ceph_new makes. Writes its section of docs/bench.md (--doc) and a J
 """
 import argparse
 import hashlib
-import json
 import os
 import re
 import statistics
@@ -197,15 +196,8 @@ def main():
     body, table, ratios = report(results, a, info, time.time() - t0)
     print()
     print(table)
-    line = json.dumps({"tool": "bench_copy", "date": info["date"], "results": results,
-                       "ratios_cephrs_cephnew": ratios}, sort_keys=True)
-    print(line)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            f.write(line + "\n")
-    if not a.no_doc:
-        B.update_doc_section(a.doc, "bench_copy", body, "Benchmarks: ceph_rs vs ceph_new (vs a local disk)")
-        print(f"bench_copy: wrote its section of {a.doc}")
+    B.bench_output(a, "bench_copy", {"date": info["date"], "results": results,
+                                     "ratios_cephrs_cephnew": ratios}, body)
     bad = any(r["failed"] or r["integrity_errors"] for r in results.values())
     return 1 if bad else 0
 

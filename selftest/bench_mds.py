@@ -148,10 +148,7 @@ def main():
             f"so is the OpenInoRead of a read). "
             f"Run took {time.time() - t0:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")
-    print(json.dumps({"tool": "bench_mds", "date": info["date"], "results": results}, sort_keys=True))
-    if not a.no_doc:
-        B.update_doc_section(a.doc, "bench_mds", body, "Benchmarks: ceph_rs vs ceph_new (vs a local disk)")
-        print(f"bench_mds: wrote its section of {a.doc}")
+    B.bench_output(a, "bench_mds", {"date": info["date"], "results": results}, body)
     bad = any(r["stats"]["integrity_errors"] or any(o["errors"] for o in r["stats"]["ops"].values())
               for r in results.values())
     return 1 if bad else 0

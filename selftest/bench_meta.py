@@ -276,19 +276,12 @@ def main():
     body, table = report(results, a, info, time.time() - t0)
     print()
     print(table)
-    res = {"tool": "bench_meta", "date": info["date"], "results": results,
+    res = {"date": info["date"], "results": results,
            "ratios_cephrs_cephnew": {op: {q: ratio(results["cephrs"]["ops"][op][q], results["cephnew"]["ops"][op][q])
                                           for q in ("p50_ms", "p99_ms")} for op in OPS}
            if "cephrs" in results and "cephnew" in results else None}
     res["cpu_use"] = info["cpu_use"]
-    line = json.dumps(res, sort_keys=True)
-    print(line)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            f.write(line + "\n")
-    if not a.no_doc:
-        B.update_doc_section(a.doc, "bench_meta", body, "Benchmarks: ceph_rs vs ceph_new (vs a local disk)")
-        print(f"bench_meta: wrote its section of {a.doc}")
+    B.bench_output(a, "bench_meta", res, body)
     bad = any(r["failed"] or r["integrity_errors"] or any(o["errors"] for o in r["ops"].values())
               for r in results.values())
     return 1 if bad else 0

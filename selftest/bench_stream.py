@@ -340,17 +340,10 @@ def main():
     body, table, rows = report(results, a, depths, info, time.time() - t0)
     print()
     print(table)
-    line = json.dumps({"tool": "bench_stream", "date": info["date"], "results": results,
-                       "cpu_use": info["cpu_use"],
-                       "ratios_cephrs_cephnew": rows.get("cephrs", {}),
-                       "ratios_cephrs_rf_cephnew": rows.get("cephrs_rf", {})}, sort_keys=True)
-    print(line)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            f.write(line + "\n")
-    if not a.no_doc:
-        B.update_doc_section(a.doc, "bench_stream", body, "Benchmarks: ceph_rs vs ceph_new (vs a local disk)")
-        print(f"bench_stream: wrote its section of {a.doc}")
+    B.bench_output(a, "bench_stream", {"date": info["date"], "results": results,
+                                       "cpu_use": info["cpu_use"],
+                                       "ratios_cephrs_cephnew": rows.get("cephrs", {}),
+                                       "ratios_cephrs_rf_cephnew": rows.get("cephrs_rf", {})}, body)
     bad = any(r["failed"] or r["errors"] or r["integrity_errors"] for r in results.values())
     return 1 if bad else 0
 

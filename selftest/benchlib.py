@@ -14,6 +14,7 @@ bench_meta.py, bench_stream.py):
 Run with the venv python (/var/cache/ceph_rs/venv/bin/python).
 """
 import hashlib
+import json
 import os
 import platform
 import random
@@ -699,7 +700,6 @@ def smbd_children_for(client_ports, parent=None):
 # --------------------------------------------------------------------------- ceph space
 def ceph_df():
     """{'total', 'used', 'avail', 'data_max_avail'} in bytes from `ceph df`, or None."""
-    import json
     try:
         r = subprocess.run(["ceph", "-c", CEPH_CONF, "--connect-timeout", "15", "df", "-f", "json"],
                            capture_output=True, text=True, timeout=60)
@@ -903,6 +903,23 @@ def bench_shares(ap, a, allowed=SHARES, why=""):
     if any(s not in allowed for s in shares):
         ap.error(f"shares must be among {', '.join(allowed)}{why}")
     return shares
+
+
+DOC_TITLE = "Benchmarks: ceph_rs vs ceph_new (vs a local disk)"
+
+
+def bench_output(a, tool, record, body):
+    """A benchmark's results out: `record` (with "tool": `tool`) as one JSON line on
+    stdout and in --json-out when given; `body` as the section `tool` of --doc unless
+    --no-doc."""
+    line = json.dumps({"tool": tool, **record}, sort_keys=True)
+    print(line)
+    if getattr(a, "json_out", None):
+        with open(a.json_out, "w") as f:
+            f.write(line + "\n")
+    if not a.no_doc:
+        update_doc_section(a.doc, tool, body, DOC_TITLE)
+        print(f"{tool}: wrote its section of {a.doc}")
 
 
 def update_doc_section(path, name, body, title):
