@@ -291,6 +291,51 @@ def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(uniqu
     smbclient("cephrs", f"del {unique}")
 
 
+def test_large_writes_keep_smbds_heap_until_the_connection_goes_quiet(unique, tmp_path):
+    """smbd receives a large WRITE (8 MiB with smbclient) into a buffer of its own and
+    frees it after the reply; several are in flight at once. With glibc's own thresholds
+    the end of a burst gave that heap back and the next WRITEs were received into fresh
+    pages (a fifth of smbd's time on signed 8 MiB puts, in page faults and the heap's
+    shrinking). A large WRITE now keeps the heap as a large async read does
+    (vfs_ceph_rs/src/heap.rs), and it goes back once the writes stop. The bytes are
+    right."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import benchlib as B
+    from conftest import smbd_children
+
+    out = f"{STATE}/smb/smbd.out"
+    data = os.urandom(40 << 20)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    before = set(smbd_children())
+    # Signed: smbd receives every WRITE into its buffer (no recvfile on this smbd anyway).
+    sc = B.Smbclient("cephrs", signed=True)
+    try:
+        child, = set(smbd_children()) - before
+        at = os.path.getsize(out)
+        held = []
+        for _ in range(3):
+            sc.transfer("put", str(src), unique)
+            held.append(heap_kib(child))
+        # The 8 MiB WRITE buffers stay on the heap from put to put.
+        assert min(held) >= 8 * 1024, f"smbd's heap after each put: {held} kB"
+        with open(out, errors="replace") as f:
+            f.seek(at)
+            assert "smbd keeps up to 64 MiB of freed heap" in f.read()
+        # Quiet for longer than heap::IDLE (2 s): given back (glibc alone kept a lone
+        # 8 MiB block for good).
+        deadline, now = time.time() + 6, heap_kib(child)
+        while now >= 4 * 1024 and time.time() < deadline:
+            time.sleep(0.25)
+            now = heap_kib(child)
+        assert now < 4 * 1024, f"smbd's heap {now} kB after the writes stopped (held {held})"
+        sc.transfer("get", unique, str(tmp_path / "back"))
+    finally:
+        sc.close()
+    assert (tmp_path / "back").read_bytes() == data
+    smbclient("cephrs", f"del {unique}")
+
+
 def maps_area(pid):
     """Whether the process maps a ceph_rs read area (vfs_ceph_rs/src/shm.rs)."""
     with open(f"/proc/{pid}/maps") as f:

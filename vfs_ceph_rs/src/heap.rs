@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! smbd's heap while this connection reads large blocks asynchronously (`pread_send`:
 //! libcephfsd places the bytes in smbd's own buffer, as for a signed or encrypted READ,
-//! or on a share with `aio read size` set).
+//! or on a share with `aio read size` set) or writes large blocks (from smbd's buffer).
 //!
 //! smbd allocates each READ's buffer (up to `smb2 max read`, 8 MiB) and frees it once the
 //! reply is out. Async, several are alive at once. glibc sizes its thresholds by the
@@ -12,7 +12,9 @@
 //! 1721-1936 with the heap kept). ceph_new reads synchronously, one buffer at a time, and
 //! stays below.
 //!
-//! So the first large async read makes this process keep blocks below [`KEEP_MMAP`] on
+//! WRITEs' buffers churned the same way ([`write`]).
+//!
+//! So the first large async read or write makes this process keep blocks below [`KEEP_MMAP`] on
 //! the heap and up to [`KEEP_TRIM`] bytes of freed heap (eight READs of smbd's largest),
 //! and a timer gives all freed heap back once no large read or write came for [`IDLE`]:
 //! an idle connection holds less than before (glibc kept up to two of its largest blocks:
@@ -53,6 +55,22 @@ thread_local! {
 
 /// An async READ of `n` bytes into smbd's buffer is about to be sent.
 pub fn async_read(n: usize) {
+    large(n, c"async_read");
+}
+
+/// A WRITE of `n` bytes out of smbd's buffer. smbd received it into a buffer of its
+/// own, allocated as the request came in and freed after the reply: with several large
+/// WRITEs in flight (smbclient's 8 MiB ones) the end of each burst crossed glibc's trim
+/// threshold as for READs, and the next WRITEs' bytes were received into fresh pages
+/// (`perf` of smbd during signed 8 MiB puts: ~20% of its time in page faults, their
+/// zeroing and the heap's shrinking, under recvmsg). So a large WRITE keeps the heap too.
+pub fn write(n: usize) {
+    large(n, c"write");
+}
+
+/// A read or write of `n` bytes: from [`LARGE`] on, keep the heap (the first time) and
+/// put off giving it back.
+fn large(n: usize, what: &std::ffi::CStr) {
     if n < LARGE {
         return;
     }
@@ -61,33 +79,20 @@ pub fn async_read(n: usize) {
         if !h.kept && !h.refused {
             if samba::malloc_keep(KEEP_MMAP, KEEP_TRIM) {
                 h.kept = true;
-                crate::log_at!(
-                    2,
-                    c"async_read",
-                    "ceph_rs: large async reads: smbd keeps up to {} MiB of freed heap for \
-                     their buffers, given back after {} s without one",
-                    KEEP_TRIM >> 20,
-                    IDLE.as_secs()
-                );
+                if samba::log_enabled(2) {
+                    let msg = format!(
+                        "ceph_rs: large reads or writes: smbd keeps up to {} MiB of freed \
+                         heap for their buffers, given back after {} s without one",
+                        KEEP_TRIM >> 20,
+                        IDLE.as_secs()
+                    );
+                    samba::log(2, what, &msg);
+                }
             } else {
                 h.refused = true;
-                crate::log_at!(1, c"async_read", "ceph_rs: glibc refused mallopt");
+                samba::log(1, what, "ceph_rs: glibc refused mallopt");
             }
         }
-        if h.kept {
-            busy(&mut h);
-        }
-    })
-}
-
-/// A WRITE of `n` bytes out of smbd's buffer: once the heap is kept, large writes also
-/// put off giving it back (their buffers come from the same heap).
-pub fn write(n: usize) {
-    if n < LARGE {
-        return;
-    }
-    HEAP.with(|h| {
-        let mut h = h.borrow_mut();
         if h.kept {
             busy(&mut h);
         }
