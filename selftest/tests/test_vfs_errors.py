@@ -240,6 +240,20 @@ def heap_kib(pid):
     return total
 
 
+def heap_kept_then_given_back(child, out, at, held, what):
+    """smbd's log (from offset `at`) says the module keeps the heap, and once the
+    connection is quiet for longer than heap::IDLE (2 s) the child's heap goes back
+    below 4 MiB (`held`: its kB while busy, for the message)."""
+    with open(out, errors="replace") as f:
+        f.seek(at)
+        assert "smbd keeps up to 64 MiB of freed heap" in f.read()
+    deadline, now = time.time() + 6, heap_kib(child)
+    while now >= 4 * 1024 and time.time() < deadline:
+        time.sleep(0.25)
+        now = heap_kib(child)
+    assert now < 4 * 1024, f"smbd's heap {now} kB after the {what} stopped (held {held})"
+
+
 def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(unique, tmp_path):
     """A signed READ's bytes are placed in smbd's own buffer (8 MiB with smbclient) by
     the daemon when no area is shared (ReadTo; here the daemon shares none:
@@ -274,15 +288,7 @@ def test_large_async_reads_keep_smbds_heap_until_the_connection_goes_quiet(uniqu
         # more were freed together, and kept a lone one for good).
         assert min(held) >= 8 * 1024 and held == sorted(held), \
             f"smbd's heap after each get: {held} kB"
-        with open(out, errors="replace") as f:
-            f.seek(at)
-            assert "smbd keeps up to 64 MiB of freed heap" in f.read()
-        # Quiet for longer than heap::IDLE (2 s): given back.
-        deadline, now = time.time() + 6, heap_kib(child)
-        while now >= 4 * 1024 and time.time() < deadline:
-            time.sleep(0.25)
-            now = heap_kib(child)
-        assert now < 4 * 1024, f"smbd's heap {now} kB after the reads stopped (held {held})"
+        heap_kept_then_given_back(child, out, at, held, "reads")
         sc.transfer("get", unique, str(tmp_path / "back"))
     finally:
         sc.close()
@@ -319,16 +325,8 @@ def test_large_writes_keep_smbds_heap_until_the_connection_goes_quiet(unique, tm
             held.append(heap_kib(child))
         # The 8 MiB WRITE buffers stay on the heap from put to put.
         assert min(held) >= 8 * 1024, f"smbd's heap after each put: {held} kB"
-        with open(out, errors="replace") as f:
-            f.seek(at)
-            assert "smbd keeps up to 64 MiB of freed heap" in f.read()
-        # Quiet for longer than heap::IDLE (2 s): given back (glibc alone kept a lone
-        # 8 MiB block for good).
-        deadline, now = time.time() + 6, heap_kib(child)
-        while now >= 4 * 1024 and time.time() < deadline:
-            time.sleep(0.25)
-            now = heap_kib(child)
-        assert now < 4 * 1024, f"smbd's heap {now} kB after the writes stopped (held {held})"
+        # (glibc alone kept a lone 8 MiB block for good)
+        heap_kept_then_given_back(child, out, at, held, "writes")
         sc.transfer("get", unique, str(tmp_path / "back"))
     finally:
         sc.close()

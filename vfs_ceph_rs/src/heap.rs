@@ -110,7 +110,7 @@ fn idle() {
         crate::log_at!(
             3,
             c"idle",
-            "ceph_rs: no large read for a while: freed heap given back"
+            "ceph_rs: no large read or write for a while: freed heap given back"
         );
     }
 }
