@@ -14,11 +14,11 @@
 //!
 //! WRITEs' buffers churned the same way ([`write`]).
 //!
-//! So the first large async read or write makes this process keep blocks below [`KEEP_MMAP`] on
-//! the heap and up to [`KEEP_TRIM`] bytes of freed heap (eight READs of smbd's largest),
-//! and a timer gives all freed heap back once no large read or write came for [`IDLE`]:
-//! an idle connection holds less than before (glibc kept up to two of its largest blocks:
-//! 8.7 MB of heap after signed gets, 0.5 MB now).
+//! So the first large async read or write makes this process keep blocks below
+//! [`KEEP_MMAP`] on the heap and up to [`KEEP_TRIM`] bytes of freed heap (eight READs of
+//! smbd's largest), and a timer gives all freed heap back once no large read or write
+//! came for [`IDLE`]: an idle connection holds less than before (glibc kept up to two of
+//! its largest blocks: 8.7 MB of heap after signed gets, 0.5 MB now).
 use crate::samba;
 use std::cell::RefCell;
 use std::time::Duration;
@@ -79,18 +79,17 @@ fn large(n: usize, what: &std::ffi::CStr) {
         if !h.kept && !h.refused {
             if samba::malloc_keep(KEEP_MMAP, KEEP_TRIM) {
                 h.kept = true;
-                if samba::log_enabled(2) {
-                    let msg = format!(
-                        "ceph_rs: large reads or writes: smbd keeps up to {} MiB of freed \
-                         heap for their buffers, given back after {} s without one",
-                        KEEP_TRIM >> 20,
-                        IDLE.as_secs()
-                    );
-                    samba::log(2, what, &msg);
-                }
+                crate::log_at!(
+                    2,
+                    what,
+                    "ceph_rs: large reads or writes: smbd keeps up to {} MiB of freed heap for \
+                     their buffers, given back after {} s without one",
+                    KEEP_TRIM >> 20,
+                    IDLE.as_secs()
+                );
             } else {
                 h.refused = true;
-                samba::log(1, what, "ceph_rs: glibc refused mallopt");
+                crate::log_at!(1, what, "ceph_rs: glibc refused mallopt");
             }
         }
         if h.kept {

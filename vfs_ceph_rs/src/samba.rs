@@ -50,10 +50,11 @@ pub fn log(level: i32, func: &CStr, msg: &str) {
     }
 }
 
-/// `log_at!(level, c"func", "fmt", args..)`: formats only when the level is enabled.
+/// `log_at!(level, c"func", "fmt", args..)`: formats only when the level is enabled
+/// (`func`: a `&CStr`, a literal or a caller's name passed on).
 #[macro_export]
 macro_rules! log_at {
-    ($lvl:expr, $func:literal, $($arg:tt)*) => {
+    ($lvl:expr, $func:expr, $($arg:tt)*) => {
         if $crate::samba::log_enabled($lvl) {
             $crate::samba::log($lvl, $func, &format!($($arg)*))
         }
