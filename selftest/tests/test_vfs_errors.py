@@ -426,9 +426,9 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
 
 def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, tmp_path):
     """Windows reads in 1 MiB READs and keeps several in flight (smbclient keeps 16 MiB
-    in flight whatever its READ size). The area has as many parts as fit in the largest
-    one the daemon maps (sixteen of 1 MiB), so each of those READs lands in it: none
-    goes as ReadTo (the daemon's two copies), the bytes right at every offset; and smbd
+    in flight whatever its READ size). Each of those READs lands in the area (past 4 MiB
+    in use a READ waits for a part to come back): none goes as ReadTo (the daemon's two
+    copies), the bytes right at every offset; and smbd
     sends no interim response (STATUS_PENDING) for them, as ceph_new's synchronous READs
     get none. Also with smbclient through the environment's 1 MiB smbd, signed and
     encrypted (smbd seals the reply in the lent pages), two connections at once."""
@@ -482,6 +482,83 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
             assert (tmp_path / f"{how}{i}").read_bytes() == data, f"{how}{i}"
     moved = reads(before, after)
     assert moved == {"ReadShm": 4 * size // chunk, "ReadTo": 0, "Read": 0}, moved
+    smbclient("cephrs", f"del {unique}")
+
+
+def area_pages(pid):
+    """(size, bytes of pages allocated) of the process's ceph_rs read area (a memfd:
+    st_blocks counts the pages its reads touched), or None."""
+    for fd in glob.glob(f"/proc/{pid}/fd/*"):
+        try:
+            if "memfd:ceph_rs-reads" in os.readlink(fd):
+                st = os.stat(fd)
+                return st.st_size, st.st_blocks * 512
+        except OSError:
+            pass
+    return None
+
+
+def test_reads_in_flight_past_four_mib_wait_for_a_part_of_the_area(unique, tmp_path):
+    """A client with sixteen 1 MiB READs in flight (smbclient's 16 MiB, Windows' size)
+    used to have each take a part of the area as smbd passed it on, so all 16 MiB of it
+    were touched, and a new area (after 10 s without large reads) cost the kernel 16 MiB
+    of fresh pages on the first file. Now reads past 4 MiB in the area wait in smbd for
+    a part to come back: every READ still lands in the area (no ReadTo), the bytes right,
+    and only four parts' pages are ever allocated. A client that stops taking its
+    replies holds its parts: after shm::WAIT_MAX (20 ms) a waiting read takes any free
+    part, so nothing hangs, and the file still arrives whole."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import hashlib
+    import benchlib as B
+    from conftest import smbd_children
+    from smbprotocol.open import CreateDisposition, CreateOptions
+
+    size, chunk, part = 16 << 20, 1 << 20, (1 << 20) + 4096
+    data = os.urandom(size)
+    kids = set(smbd_children())
+    c = B.Client("cephrs", sign=True)
+    c.connect()
+    try:
+        child, = set(smbd_children()) - kids
+        o = c.open(unique, B.FILE_ALL_ACCESS_RW, CreateDisposition.FILE_OVERWRITE_IF,
+                   CreateOptions.FILE_NON_DIRECTORY_FILE)
+        c.write_stream(o, size, chunk, 4, lambda off, n: data[off:off + n])
+        c.run("flush", o.flush(send=False))
+        for rnd in range(2):
+            before = op_counts()
+            got, bad = c.read_stream(o, size, chunk, 16,
+                                     lambda off, b: b == data[off:off + len(b)])
+            after = op_counts()
+            assert (got, bad) == (size, 0), (rnd, got, bad)
+            moved = {op: after.get(op, 0) - before.get(op, 0) for op in ("ReadShm", "ReadTo")}
+            assert moved == {"ReadShm": size // chunk, "ReadTo": 0}, (rnd, moved)
+            area, touched = area_pages(child)
+            assert area >= 16 * part, area
+            assert 0 < touched <= 4 * part, f"{touched} bytes of the area touched ({rnd})"
+        c.close_handle(o)
+    finally:
+        c.close()
+    # smbclient through the 1 MiB smbd, its output not read for 2 s: smbd cannot send,
+    # the parts stay lent, the READs after them wait and then take other parts.
+    out = f"{STATE}/smb-win/smbd.out"
+    at = os.path.getsize(out)
+    get = subprocess.Popen(
+        ["smbclient", "-p", str(SMB_WIN_PORT), "//127.0.0.1/cephrs", "-U",
+         f"rsuser1%{USERS['rsuser1']}", "--option=clientsigning=required", "-E",
+         "-c", f"get {unique} -"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        back = get.stdout.read()
+        assert get.wait(timeout=60) == 0
+    finally:
+        if get.poll() is None:
+            get.kill()
+    assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest(), len(back)
+    with open(out, errors="replace") as f:
+        f.seek(at)
+        log = f.read()
+    assert re.search(r"ceph_rs: a large read waited \d+ ms for a part of the shared area: "
+                     r"it takes any free one", log), log[-2000:]
     smbclient("cephrs", f"del {unique}")
 
 

@@ -81,6 +81,12 @@ pub struct Daemon {
     /// When the daemon last would not share one (no privilege, its bound reached, or
     /// no memfd here): no new try for [`SHM_RETRY`].
     shm_refused: Option<Instant>,
+    /// Async reads waiting for a part ([`shm_take_async`]), first come first, with the
+    /// identity each was asked as (smbd's current user changes between requests).
+    shm_waiting: VecDeque<(*mut TeventReq, Creds)>,
+    /// When a waiting read last started (or the first began to wait): see
+    /// [`crate::shm::WAIT_MAX`].
+    shm_wait_since: Instant,
     ev: *mut TeventCtx,
     fde: *mut sys::tevent_fd,
     imm: *mut sys::tevent_immediate,
@@ -88,6 +94,33 @@ pub struct Daemon {
 
 thread_local! {
     static DAEMONS: RefCell<Vec<Option<Daemon>>> = const { RefCell::new(Vec::new()) };
+    /// Some connection has reads waiting for a part of its area.
+    static SHM_WAITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// A zero-delay timer to start waiting reads is set ([`parts_returned`]).
+    static SHM_KICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The [`crate::shm::WAIT_MAX`] timer is set.
+    static SHM_TIMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Where a large read lands ([`shm_take_async`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// At this offset of the area shared with the daemon.
+    At(usize),
+    /// Not yet: the parts reads may use at once are all in use ([`shm_wait`]).
+    Wait,
+    /// Not in the area (ReadTo or Read).
+    No,
+}
+
+/// Who asks for a part: a synchronous read (never waits), a new async read (waits
+/// behind those already waiting), or the first waiting one (`lifted`: it waited long
+/// enough to take any free part, or none).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    Sync,
+    New,
+    Head { lifted: bool },
 }
 
 /// Connect (or reuse the live connection) to the daemon at `socket`. `spin`: how long a
@@ -144,6 +177,8 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
         shm_reads: 0,
         shm_lent: 0,
         shm_refused: None,
+        shm_waiting: VecDeque::new(),
+        shm_wait_since: Instant::now(),
         ev: std::ptr::null_mut(),
         fde: std::ptr::null_mut(),
         imm: std::ptr::null_mut(),
@@ -424,8 +459,29 @@ pub fn can_read_to(id: DaemonId) -> bool {
 }
 
 impl Daemon {
-    /// See [`shm_take`].
-    fn shm_take(&mut self, len: usize, buf: *const u8) -> Option<usize> {
+    /// See [`shm_take`] and [`shm_take_async`].
+    fn shm_take(&mut self, len: usize, buf: *const u8, how: Take) -> Part {
+        if how == Take::New && !self.shm_waiting.is_empty() {
+            return Part::Wait;
+        }
+        match self.shm_find(len, buf, how) {
+            Some(at) => Part::At(at),
+            None if how == Take::Sync || how == (Take::Head { lifted: true }) => Part::No,
+            None => match &self.shm {
+                // Only for the parts this area has: a part is in use, and comes back.
+                Some(a)
+                    if a.part_size() >= crate::shm::part_size_for(len)
+                        && self.shm_lost == 0
+                        && self.shm_busy != 0 =>
+                {
+                    Part::Wait
+                }
+                _ => Part::No,
+            },
+        }
+    }
+
+    fn shm_find(&mut self, len: usize, buf: *const u8, how: Take) -> Option<usize> {
         if !self.may_reach(FEATURE_READ_SHM) {
             return None;
         }
@@ -487,9 +543,43 @@ impl Daemon {
             }
         }
         let area = self.shm.as_ref()?;
-        let i = (0..area.slots()).find(|i| self.shm_busy & (1 << i) == 0)?;
+        let parts = match how {
+            Take::Head { lifted: true } => area.slots(),
+            _ => crate::shm::parts_at_once(area.part_size(), area.slots()),
+        };
+        let i = (0..parts).find(|i| self.shm_busy & (1 << i) == 0)?;
         self.shm_busy |= 1 << i;
         Some(crate::shm::landing(i, area.part_size(), buf))
+    }
+
+    /// The first waiting read, if it may start now: with its part (None: not in the
+    /// area), taken off the queue.
+    fn next_waiting(&mut self) -> Option<(*mut TeventReq, Creds, Option<usize>)> {
+        let (req, _) = self.shm_waiting.front()?;
+        // SAFETY: a waiting request is live (its cleanup takes it off the queue).
+        let (len, buf) = unsafe { crate::vfs::waiting_read(*req) };
+        let lifted = self.shm_wait_since.elapsed() >= crate::shm::WAIT_MAX;
+        let part = match self.shm_take(len, buf, Take::Head { lifted }) {
+            Part::At(at) => Some(at),
+            Part::No => None,
+            Part::Wait => return None,
+        };
+        if lifted {
+            crate::log_at!(
+                3,
+                c"shm",
+                "ceph_rs: a large read waited {} ms for a part of the shared area: it {}",
+                self.shm_wait_since.elapsed().as_millis(),
+                if part.is_some() {
+                    "takes any free one"
+                } else {
+                    "goes as ReadTo"
+                }
+            );
+        }
+        let (req, creds) = self.shm_waiting.pop_front()?;
+        self.shm_wait_since = Instant::now();
+        Some((req, creds, part))
     }
 
     /// The part of the area a read landing at `at` uses, as a bit.
@@ -548,18 +638,94 @@ impl Daemon {
 /// `buf` (see [`crate::shm`]), the area made or enlarged as needed: where in the area
 /// the read may land (at `buf`'s offset within a page); end the read with
 /// [`shm_finish`] or [`shm_lend`]. None: the daemon does not share one (no such feature,
-/// no privilege, its bound), this is not the process that connected, or every part is
-/// in use.
+/// no privilege, its bound), this is not the process that connected, or the parts reads
+/// use at once ([`crate::shm::parts_at_once`]) are in use.
 pub fn shm_take(id: DaemonId, len: usize, buf: *const u8) -> Option<usize> {
+    match take(id, len, buf, Take::Sync) {
+        Part::At(at) => Some(at),
+        _ => None,
+    }
+}
+
+/// As [`shm_take`], for an async read, which may wait for a part: [`Part::Wait`] when
+/// the parts reads use at once are in use (or other reads wait already); the read is
+/// then queued with [`shm_wait`].
+pub fn shm_take_async(id: DaemonId, len: usize, buf: *const u8) -> Part {
+    take(id, len, buf, Take::New)
+}
+
+fn take(id: DaemonId, len: usize, buf: *const u8, how: Take) -> Part {
     with(id, |d| {
-        let at = d.shm_take(len, buf);
+        let part = d.shm_take(len, buf, how);
         // The ShareMem call may have read async replies meanwhile.
         d.pump();
         d.kick(id);
-        Ok(at)
+        Ok(part)
     })
-    .ok()
-    .flatten()
+    .unwrap_or(Part::No)
+}
+
+/// Queue async read `req` (asked as `creds`) until a part of the area comes back; it
+/// is then started with [`crate::vfs::start_waiting_read`] from smbd's event loop. Its
+/// cleanup must call [`shm_unwait`].
+pub fn shm_wait(id: DaemonId, req: *mut TeventReq, creds: Creds) {
+    let _ = with(id, |d| {
+        if d.shm_waiting.is_empty() {
+            d.shm_wait_since = Instant::now();
+        }
+        d.shm_waiting.push_back((req, creds));
+        Ok(())
+    });
+    SHM_WAITING.set(true);
+    if !SHM_TIMED.get() {
+        SHM_TIMED.set(samba::run_after(crate::shm::WAIT_MAX, waiting_timed_out));
+    }
+}
+
+/// Take waiting read `req` off the queue (it is being freed).
+pub fn shm_unwait(id: DaemonId, req: *mut TeventReq) {
+    let _ = with(id, |d| {
+        d.shm_waiting.retain(|(r, _)| *r != req);
+        Ok(())
+    });
+}
+
+/// A part came back (a read finished, or smbd freed a buffer holding lent pages): start
+/// the reads waiting for one from the event loop (not from here: this may run inside
+/// smbd's talloc_free, or inside a request's cleanup).
+pub fn parts_returned() {
+    if SHM_WAITING.try_with(|w| w.get()).unwrap_or(false) && !SHM_KICKED.get() {
+        SHM_KICKED.set(samba::run_after(Duration::ZERO, waiting_kicked));
+    }
+}
+
+fn waiting_kicked() {
+    SHM_KICKED.set(false);
+    start_waiting();
+}
+
+fn waiting_timed_out() {
+    SHM_TIMED.set(false);
+    start_waiting();
+    if SHM_WAITING.get() && !SHM_TIMED.get() {
+        SHM_TIMED.set(samba::run_after(crate::shm::WAIT_MAX, waiting_timed_out));
+    }
+}
+
+/// Start every waiting read that may start now, first come first.
+fn start_waiting() {
+    let n = DAEMONS.with(|v| v.borrow().len());
+    let mut still = false;
+    for i in 0..n {
+        let id = DaemonId(i);
+        // No borrow is held while a read starts: a failed one completes at once.
+        while let Some((req, creds, part)) = with(id, |d| Ok(d.next_waiting())).ok().flatten() {
+            // SAFETY: taken off the queue just now, so still live.
+            unsafe { crate::vfs::start_waiting_read(req, &creds, part) };
+        }
+        still |= with(id, |d| Ok(!d.shm_waiting.is_empty())).unwrap_or(false);
+    }
+    SHM_WAITING.set(still);
 }
 
 /// The ReadShm whose part of the area is at `at` is over with `reply` (the bytes it
@@ -592,6 +758,7 @@ pub fn shm_finish(
         r
     });
     crate::shm::used();
+    parts_returned();
     r
 }
 

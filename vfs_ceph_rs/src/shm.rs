@@ -32,19 +32,40 @@ use std::time::Duration;
 pub const MIN_READ: usize = 1 << 20;
 /// ... up to this size (smbd's largest READ, `smb2 max read`).
 pub const MAX_READ: usize = 8 << 20;
-/// Reads that may land in an area at once (async READs in flight, and READs whose
-/// buffer holds lent pages; more go as ReadTo): as many parts as fit in the largest
-/// area the daemon maps ([`ceph_rs_wire::SHM_MAX_AREA`], 16 MiB and 64 KiB), at most
-/// this many. Each part is as large as the largest read so far (rounded up to a power
-/// of two), and a page more: a read lands at the same offset within a page as smbd's
-/// buffer, so that whole pages can be lent. So an 8 MiB READ (smbclient's) has 2 parts,
-/// a 1 MiB one (Windows') 16: a client keeps about as many bytes in flight whatever its
-/// READ size (smbclient 16 MiB), and a part left over as ReadTo costs the daemon two
-/// copies. Parts are taken lowest first, so only the pages of as many parts as were in
-/// use at once are ever touched.
+/// Parts an area has (async READs in flight, and READs whose buffer holds lent pages;
+/// more go as ReadTo): as many as fit in the largest area the daemon maps
+/// ([`ceph_rs_wire::SHM_MAX_AREA`], 16 MiB and 64 KiB), at most this many. Each part
+/// is as large as the largest read so far (rounded up to a power of two), and a page
+/// more: a read lands at the same offset within a page as smbd's buffer, so that whole
+/// pages can be lent. So an 8 MiB READ (smbclient's) has 2 parts, a 1 MiB one
+/// (Windows') 16. Reads use the first [`parts_at_once`] of them (4 MiB) and wait for
+/// one of those to come back; the others are for reads whose parts are held long (a
+/// client that does not take its replies, see [`WAIT_MAX`]). Parts are taken lowest
+/// first, so only the pages of as many parts as were in use at once are ever touched.
 pub const MAX_SLOTS: usize = 16;
 /// Lent only from this many bytes on (fewer are copied).
 const MIN_LEND: usize = 64 << 10;
+/// Bytes of reads one connection has in its area at once (in the daemon, or lent to
+/// smbd's buffers until they are sent): at least two parts. A read past them waits in
+/// smbd for a part to come back ([`crate::daemon::shm_take_async`]) instead of taking
+/// another one. A client keeps more in flight (smbclient 16 MiB, in 16 READs of Windows'
+/// 1 MiB) and smbd sent them all to the daemon at once, so each took a part of its own:
+/// the area's 16 MiB were all touched, and touching fresh memory is what a new area
+/// costs (the kernel allocates and zeroes each page on its first write: 9-12 ms for
+/// 16 MiB here against 1-2 ms to copy them once they exist). The daemon reads one
+/// file's requests one after the other anyway, and smbd sends each reply as it comes,
+/// so a few parts keep both busy.
+pub const AT_ONCE: usize = 4 << 20;
+/// A read waits for a part at most this long since the last one started: then it takes
+/// any free part, or goes as ReadTo. (A part may only come back after a later read: the
+/// reply of a compound request that holds it goes out once the whole chain is done.)
+pub const WAIT_MAX: Duration = Duration::from_millis(20);
+
+/// How many parts of `part` bytes (of an area of `slots`) reads use at once: see
+/// [`AT_ONCE`].
+pub fn parts_at_once(part: usize, slots: usize) -> usize {
+    (AT_ONCE / (part - page()).max(1)).max(2).min(slots)
+}
 
 /// The memory page size (4 KiB on x86-64; asked once).
 pub fn page() -> usize {
@@ -382,6 +403,7 @@ pub fn give_back(buf: usize, arg: [usize; 4], still_there: bool) {
     // (At exit, as smbd frees everything, the thread-locals may be gone already.)
     let _ = RETURNED.try_with(|r| r.borrow_mut().push((generation, at, !still_there)));
     let _ = QUIET.try_with(|q| q.borrow_mut().touch(IDLE, idle));
+    crate::daemon::parts_returned();
 }
 
 /// The parts of area `generation` that came back since the last call: (offset of the
@@ -532,17 +554,19 @@ mod tests {
     fn an_area_holds_as_many_reads_of_its_size_as_fit_in_the_largest_the_daemon_maps() {
         let max = ceph_rs_wire::SHM_MAX_AREA as usize;
         let mib = 1 << 20;
-        // (read size, part, parts): smbclient's 8 MiB, Windows' 1 MiB, and in between.
-        for (n, part, slots) in [
-            (8 * mib, 8 * mib + page(), 2),
-            (4 * mib + 1, 8 * mib + page(), 2),
-            (4 * mib, 4 * mib + page(), 4),
-            (2 * mib, 2 * mib + page(), 8),
-            (mib + 1, 2 * mib + page(), 8),
-            (mib, mib + page(), 16),
+        // (read size, part, parts, parts in use at once): smbclient's 8 MiB, Windows'
+        // 1 MiB, and in between; at least two at once, else 4 MiB of them.
+        for (n, part, slots, at_once) in [
+            (8 * mib, 8 * mib + page(), 2, 2),
+            (4 * mib + 1, 8 * mib + page(), 2, 2),
+            (4 * mib, 4 * mib + page(), 4, 2),
+            (2 * mib, 2 * mib + page(), 8, 2),
+            (mib + 1, 2 * mib + page(), 8, 2),
+            (mib, mib + page(), 16, 4),
         ] {
             let a = Area::for_reads(n).unwrap();
             assert_eq!((a.part_size(), a.slots()), (part, slots), "reads of {n}");
+            assert_eq!(parts_at_once(part, slots), at_once, "reads of {n}");
             assert!(a.len() <= max && a.len() == part * slots, "reads of {n}");
             // The last part holds a read landing at the last offset within a page.
             let at = landing(slots - 1, part, (page() - 1) as *const u8);

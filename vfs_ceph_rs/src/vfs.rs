@@ -1612,6 +1612,11 @@ struct AioState {
     offset: u64,
     /// Where a ReadShm's bytes land in the shared area.
     at: usize,
+    /// The share and file (a read that waits for a part of the area is sent later).
+    h: *mut Handle,
+    fsp: *mut Fsp,
+    /// A read waiting for a part of the area (queued in `daemon`, not yet sent).
+    waiting: bool,
 }
 
 impl AioState {
@@ -1637,12 +1642,19 @@ impl AioState {
             fh: Fh(0),
             offset,
             at: 0,
+            h: std::ptr::null_mut(),
+            fsp: std::ptr::null_mut(),
+            waiting: false,
         }
     }
 }
 
 unsafe extern "C" fn aio_cleanup(req: *mut TeventReq, _state: sys::tevent_req_state) {
     let st = samba::req_state::<AioState>(req);
+    if st.waiting {
+        st.waiting = false;
+        daemon::shm_unwait(st.daemon, req);
+    }
     if st.rid != 0 {
         let settle = matches!(
             st.kind,
@@ -1769,6 +1781,8 @@ unsafe fn aio_send<Q: Request>(
     let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
     let st = AioState {
         at,
+        h,
+        fsp,
         ..AioState::new(kind, d, buf, len, ev, offset)
     };
     let Some(req) = samba::req_create(mem_ctx, st) else {
@@ -1777,22 +1791,8 @@ unsafe fn aio_send<Q: Request>(
         }
         return std::ptr::null_mut();
     };
-    // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
-    // freed; aio_cleanup (run on either) releases the sink before that.
-    let sink = matches!(kind, AioKind::Read | AioKind::ReadTo).then(|| DataSink::new(buf, len));
-    let r = (|| -> R<u64> {
-        let (d, fh) = io_fh(h, fsp)?;
-        samba::req_state::<AioState>(req).fh = fh;
-        let c = creds(h);
-        let rid = daemon::submit(d, ev, req, &c, &make(fh), data, sink)?;
-        if kind == AioKind::WriteFrom {
-            daemon::note_write_from(d, rid, &c);
-        }
-        Ok(rid)
-    })();
-    match r {
-        Ok(rid) => {
-            samba::req_state::<AioState>(req).rid = rid;
+    match aio_start(req, &creds(h), make, data) {
+        Ok(()) => {
             samba::req_set_cleanup(req, aio_cleanup);
             // The daemon answers in microseconds to milliseconds: the client needs no
             // interim response in between (smbd still goes on with other requests).
@@ -1800,13 +1800,124 @@ unsafe fn aio_send<Q: Request>(
             req
         }
         Err(e) => {
-            if kind == AioKind::ReadShm {
-                let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
-            }
-            samba::req_state::<AioState>(req).err = e.0;
-            samba::req_error(req, e.0);
+            aio_failed(req, e);
             samba::req_post(req, ev)
         }
+    }
+}
+
+/// Send the daemon request of async request `req` (its state made by [`aio_send`] or
+/// [`aio_wait`]) as `c`.
+unsafe fn aio_start<Q: Request>(
+    req: *mut TeventReq,
+    c: &Creds,
+    make: impl FnOnce(Fh) -> Q,
+    data: &[u8],
+) -> R<()> {
+    let st = *samba::req_state::<AioState>(req);
+    // SAFETY: smbd's read buffer stays valid until this tevent request completes or is
+    // freed; aio_cleanup (run on either) releases the sink before that.
+    let sink =
+        matches!(st.kind, AioKind::Read | AioKind::ReadTo).then(|| DataSink::new(st.buf, st.len));
+    let (d, fh) = io_fh(st.h, st.fsp)?;
+    samba::req_state::<AioState>(req).fh = fh;
+    let rid = daemon::submit(d, st.ev, req, c, &make(fh), data, sink)?;
+    if st.kind == AioKind::WriteFrom {
+        daemon::note_write_from(d, rid, c);
+    }
+    samba::req_state::<AioState>(req).rid = rid;
+    Ok(())
+}
+
+/// An async request whose daemon request could not be sent fails with `e` (a ReadShm
+/// gives its part back).
+unsafe fn aio_failed(req: *mut TeventReq, e: Errno) {
+    let st = samba::req_state::<AioState>(req);
+    if st.kind == AioKind::ReadShm {
+        let _ = daemon::shm_finish(st.daemon, st.at, Ok(0), &mut []);
+    }
+    st.err = e.0;
+    samba::req_error(req, e.0);
+}
+
+/// A large read whose part of the area is not free yet (see [`crate::shm::AT_ONCE`]):
+/// queued in `daemon` as the current user, sent by [`start_waiting_read`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn aio_wait(
+    h: *mut Handle,
+    mem_ctx: *mut c_void,
+    ev: *mut TeventCtx,
+    fsp: *mut Fsp,
+    d: DaemonId,
+    buf: *mut u8,
+    len: usize,
+    offset: u64,
+) -> *mut TeventReq {
+    let st = AioState {
+        h,
+        fsp,
+        waiting: true,
+        ..AioState::new(AioKind::ReadShm, d, buf, len, ev, offset)
+    };
+    let Some(req) = samba::req_create(mem_ctx, st) else {
+        return std::ptr::null_mut();
+    };
+    samba::req_set_cleanup(req, aio_cleanup);
+    daemon::shm_wait(d, req, creds(h));
+    samba::smb2_no_interim(mem_ctx);
+    req
+}
+
+/// The length and buffer of a read queued by [`aio_wait`].
+///
+/// # Safety
+/// `req` is such a read, live.
+pub unsafe fn waiting_read(req: *mut TeventReq) -> (usize, *const u8) {
+    let st = samba::req_state::<AioState>(req);
+    (st.len, st.buf)
+}
+
+/// Send a read queued by [`aio_wait`], now taken off the queue: into the area at `part`,
+/// else as ReadTo or Read. A read that cannot be sent fails now.
+///
+/// # Safety
+/// `req` is such a read, live; called from smbd's event loop.
+pub unsafe fn start_waiting_read(req: *mut TeventReq, c: &Creds, part: Option<usize>) {
+    let st = samba::req_state::<AioState>(req);
+    st.waiting = false;
+    let (h, d, buf, offset, len) = (st.h, st.daemon, st.buf, st.offset, st.len as u32);
+    let r = match part {
+        Some(at) => {
+            (st.kind, st.at) = (AioKind::ReadShm, at);
+            let ahead_msecs = ahead_msecs(h);
+            let make = |fh| ReadShmReq {
+                fh,
+                offset,
+                len,
+                at: at as u64,
+                ahead_msecs,
+            };
+            aio_start(req, c, make, &[])
+        }
+        None if len as usize >= READ_TO_MIN && daemon::can_read_to(d) => {
+            st.kind = AioKind::ReadTo;
+            let ahead_msecs = ahead_msecs(h);
+            let make = |fh| ReadToReq {
+                fh,
+                offset,
+                len,
+                addr: buf as u64,
+                ahead_msecs,
+            };
+            aio_start(req, c, make, &[])
+        }
+        None => {
+            st.kind = AioKind::Read;
+            aio_start(req, c, |fh| ReadReq { fh, offset, len }, &[])
+        }
+    };
+    if let Err(e) = r {
+        aio_failed(req, e);
     }
 }
 
@@ -1881,10 +1992,13 @@ unsafe extern "C" fn pread_send(
     heap::async_read(n);
     let d = ext(h, fsp).map(|f| f.daemon);
     let part = match d {
-        Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => daemon::shm_take(d, n, buf),
-        _ => None,
+        Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => daemon::shm_take_async(d, n, buf),
+        _ => daemon::Part::No,
     };
-    if let Some(at) = part {
+    if let (daemon::Part::Wait, Ok(d)) = (part, d) {
+        return aio_wait(h, mem_ctx as _, ev, fsp, d, buf, n, offset);
+    }
+    if let daemon::Part::At(at) = part {
         let ahead_msecs = ahead_msecs(h);
         let make = |fh| ReadShmReq {
             fh,
