@@ -180,7 +180,7 @@ class ShareRun:
         for (depth, kind), v in sorted(self.mibs.items(), key=str):
             out[row_key(depth, kind)] = {"median_mib_s": round(statistics.median(v), 1),
                                             "min_mib_s": round(min(v), 1), "max_mib_s": round(max(v), 1),
-                                            "rounds": len(v)}
+                                            "rounds": len(v), "by_round": [round(x, 1) for x in v]}
         return {"failed": self.failed, "results": out, "errors": self.errors,
                 "integrity_errors": self.integrity, "error_samples": self.error_samples}
 
@@ -201,13 +201,28 @@ def ratio(a, b):
     return round(a / b, 2) if a and b else None
 
 
+def by_round(a, b):
+    """The two shares' rows compared round by round (their runs in one round are minutes
+    apart at most, so the machine's drift over the run cancels): the median of the
+    per-round ratios, and in how many rounds `a` was at least as fast. None if the rows
+    do not have the same rounds."""
+    if not a or not b or len(a.get("by_round", [])) != len(b.get("by_round", [])):
+        return None
+    rs = [x / y for x, y in zip(a["by_round"], b["by_round"]) if y]
+    if not rs:
+        return None
+    return round(statistics.median(rs), 2), sum(r >= 1 for r in rs), len(rs)
+
+
 def report(results, a, depths, info, elapsed):
     shares = list(results)
     mine = [s for s in ("cephrs", "cephrs_rf") if s in shares] or ["cephrs"]
     lines = ["| stream | " + " | ".join(f"{s} MiB/s" for s in shares) + " | "
-             + " | ".join(f"{s}/cephnew" for s in mine) + " |",
-             "| --- |" + " ---: |" * (len(shares) + len(mine))]
+             + " | ".join(f"{s}/cephnew" for s in mine) + " | "
+             + " | ".join(f"{s}/cephnew by round" for s in mine) + " |",
+             "| --- |" + " ---: |" * (len(shares) + 2 * len(mine))]
     rows = {s: {} for s in mine}
+    paired = {s: {} for s in mine}
     smbclients = ["smbclient", "smbclient-signed"] + [k for k, _ in WIN_KINDS]
     for depth in depths + (smbclients if a.sources else []):
         for kind in ("write", "read", "read-new-conn"):
@@ -238,6 +253,11 @@ def report(results, a, depths, info, elapsed):
                 rt = ratio(vals.get(s), vals.get("cephnew"))
                 rows[s][key] = rt
                 row.append(f"{rt}" if rt is not None else "n/a")
+            for s in mine:
+                pr = by_round(results.get(s, {}).get("results", {}).get(key),
+                              results.get("cephnew", {}).get("results", {}).get(key))
+                paired[s][key] = pr and {"median": pr[0], "rounds_ahead": pr[1], "rounds": pr[2]}
+                row.append(f"{pr[0]} ({pr[1]}/{pr[2]})" if pr else "n/a")
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for s in shares:
@@ -254,7 +274,9 @@ def report(results, a, depths, info, elapsed):
             f"({B.fmt_bytes(a.chunk)} READs) on the same connection and"
             f"{' not' if a.no_cold_read else ''} again through a new one (a new smbd child: a cold "
             f"libcephfs for ceph_new, the shared libcephfsd for ceph_rs), {a.rounds} rounds, shares alternating, one SMB connection "
-            f"per share. Median MiB/s over the rounds (min-max). Ratio > 1: ceph_rs is faster. "
+            f"per share. Median MiB/s over the rounds (min-max). Ratio > 1: ceph_rs is faster; "
+            f"*by round*: the median of the rounds' own ratios (a share's run and ceph_new's in a "
+            f"round are close in time), and in how many rounds ceph_rs was at least as fast. "
             f"[cephrs_rf] is [cephrs] on the environment's second smbd, set up as a server with ceph_rs "
             f"shares only (`min receivefile size = 65536`: the bytes of an unsigned WRITE of 64 KiB or "
             f"more are left in the socket for libcephfsd to take; global, and a ceph_new share fails "
@@ -274,7 +296,7 @@ def report(results, a, depths, info, elapsed):
                if a.sources else "")
             + f" Run took {elapsed:.0f} s.\n\n"
             + B.sysinfo_md(info) + "\n" + table + "\n")
-    return body, table, rows
+    return body, table, rows, paired
 
 
 def main():
@@ -337,13 +359,15 @@ def main():
             srcdir.cleanup()
     results = {s: r.stats() for s, r in runs.items()}
     info["cpu_use"] = B.cpu_use(cpu0, B.cpu_ticks())
-    body, table, rows = report(results, a, depths, info, time.time() - t0)
+    body, table, rows, paired = report(results, a, depths, info, time.time() - t0)
     print()
     print(table)
     B.bench_output(a, "bench_stream", {"date": info["date"], "results": results,
                                        "cpu_use": info["cpu_use"],
                                        "ratios_cephrs_cephnew": rows.get("cephrs", {}),
-                                       "ratios_cephrs_rf_cephnew": rows.get("cephrs_rf", {})}, body)
+                                       "ratios_cephrs_rf_cephnew": rows.get("cephrs_rf", {}),
+                                       "by_round_cephrs_cephnew": paired.get("cephrs", {}),
+                                       "by_round_cephrs_rf_cephnew": paired.get("cephrs_rf", {})}, body)
     bad = any(r["failed"] or r["errors"] or r["integrity_errors"] for r in results.values())
     return 1 if bad else 0
 
