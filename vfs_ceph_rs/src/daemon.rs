@@ -191,6 +191,10 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
             .position(|x| x.as_ref().is_some_and(|x| x.socket == socket))
         {
             let old = v[i].replace(daemon);
+            if let (Some(old), Some(new)) = (&old, v[i].as_mut()) {
+                // Reads waiting for a part of the dead connection's area go on this one.
+                new.shm_waiting = old.shm_waiting.clone();
+            }
             drop(v);
             if let Some(old) = old {
                 old.release_watch();
@@ -715,16 +719,21 @@ fn waiting_timed_out() {
 /// Start every waiting read that may start now, first come first.
 fn start_waiting() {
     let n = DAEMONS.with(|v| v.borrow().len());
-    let mut still = false;
     for i in 0..n {
         let id = DaemonId(i);
-        // No borrow is held while a read starts: a failed one completes at once.
+        // No borrow is held while a read starts: a failed one completes at once (and
+        // smbd's callback may queue another read, here or on a connection before).
         while let Some((req, creds, part)) = with(id, |d| Ok(d.next_waiting())).ok().flatten() {
             // SAFETY: taken off the queue just now, so still live.
             unsafe { crate::vfs::start_waiting_read(req, &creds, part) };
         }
-        still |= with(id, |d| Ok(!d.shm_waiting.is_empty())).unwrap_or(false);
     }
+    let still = DAEMONS.with(|v| {
+        v.borrow()
+            .iter()
+            .flatten()
+            .any(|d| !d.shm_waiting.is_empty())
+    });
     SHM_WAITING.set(still);
 }
 
