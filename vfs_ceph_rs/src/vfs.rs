@@ -1762,8 +1762,8 @@ unsafe fn read_result(st: &AioState, sunk: Option<usize>, data: &[u8], placed: u
     Ok(placed.max(n) as isize)
 }
 
-/// Send an async request for smbd's tevent request; `at`: where a ReadShm's bytes land
-/// in the shared area (its part is given back whatever happens to the request).
+/// Send an async request (a write, fsync; reads: [`pread_send`]) for smbd's tevent
+/// request.
 #[allow(clippy::too_many_arguments)]
 unsafe fn aio_send<Q: Request>(
     h: *mut Handle,
@@ -1774,21 +1774,16 @@ unsafe fn aio_send<Q: Request>(
     buf: *mut u8,
     len: usize,
     offset: u64,
-    at: usize,
     make: impl FnOnce(Fh) -> Q,
     data: &[u8],
 ) -> *mut TeventReq {
     let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
     let st = AioState {
-        at,
         h,
         fsp,
         ..AioState::new(kind, d, buf, len, ev, offset)
     };
     let Some(req) = samba::req_create(mem_ctx, st) else {
-        if kind == AioKind::ReadShm {
-            let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
-        }
         return std::ptr::null_mut();
     };
     match aio_start(req, &creds(h), make, data) {
@@ -1807,7 +1802,7 @@ unsafe fn aio_send<Q: Request>(
 }
 
 /// Send the daemon request of async request `req` (its state made by [`aio_send`] or
-/// [`aio_wait`]) as `c`.
+/// [`pread_send`]) as `c`.
 unsafe fn aio_start<Q: Request>(
     req: *mut TeventReq,
     c: &Creds,
@@ -1840,35 +1835,7 @@ unsafe fn aio_failed(req: *mut TeventReq, e: Errno) {
     samba::req_error(req, e.0);
 }
 
-/// A large read whose part of the area is not free yet (see [`crate::shm::AT_ONCE`]):
-/// queued in `daemon` as the current user, sent by [`start_waiting_read`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn aio_wait(
-    h: *mut Handle,
-    mem_ctx: *mut c_void,
-    ev: *mut TeventCtx,
-    fsp: *mut Fsp,
-    d: DaemonId,
-    buf: *mut u8,
-    len: usize,
-    offset: u64,
-) -> *mut TeventReq {
-    let st = AioState {
-        h,
-        fsp,
-        waiting: true,
-        ..AioState::new(AioKind::ReadShm, d, buf, len, ev, offset)
-    };
-    let Some(req) = samba::req_create(mem_ctx, st) else {
-        return std::ptr::null_mut();
-    };
-    samba::req_set_cleanup(req, aio_cleanup);
-    daemon::shm_wait(d, req, creds(h));
-    samba::smb2_no_interim(mem_ctx);
-    req
-}
-
-/// The length and buffer of a read queued by [`aio_wait`].
+/// The length and buffer of a read waiting for a part of the area.
 ///
 /// # Safety
 /// `req` is such a read, live.
@@ -1877,46 +1844,14 @@ pub unsafe fn waiting_read(req: *mut TeventReq) -> (usize, *const u8) {
     (st.len, st.buf)
 }
 
-/// Send a read queued by [`aio_wait`], now taken off the queue: into the area at `part`,
-/// else as ReadTo or Read. A read that cannot be sent fails now.
+/// Send a read that waited for a part of the area ([`daemon::shm_wait`]), now taken off
+/// the queue: into the area at `part`, else as ReadTo or Read. A read that cannot be sent
+/// fails now.
 ///
 /// # Safety
 /// `req` is such a read, live; called from smbd's event loop.
 pub unsafe fn start_waiting_read(req: *mut TeventReq, c: &Creds, part: Option<usize>) {
-    let st = samba::req_state::<AioState>(req);
-    st.waiting = false;
-    let (h, d, buf, offset, len) = (st.h, st.daemon, st.buf, st.offset, st.len as u32);
-    let r = match part {
-        Some(at) => {
-            (st.kind, st.at) = (AioKind::ReadShm, at);
-            let ahead_msecs = ahead_msecs(h);
-            let make = |fh| ReadShmReq {
-                fh,
-                offset,
-                len,
-                at: at as u64,
-                ahead_msecs,
-            };
-            aio_start(req, c, make, &[])
-        }
-        None if len as usize >= READ_TO_MIN && daemon::can_read_to(d) => {
-            st.kind = AioKind::ReadTo;
-            let ahead_msecs = ahead_msecs(h);
-            let make = |fh| ReadToReq {
-                fh,
-                offset,
-                len,
-                addr: buf as u64,
-                ahead_msecs,
-            };
-            aio_start(req, c, make, &[])
-        }
-        None => {
-            st.kind = AioKind::Read;
-            aio_start(req, c, |fh| ReadReq { fh, offset, len }, &[])
-        }
-    };
-    if let Err(e) = r {
+    if let Err(e) = read_start(req, c, part) {
         aio_failed(req, e);
     }
 }
@@ -1990,68 +1925,80 @@ unsafe extern "C" fn pread_send(
         return samba::req_post(req, ev);
     }
     heap::async_read(n);
-    let d = ext(h, fsp).map(|f| f.daemon);
-    let part = match d {
-        Ok(d) if (shm::MIN_READ..=shm::MAX_READ).contains(&n) => daemon::shm_take_async(d, n, buf),
-        _ => daemon::Part::No,
+    let d = ext(h, fsp).map(|f| f.daemon).unwrap_or(DaemonId::NONE);
+    let part = if (shm::MIN_READ..=shm::MAX_READ).contains(&n) {
+        daemon::shm_take_async(d, n, buf)
+    } else {
+        daemon::Part::No
     };
-    if let (daemon::Part::Wait, Ok(d)) = (part, d) {
-        return aio_wait(h, mem_ctx as _, ev, fsp, d, buf, n, offset);
-    }
-    if let daemon::Part::At(at) = part {
-        let ahead_msecs = ahead_msecs(h);
-        let make = |fh| ReadShmReq {
-            fh,
-            offset,
-            len: n as u32,
-            at: at as u64,
-            ahead_msecs,
-        };
-        let kind = AioKind::ReadShm;
-        return aio_send(
-            h,
-            mem_ctx as _,
-            ev,
-            fsp,
-            kind,
-            buf,
-            n,
-            offset,
-            at,
-            make,
-            &[],
-        );
-    }
-    if n >= READ_TO_MIN && d.is_ok_and(daemon::can_read_to) {
-        let ahead_msecs = ahead_msecs(h);
-        let make = |fh| ReadToReq {
-            fh,
-            offset,
-            len: n as u32,
-            addr: buf as u64,
-            ahead_msecs,
-        };
-        let kind = AioKind::ReadTo;
-        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, 0, make, &[]);
-    }
-    let make = |fh| ReadReq {
-        fh,
-        offset,
-        len: n as u32,
-    };
-    aio_send(
+    let st = AioState {
         h,
-        mem_ctx as _,
-        ev,
         fsp,
-        AioKind::Read,
-        buf,
-        n,
-        offset,
-        0,
-        make,
-        &[],
-    )
+        waiting: part == daemon::Part::Wait,
+        ..AioState::new(AioKind::Read, d, buf, n, ev, offset)
+    };
+    let Some(req) = samba::req_create(mem_ctx as _, st) else {
+        if let daemon::Part::At(at) = part {
+            let _ = daemon::shm_finish(d, at, Ok(0), &mut []);
+        }
+        return std::ptr::null_mut();
+    };
+    samba::req_set_cleanup(req, aio_cleanup);
+    // The daemon answers in microseconds to milliseconds (a waiting read: once a part
+    // comes back): the client needs no interim response in between.
+    samba::smb2_no_interim(mem_ctx as _);
+    let part = match part {
+        daemon::Part::Wait => {
+            daemon::shm_wait(d, req, creds(h));
+            return req;
+        }
+        daemon::Part::At(at) => Some(at),
+        daemon::Part::No => None,
+    };
+    if let Err(e) = read_start(req, &creds(h), part) {
+        aio_failed(req, e);
+        return samba::req_post(req, ev);
+    }
+    req
+}
+
+/// Send the daemon request of read `req` (its state made by [`pread_send`]) as `c`: into
+/// the area at `part` (ReadShm), else, from [`READ_TO_MIN`] on and where the daemon may
+/// write into this process, into smbd's buffer by the daemon (ReadTo), else in the reply.
+unsafe fn read_start(req: *mut TeventReq, c: &Creds, part: Option<usize>) -> R<()> {
+    let st = samba::req_state::<AioState>(req);
+    st.waiting = false;
+    let (h, d, buf, offset, len) = (st.h, st.daemon, st.buf, st.offset, st.len as u32);
+    match part {
+        Some(at) => {
+            (st.kind, st.at) = (AioKind::ReadShm, at);
+            let ahead_msecs = ahead_msecs(h);
+            let make = |fh| ReadShmReq {
+                fh,
+                offset,
+                len,
+                at: at as u64,
+                ahead_msecs,
+            };
+            aio_start(req, c, make, &[])
+        }
+        None if len as usize >= READ_TO_MIN && daemon::can_read_to(d) => {
+            st.kind = AioKind::ReadTo;
+            let ahead_msecs = ahead_msecs(h);
+            let make = |fh| ReadToReq {
+                fh,
+                offset,
+                len,
+                addr: buf as u64,
+                ahead_msecs,
+            };
+            aio_start(req, c, make, &[])
+        }
+        None => {
+            st.kind = AioKind::Read;
+            aio_start(req, c, |fh| ReadReq { fh, offset, len }, &[])
+        }
+    }
 }
 
 unsafe extern "C" fn pread_recv(req: *mut TeventReq, st: *mut sys::vfs_aio_state) -> isize {
@@ -2085,7 +2032,7 @@ unsafe extern "C" fn pwrite_send(
             addr: buf as u64,
         };
         let kind = AioKind::WriteFrom;
-        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, 0, make, &[]);
+        return aio_send(h, mem_ctx as _, ev, fsp, kind, buf, n, offset, make, &[]);
     }
     let make = |fh| WriteReq { fh, offset };
     let buf = samba::bytes(data, n);
@@ -2099,7 +2046,6 @@ unsafe extern "C" fn pwrite_send(
         std::ptr::null_mut(),
         n,
         offset,
-        0,
         make,
         buf,
     )
@@ -2122,7 +2068,6 @@ unsafe extern "C" fn fsync_send(
         fsp,
         AioKind::Fsync,
         std::ptr::null_mut(),
-        0,
         0,
         0,
         |fh| FsyncReq {
