@@ -190,10 +190,10 @@ pub fn attach(socket: &str, spin: Duration) -> Result<DaemonId, String> {
             .iter()
             .position(|x| x.as_ref().is_some_and(|x| x.socket == socket))
         {
-            let old = v[i].replace(daemon);
-            if let (Some(old), Some(new)) = (&old, v[i].as_mut()) {
+            let mut old = v[i].replace(daemon);
+            if let (Some(old), Some(new)) = (old.as_mut(), v[i].as_mut()) {
                 // Reads waiting for a part of the dead connection's area go on this one.
-                new.shm_waiting = old.shm_waiting.clone();
+                new.shm_waiting = std::mem::take(&mut old.shm_waiting);
             }
             drop(v);
             if let Some(old) = old {
