@@ -507,6 +507,61 @@ def test_windows_sized_signed_reads_many_in_flight_all_land_in_the_area(unique, 
     smbclient("cephrs", f"del {unique}")
 
 
+def test_unsigned_reads_many_in_flight_go_async_few_by_sendfile(unique, tmp_path):
+    """On an unsigned connection [cephrs] sends READs with sendfile (the daemon's
+    SendTo), for which smbd waits before it reads the next request. A client that keeps
+    many 1 MiB READs in flight (smbclient, Windows: sixteen) has them go async instead,
+    through the shared area, once more than four requests wait unread behind the one
+    smbd serves: smbclient's first READ of a file goes by sendfile, the rest async, and
+    the bytes are right. A client with four in flight never has more than three waiting:
+    all its READs stay SendTo."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import benchlib as B
+    from smbprotocol.open import CreateDisposition, CreateOptions
+
+    size, chunk = 16 << 20, 1 << 20
+    data = os.urandom(size)
+    (tmp_path / "src").write_bytes(data)
+    smbclient("cephrs", f"put {tmp_path / 'src'} {unique}")
+    out = f"{STATE}/smb-win/smbd.out"
+    at = os.path.getsize(out)
+
+    def moved(before, after):
+        return {op: after.get(op, 0) - before.get(op, 0) for op in ("SendTo", "ReadShm")}
+    before = op_counts()
+    r = subprocess.run(
+        ["smbclient", "-p", str(SMB_WIN_PORT), "//127.0.0.1/cephrs", "-U",
+         f"rsuser1%{USERS['rsuser1']}", "--option=clientsigning=off",
+         "-c", f"get {unique} {tmp_path / 'a'}; get {unique} {tmp_path / 'b'}"],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = moved(before, op_counts())
+    for name in ("a", "b"):
+        assert (tmp_path / name).read_bytes() == data, name
+    # Sixteen READs per file: at most the first few by sendfile.
+    assert m["SendTo"] + m["ReadShm"] == 2 * size // chunk, m
+    assert m["SendTo"] <= 2 * 4, m
+    with open(out, errors="replace") as f:
+        f.seek(at)
+        log = f.read()
+    assert "ceph_rs: the client keeps many READs of 1048576 bytes in flight" in log, log[-2000:]
+
+    c = B.Client("cephrs")
+    c.connect()
+    try:
+        o = c.open(unique, B.FilePipePrinterAccessMask.GENERIC_READ,
+                   CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE)
+        for rnd in range(2):
+            before = op_counts()
+            got, bad = c.read_stream(o, size, chunk, 4, lambda off, b: b == data[off:off + len(b)])
+            assert (got, bad) == (size, 0), (rnd, got, bad)
+            assert moved(before, op_counts()) == {"SendTo": size // chunk, "ReadShm": 0}, rnd
+        c.close_handle(o)
+    finally:
+        c.close()
+    smbclient("cephrs", f"del {unique}")
+
+
 def test_reads_waiting_for_a_part_held_by_an_unsent_reply_take_another(unique, tmp_path):
     """READs past 4 MiB in the area wait for a part to come back. A part can be held
     long: by a reply smbd cannot send, here because smbclient's output is not read for

@@ -85,6 +85,16 @@ pub unsafe fn signs_or_seals(fsp: *const sys::files_struct) -> bool {
     sys::ceph_rs_shim_fsp_conn_signs_or_seals(fsp.cast())
 }
 
+/// Bytes of requests the client of `fsp`'s connection has sent that smbd has not read
+/// yet (`ceph_rs_shim_fsp_client_unread` in shim.c: the socket's FIONREAD); 0 when it
+/// cannot tell.
+///
+/// # Safety
+/// `fsp` is null or a live files_struct of this smbd.
+pub unsafe fn client_unread(fsp: *const sys::files_struct) -> usize {
+    sys::ceph_rs_shim_fsp_client_unread(fsp.cast())
+}
+
 /// Read `ceph_rs:<option>` for the share `snum` (smb.conf parametric option).
 pub fn share_option(snum: c_int, option: &CStr, default: Option<&CStr>) -> Option<String> {
     let def = default.map_or(std::ptr::null(), |d| d.as_ptr());

@@ -2,6 +2,7 @@
  * The few Samba C macros the module needs, as callable functions. */
 #include "wrapper.h"
 #include "shim.h"
+#include <sys/ioctl.h>
 
 bool ceph_rs_shim_debug_enabled(int cls, int level)
 {
@@ -42,6 +43,23 @@ bool ceph_rs_shim_fsp_conn_signs_or_seals(const struct files_struct *fsp)
 	return tcon != NULL && tcon->global != NULL &&
 	       ((tcon->global->signing_flags & SMBXSRV_PROCESSED_SIGNED_PACKET) != 0 ||
 		(tcon->global->encryption_flags & SMBXSRV_PROCESSED_ENCRYPTED_PACKET) != 0);
+}
+
+size_t ceph_rs_shim_fsp_client_unread(const struct files_struct *fsp)
+{
+	const struct smbXsrv_connection *xconn = NULL;
+	int n = 0;
+
+	if (fsp == NULL || fsp->conn == NULL || fsp->conn->sconn == NULL ||
+	    fsp->conn->sconn->client == NULL) {
+		return 0;
+	}
+	xconn = fsp->conn->sconn->client->connections;
+	if (xconn == NULL || xconn->transport.sock < 0 ||
+	    ioctl(xconn->transport.sock, FIONREAD, &n) != 0 || n < 0) {
+		return 0;
+	}
+	return (size_t)n;
 }
 
 bool ceph_rs_shim_smb2_no_interim(const void *mem_ctx)

@@ -16,6 +16,12 @@ bool ceph_rs_shim_debug_enabled(int cls, int level);
  * internals: struct smbXsrv_connection, smbd/globals.h; smbXsrv_tcon_global0.) */
 struct files_struct;
 bool ceph_rs_shim_fsp_conn_signs_or_seals(const struct files_struct *fsp);
+/* Bytes the client has sent on fsp's connection that smbd has not read yet (its socket's
+ * FIONREAD; smbd reads one request at a time, so these are the requests queued behind the
+ * one it is serving). 0 when it cannot tell. (smbd internals: the first struct
+ * smbXsrv_connection's transport.sock, smbd/globals.h.) */
+#include <stddef.h>
+size_t ceph_rs_shim_fsp_client_unread(const struct files_struct *fsp);
 /* Ask smbd to send no interim response (STATUS_PENDING) for the SMB2 READ or WRITE an
  * async VFS call serves, as smbd's own FLUSH does (smb2_request_set_async_internal,
  * smbd/globals.h): mem_ctx is what the *_send call got, a few talloc generations below

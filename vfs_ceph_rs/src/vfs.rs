@@ -80,6 +80,10 @@ pub struct FileState {
     pending: Option<daemon::Deferred>,
     /// That reopen failed: every use of the handle fails so.
     failed: Option<Errno>,
+    /// The size of the last READ smbd passed to [`sendfile`] or [`pread`] (0: none yet).
+    read_size: u32,
+    /// The client keeps many READs of this handle in flight: they go async ([`aio_force`]).
+    reads_deep: bool,
 }
 
 impl Drop for FileState {
@@ -111,6 +115,8 @@ impl FileState {
             bytes: None,
             pending: None,
             failed: None,
+            read_size: 0,
+            reads_deep: false,
         }
     }
 
@@ -1532,6 +1538,9 @@ unsafe extern "C" fn pread(
         samba::set_errno(libc::EINVAL);
         return -1;
     }
+    if let Ok(f) = ext(h, fsp) {
+        f.read_size = n.min(u32::MAX as usize) as u32;
+    }
     ssize_ret(read_into(h, fsp, samba::bytes_mut(data, n), offset as u64))
 }
 
@@ -2342,8 +2351,26 @@ unsafe fn copy_in_smbd(
 /// signed or encrypted READ never does (smbd signs or seals the bytes in its own buffer),
 /// and synchronously smbd would wait for each READ's bytes to be placed in turn. Async,
 /// smbd signs and sends one READ while the daemon places the next (`pread_send`).
-unsafe extern "C" fn aio_force(_h: *mut Handle, fsp: *mut Fsp) -> bool {
+/// A client with at least this many bytes of requests waiting behind the READ smbd
+/// serves keeps READs in flight deeply (four SMB2 READ requests: 4 + 64 + 49 bytes each).
+const DEEP_UNREAD: usize = 4 * 117;
+
+/// READs of at most this size go async when the client keeps them in flight deeply.
+const DEEP_READ_MAX: u32 = 1 << 20;
+
+/// Whether smbd sends this READ async (`pread_send`) although the share's `aio read
+/// size` says not (`0`, for sendfile):
+/// * always on a connection that signs or encrypts (smbd never uses sendfile there);
+/// * on an unsigned one, once the client keeps READs of up to [`DEEP_READ_MAX`] in
+///   flight deeply: more than [`DEEP_UNREAD`] bytes of its requests wait unread behind
+///   the one smbd serves (smbclient and Windows keep up to 16 READs of 1 MiB in flight).
+///   smbd waits for each SendTo (sendfile) before it reads the next request, while async
+///   READs overlap (each through the shared area); with one to four in flight, SendTo
+///   measured faster (docs/tuning.md, "Unsigned reads: SendTo or the area"). The handle
+///   then stays async: its next READs find fewer waiting as smbd takes them all at once.
+unsafe extern "C" fn aio_force(h: *mut Handle, fsp: *mut Fsp) -> bool {
     static SAID: AtomicBool = AtomicBool::new(false);
+    static SAID_DEEP: AtomicBool = AtomicBool::new(false);
     let signs = samba::signs_or_seals(fsp);
     if signs && !SAID.swap(true, Ordering::Relaxed) {
         log_at!(
@@ -2352,7 +2379,28 @@ unsafe extern "C" fn aio_force(_h: *mut Handle, fsp: *mut Fsp) -> bool {
             "ceph_rs: the client's connection signs or encrypts: its reads go async (no sendfile)"
         );
     }
-    signs
+    if signs {
+        return true;
+    }
+    let Ok(f) = ext(h, fsp) else {
+        return false;
+    };
+    if !f.reads_deep
+        && (SEND_TO_MIN as u32..=DEEP_READ_MAX).contains(&f.read_size)
+        && samba::client_unread(fsp) >= DEEP_UNREAD
+    {
+        f.reads_deep = true;
+        if !SAID_DEEP.swap(true, Ordering::Relaxed) {
+            log_at!(
+                3,
+                c"aio_force",
+                "ceph_rs: the client keeps many READs of {} bytes in flight: that handle's \
+                 reads go async (no sendfile)",
+                f.read_size
+            );
+        }
+    }
+    f.reads_deep
 }
 
 // ------------------------------------------------------------------ more file ops
@@ -2398,8 +2446,10 @@ unsafe extern "C" fn sendfile(
 ) -> isize {
     let r = (|| -> R<isize> {
         let (d, fh) = io_fh(h, fsp).map_err(|_| Errno::ENOSYS)?;
+        let f = ext(h, fsp).map_err(|_| Errno::ENOSYS)?;
+        f.read_size = n.min(u32::MAX as usize) as u32;
         // Bytes kept from the open answer smbd's pread instead.
-        let kept = ext(h, fsp).is_ok_and(|f| f.bytes.is_some());
+        let kept = f.bytes.is_some();
         if offset < 0
             || kept
             || !(SEND_TO_MIN..=MAX_DATA as usize).contains(&n)
