@@ -1217,7 +1217,15 @@ fn share_mem(s: &Session, r: ShareMemReq) -> R<ShareMemRep> {
         ));
     }
     let Some(grant) = s.daemon.shared.take(r.len as usize) else {
-        return Ok(ShareMemRep { shared: false });
+        if s.features() & ceph_rs_wire::FEATURE_AREA_RECALL == 0 {
+            return Ok(ShareMemRep { shared: false });
+        }
+        let sessions: Vec<_> = lock(&s.daemon.sessions).values().cloned().collect();
+        let asked = crate::shm::recall(&sessions, s.id, r.len as usize);
+        return Err(fail(
+            Errno::EAGAIN,
+            format!("the bound on shared areas is reached; {asked} idle one(s) asked back"),
+        ));
     };
     let fd = s
         .peer
@@ -1260,6 +1268,7 @@ fn read_shm(s: &Arc<Session>, r: ReadShmReq) -> R<ReadShmRep> {
         )
     };
     area.check(r.at, r.len).map_err(failed)?;
+    area.touch();
     if let Some(hit) = Ahead::begin(s, r.fh.0, &file, r.offset, r.len, r.ahead_msecs) {
         let n = hit.bytes().len() as u32;
         let put = area.put(r.at, hit.bytes());

@@ -67,8 +67,9 @@ struct ServeArgs {
     /// into smbd's memory. An smbd reading blocks of 1 MiB or more (signed or encrypted,
     /// or async) shares one area of up to 16 MiB and 64 KiB (parts as large as its
     /// largest read and a page: two for 8 MiB reads, sixteen for 1 MiB ones; only the
-    /// pages of the parts used at once are touched) until it stops reading for 10 s;
-    /// past this bound, its reads go as before.
+    /// pages of the parts used at once are touched) until it stops reading for a minute;
+    /// past this bound, its reads go as before, and the daemon asks smbds whose areas
+    /// had no read for 5 s to give them up.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=4096))]
     shared_read_mib: u32,
     /// Freed memory (libcephfs's caches and the daemon's buffers, once freed) kept

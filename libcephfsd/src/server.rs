@@ -593,6 +593,7 @@ async fn handle_frame(
         if s.daemon.epochs.is_none() {
             features &= !ceph_rs_wire::FEATURE_EPOCHS;
         }
+        s.set_features(features);
         let rep = HelloRep {
             version: PROTOCOL_VERSION,
             features,

@@ -155,6 +155,8 @@ pub struct Session {
     pub ahead: crate::ahead::Ahead,
     /// The area the client shares for its reads (ShareMem, ReadShm).
     pub shm: Mutex<Option<Arc<crate::shm::SharedArea>>>,
+    /// The features agreed in Hello.
+    features: AtomicU64,
 }
 
 impl Session {
@@ -184,7 +186,17 @@ impl Session {
             peer: PeerMemory::new(peer_pid),
             ahead: Default::default(),
             shm: Mutex::new(None),
+            features: AtomicU64::new(0),
         })
+    }
+
+    /// The features agreed in Hello (none before it).
+    pub fn features(&self) -> u64 {
+        self.features.load(Ordering::Relaxed)
+    }
+
+    pub fn set_features(&self, f: u64) {
+        self.features.store(f, Ordering::Relaxed);
     }
 
     /// Send a frame now, or after those queued before it (dropped silently if the

@@ -13,16 +13,26 @@
 //! daemon maps exactly its size, so no access can fault past its end (SIGBUS). The
 //! daemon writes into it only while it runs a ReadShm, and reads nothing from it.
 //! Areas count against a daemon-wide bound (`--shared-read-mib`); past it a client's
-//! reads go as ReadTo.
+//! reads go as ReadTo. A client keeps its area until it has had no large read for a
+//! minute (vfs_ceph_rs's `shm::IDLE`: a new area costs its fresh pages), so when the bound
+//! is reached the daemon asks those idle for [`RECALL_IDLE`] to give theirs up
+//! ([`recall`], `Push::AreaWanted`), and the client that found no room tries again soon.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
-use ceph_rs_wire::Errno;
+use ceph_rs_wire::{encode_push, Errno, Push, FEATURE_AREA_RECALL};
 
 use crate::cephfs::File;
+use crate::session::{lock, Session};
+
+/// An area with no read for this long may be asked back when another session finds
+/// the bound reached (a file's READs come milliseconds apart; a client between files
+/// of a copy, well under a second).
+pub const RECALL_IDLE: Duration = Duration::from_secs(5);
 
 /// The daemon-wide bound on shared areas.
 pub struct Budget {
@@ -80,6 +90,9 @@ pub struct SharedArea {
     base: NonNull<u8>,
     len: usize,
     _grant: Grant,
+    /// When it was mapped, and milliseconds from then to its last read's start.
+    mapped: Instant,
+    used_ms: AtomicU64,
 }
 
 // SAFETY: the mapping is written only through raw pointers (libcephfs's copy and
@@ -133,7 +146,22 @@ impl SharedArea {
             base: NonNull::new(p.cast()).ok_or(Errno::EINVAL)?,
             len,
             _grant: grant,
+            mapped: Instant::now(),
+            used_ms: AtomicU64::new(0),
         })
+    }
+
+    /// A read into the area starts now.
+    pub fn touch(&self) {
+        let ms = self.mapped.elapsed().as_millis() as u64;
+        self.used_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// How long the area has had no read starting (since it was mapped, if none).
+    pub fn idle(&self) -> Duration {
+        self.mapped
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.used_ms.load(Ordering::Relaxed)))
     }
 
     /// The area's size in bytes (never 0).
@@ -175,4 +203,35 @@ impl SharedArea {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
         Ok(())
     }
+}
+
+/// The bound is reached and session `asking` wants `len` bytes: ask the sessions whose
+/// areas have had no read for [`RECALL_IDLE`] (the longest idle first) to give them up,
+/// as many as make `len` bytes; the number asked. They do it when no read of theirs uses
+/// the area, with a ShareMem of no area, which hands its share of the bound back.
+pub fn recall(sessions: &[Weak<Session>], asking: u64, len: usize) -> usize {
+    let mut idle: Vec<(Duration, usize, Arc<Session>)> = sessions
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|s| s.id != asking && s.features() & FEATURE_AREA_RECALL != 0)
+        .filter_map(|s| {
+            let area = lock(&s.shm).clone()?;
+            let idle = area.idle();
+            (idle >= RECALL_IDLE).then(|| (idle, area.size(), s))
+        })
+        .collect();
+    idle.sort_by_key(|x| std::cmp::Reverse(x.0));
+    let (mut freed, mut asked) = (0, 0);
+    for (_, size, s) in idle {
+        if freed >= len {
+            break;
+        }
+        let Ok(push) = encode_push(&Push::AreaWanted) else {
+            break;
+        };
+        s.send(push);
+        freed += size;
+        asked += 1;
+    }
+    asked
 }

@@ -347,7 +347,7 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
     copying it into a buffer of its own and then into smbd's memory (ReadTo), and the
     area's pages that hold it are lent to smbd's READ buffer (moved, not copied) until
     smbd frees it. The area goes (in smbd and in the daemon) once no large read came for
-    10 s; smbd's log then counts the reads and the lent ones. Several connections reading
+    a minute (shm::IDLE); smbd's log then counts the reads and the lent ones. Several connections reading
     at once, signed or encrypted, each get the right bytes. A daemon that may not take
     smbd's fds does not share one, and the reads go as before."""
     sys.path.insert(0, f"{REPO}/selftest")
@@ -375,8 +375,8 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
             assert shm >= 3, (before, after)
             assert after.get("ShareMem", 0) > before.get("ShareMem", 0), after
             assert maps_area(child) and B.daemon_shared_areas() >= 1
-            # Quiet for longer than shm::IDLE (10 s): given up on both sides.
-            deadline = time.time() + 16
+            # Quiet for longer than shm::IDLE (60 s): given up on both sides.
+            deadline = time.time() + 70
             while (maps_area(child) or B.daemon_shared_areas()) and time.time() < deadline:
                 time.sleep(0.25)
             assert not maps_area(child), "smbd still maps the area after the reads stopped"
@@ -385,7 +385,7 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
             with open(out, errors="replace") as f:
                 f.seek(at)
                 mine = [(int(n), int(lent)) for n, lent in re.findall(
-                    r"ceph_rs: no large read for 10 s: the \d+ MiB area shared with "
+                    r"ceph_rs: no large read for 60 s: the \d+ MiB area shared with "
                     r"libcephfsd is given up \((\d+) reads landed in it, (\d+) of them lent "
                     r"to smbd's buffers\)", f.read())]
             assert len(mine) == 1 and mine[0][0] >= 6 and mine[0][1] == mine[0][0], mine
@@ -419,6 +419,66 @@ def test_large_reads_land_in_an_area_shared_with_the_daemon_until_the_connection
         assert counts.get("ShareMem", 0) >= 1 and counts.get("ReadShm", 0) == 0, counts
         assert counts.get("ReadTo", 0) >= 3, counts
         assert (tmp_path / "unpriv").read_bytes() == data
+    finally:
+        restart_daemon()
+        smbclient("cephrs", f"del {unique}")
+
+
+def test_an_idle_area_is_given_up_when_another_connection_wants_the_room(unique, tmp_path):
+    """libcephfsd bounds all shared areas together (`--shared-read-mib`; here room for
+    one). A connection keeps its area for a minute after its last large read, but when
+    another one finds no room, the daemon asks those idle for 5 s to give theirs up
+    (Push::AreaWanted): the first smbd does (its log says why, the area is gone from its
+    memory), the second reads as ReadTo meanwhile and shares an area from its next large
+    read a second later. Every file arrives whole."""
+    sys.path.insert(0, f"{REPO}/selftest")
+    import benchlib as B
+    from conftest import smbd_children
+
+    data = os.urandom(16 << 20)
+    (tmp_path / "src").write_bytes(data)
+    smbclient("cephrs", f"put {tmp_path / 'src'} {unique}")
+    out = f"{STATE}/smb/smbd.out"
+    restart_daemon(args="--shared-read-mib 17")
+    try:
+        kids = set(smbd_children())
+        a = B.Smbclient("cephrs", signed=True)
+        b = None
+        try:
+            ca, = set(smbd_children()) - kids
+            a.transfer("get", unique, str(tmp_path / "a"))
+            assert maps_area(ca) and B.daemon_shared_areas() == 1
+            time.sleep(6)
+            at = os.path.getsize(out)
+            kids = set(smbd_children())
+            b = B.Smbclient("cephrs", signed=True)
+            cb, = set(smbd_children()) - kids
+            before = op_counts()
+            b.transfer("get", unique, str(tmp_path / "b1"))
+            mid = op_counts()
+            assert mid.get("ReadShm", 0) == before.get("ReadShm", 0), (before, mid)
+            assert mid.get("ReadTo", 0) > before.get("ReadTo", 0), (before, mid)
+            deadline = time.time() + 5
+            while maps_area(ca) and time.time() < deadline:
+                time.sleep(0.1)
+            assert not maps_area(ca), "the idle smbd kept its area"
+            time.sleep(1.2)
+            b.transfer("get", unique, str(tmp_path / "b2"))
+            after = op_counts()
+            assert after.get("ReadShm", 0) > mid.get("ReadShm", 0), (mid, after)
+            assert maps_area(cb) and B.daemon_shared_areas() == 1
+            with open(out, errors="replace") as f:
+                f.seek(at)
+                log = f.read()
+            assert re.search(r"ceph_rs: libcephfsd wants the room back: the \d+ MiB area "
+                             r"shared with libcephfsd is given up", log), log[-3000:]
+            assert "ceph_rs: libcephfsd has no room for another area now" in log, log[-3000:]
+        finally:
+            a.close()
+            if b is not None:
+                b.close()
+        for name in ("a", "b1", "b2"):
+            assert (tmp_path / name).read_bytes() == data, name
     finally:
         restart_daemon()
         smbclient("cephrs", f"del {unique}")

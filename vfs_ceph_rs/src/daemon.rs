@@ -29,6 +29,9 @@ const FORGET_BATCH: usize = 64;
 /// After the daemon would not share an area, reads go as ReadTo this long before the
 /// next try.
 const SHM_RETRY: Duration = Duration::from_secs(10);
+/// ... or this long, when only its bound was reached: it has asked areas that are idle
+/// to be given up (`FEATURE_AREA_RECALL`).
+const SHM_RETRY_FULL: Duration = Duration::from_secs(1);
 
 /// Index of a daemon connection in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +81,8 @@ pub struct Daemon {
     /// to smbd's buffer (logged when it is given up).
     shm_reads: u64,
     shm_lent: u64,
-    /// When the daemon last would not share one (no privilege, its bound reached, or
-    /// no memfd here): no new try for [`SHM_RETRY`].
+    /// Until when no new area is asked for: the daemon would not share one (no
+    /// privilege, or no memfd here: [`SHM_RETRY`]; its bound reached: [`SHM_RETRY_FULL`]).
     shm_refused: Option<Instant>,
     /// Async reads waiting for a part ([`shm_take_async`]), first come first, with the
     /// identity each was asked as (smbd's current user changes between requests).
@@ -290,6 +293,7 @@ impl Daemon {
                     )
                 }
                 Push::Invalidate { .. } => {}
+                Push::AreaWanted => self.shm_release("libcephfsd wants the room back"),
             }
         }
     }
@@ -490,7 +494,7 @@ impl Daemon {
             return None;
         }
         if let Some(t) = self.shm_refused {
-            if t.elapsed() < SHM_RETRY {
+            if Instant::now() < t {
                 return None;
             }
             self.shm_refused = None;
@@ -511,7 +515,7 @@ impl Daemon {
                 Ok(a) => a,
                 Err(e) => {
                     crate::log_at!(1, c"shm", "ceph_rs: no memfd for large reads: {e}");
-                    self.shm_refused = Some(Instant::now());
+                    self.shm_refused = Some(Instant::now() + SHM_RETRY);
                     return None;
                 }
             };
@@ -531,6 +535,18 @@ impl Daemon {
                     );
                     self.shm = Some(area);
                 }
+                Err(e) if e == Errno::EAGAIN => {
+                    crate::log_at!(
+                        3,
+                        c"shm",
+                        "ceph_rs: libcephfsd has no room for another area now ({}): large \
+                         reads go as ReadTo for {} s",
+                        self.client.last_error(),
+                        SHM_RETRY_FULL.as_secs()
+                    );
+                    self.shm_refused = Some(Instant::now() + SHM_RETRY_FULL);
+                    return None;
+                }
                 r => {
                     let why = match r {
                         Ok(_) => "not shared (no privilege, or its bound is reached)".to_string(),
@@ -541,7 +557,7 @@ impl Daemon {
                         c"shm",
                         "ceph_rs: libcephfsd does not share an area for large reads: {why}"
                     );
-                    self.shm_refused = Some(Instant::now());
+                    self.shm_refused = Some(Instant::now() + SHM_RETRY);
                     return None;
                 }
             }
@@ -610,7 +626,8 @@ impl Daemon {
     }
 
     /// Stop sharing the area (no read uses it): the daemon unmaps it and its pages go.
-    fn shm_release(&mut self) {
+    /// Give the area up (`why`, for the log) unless a read uses it.
+    fn shm_release(&mut self, why: &str) {
         self.shm_returned();
         if self.shm_busy & !self.shm_lost != 0 {
             return;
@@ -621,9 +638,8 @@ impl Daemon {
         crate::log_at!(
             3,
             c"shm",
-            "ceph_rs: no large read for {} s: the {} MiB area shared with libcephfsd is given \
-             up ({} reads landed in it, {} of them lent to smbd's buffers)",
-            crate::shm::IDLE.as_secs(),
+            "ceph_rs: {why}: the {} MiB area shared with libcephfsd is given up ({} reads \
+             landed in it, {} of them lent to smbd's buffers)",
             area.len() >> 20,
             self.shm_reads,
             self.shm_lent
@@ -826,7 +842,10 @@ pub unsafe fn shm_lend(
 pub fn shm_release_all() {
     DAEMONS.with(|v| {
         for d in v.borrow_mut().iter_mut().flatten() {
-            d.shm_release();
+            d.shm_release(&format!(
+                "no large read for {} s",
+                crate::shm::IDLE.as_secs()
+            ));
         }
     });
 }

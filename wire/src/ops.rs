@@ -132,7 +132,8 @@ pub const FEATURES: u64 = FEATURE_FIND_NAME
     | FEATURE_OPEN_INO_READ
     | FEATURE_LOOKUP_SCAN
     | FEATURE_READ_SHM
-    | FEATURE_COPY_RANGE;
+    | FEATURE_COPY_RANGE
+    | FEATURE_AREA_RECALL;
 /// The daemon answers [`FindNameReq`].
 pub const FEATURE_FIND_NAME: u64 = 1;
 /// The daemon answers [`WalkPlusReq`].
@@ -159,6 +160,10 @@ pub const FEATURE_LOOKUP_SCAN: u64 = 1024;
 pub const FEATURE_READ_SHM: u64 = 2048;
 /// The daemon answers [`CopyRangeReq`].
 pub const FEATURE_COPY_RANGE: u64 = 4096;
+/// The client gives its shared area up when the daemon asks ([`Push::AreaWanted`]), and
+/// a [`ShareMemReq`] refused for the bound is EAGAIN (retry soon) rather than
+/// `shared == false`.
+pub const FEATURE_AREA_RECALL: u64 = 8192;
 
 // ---------------------------------------------------------------- session
 
@@ -697,7 +702,9 @@ pub const SHM_MAX_AREA: u64 = (16 << 20) + (64 << 10);
 ///
 /// `shared == false`: the daemon will not share it (it may not take the process's fds,
 /// or its bound for shared areas, `--shared-read-mib`, is reached): reads go as
-/// [`ReadToReq`]. A memfd without those seals, or of another size, is EINVAL.
+/// [`ReadToReq`]. With [`FEATURE_AREA_RECALL`] the bound is EAGAIN instead: the daemon
+/// has asked sessions whose areas are idle to give them up ([`Push::AreaWanted`]), so a
+/// new try soon may succeed. A memfd without those seals, or of another size, is EINVAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareMemReq {
     pub fd: i32,
@@ -1159,6 +1166,10 @@ pub enum Push {
     Invalidate { mount: MountId, ino: InodeKey },
     /// The daemon is going away; every handle of the session is about to be released.
     Shutdown { reason: String },
+    /// ([`FEATURE_AREA_RECALL`]) The bound on shared areas is reached and another
+    /// session wants room, while this session's area has had no read for a while: give
+    /// it up ([`ShareMemReq`] with `fd < 0`) unless a read is using it.
+    AreaWanted,
 }
 
 // ---------------------------------------------------------------- the op table

@@ -755,6 +755,7 @@ fn pushes_round_trip() {
         Push::Shutdown {
             reason: "SIGTERM".into(),
         },
+        Push::AreaWanted,
     ] {
         let f = encode_push(&p).unwrap();
         let mut bytes = Vec::new();
