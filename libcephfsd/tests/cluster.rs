@@ -2882,12 +2882,28 @@ fn read_shm_reads_into_the_clients_sealed_area_or_refuses_cleanly() {
     assert_eq!(s.call(&bad).unwrap_err(), Errno::EBADF);
     assert_eq!(view(0, 2 << 20), whole, "the refused reads wrote nothing");
 
-    // Past the bound (3 MiB, 2 of them shared): another session is refused, cleanly.
+    // Past the bound (3 MiB, 2 of them shared): another session is refused, cleanly:
+    // EAGAIN (FEATURE_AREA_RECALL). The first session's area was read into just now, so
+    // it is not asked back; once it has had no read for RECALL_IDLE (5 s), it is.
     let mut s2 = Share::new(&d, "readshm2");
     let (area2, m2) = memfd(2 << 20, SEALED);
     assert_eq!(
-        share(&mut s2, area2.as_raw_fd(), 2 << 20),
-        Ok(ShareMemRep { shared: false })
+        share(&mut s2, area2.as_raw_fd(), 2 << 20).unwrap_err(),
+        Errno::EAGAIN
+    );
+    s.c.call(0, &NoopReq, &[]).unwrap();
+    assert_eq!(s.c.take_pushes(), vec![], "a busy area is not asked back");
+    std::thread::sleep(std::time::Duration::from_millis(5200));
+    assert_eq!(
+        share(&mut s2, area2.as_raw_fd(), 2 << 20).unwrap_err(),
+        Errno::EAGAIN
+    );
+    s.c.call(0, &NoopReq, &[]).unwrap();
+    assert_eq!(s.c.take_pushes(), vec![Push::AreaWanted]);
+    assert_eq!(
+        s2.c.take_pushes(),
+        vec![],
+        "the asking session is not asked"
     );
     // Stopping sharing gives the room back; reads then find no area.
     assert_eq!(share(&mut s, -1, 0), Ok(ShareMemRep { shared: true }));
