@@ -625,8 +625,8 @@ impl Daemon {
         }
     }
 
-    /// Stop sharing the area (no read uses it): the daemon unmaps it and its pages go.
-    /// Give the area up (`why`, for the log) unless a read uses it.
+    /// Stop sharing the area unless a read uses it (`why`, for the log): the daemon
+    /// unmaps it and its pages go.
     fn shm_release(&mut self, why: &str) {
         self.shm_returned();
         if self.shm_busy & !self.shm_lost != 0 {
