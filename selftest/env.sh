@@ -121,8 +121,9 @@ smb_cephrs() {
 	kernel oplocks = no
 	# Reads of unsigned connections: libcephfsd sends the bytes onto the client's socket
 	# itself (ceph_new has no sendfile). smbd tries sendfile only for reads it does not
-	# send async (the module sends async those of a client keeping many in flight). (Writes: "min receivefile size" is global and a ceph_new share fails
-	# under it, so only the second smbd sets it.)
+	# send async (the module sends async those of a client keeping many in flight).
+	# (Writes: "min receivefile size" is global and a ceph_new share fails under it, so
+	# only the second smbd sets it.)
 	use sendfile = yes
 	aio read size = 0
 CONF

@@ -1220,8 +1220,7 @@ fn share_mem(s: &Session, r: ShareMemReq) -> R<ShareMemRep> {
         if s.features() & ceph_rs_wire::FEATURE_AREA_RECALL == 0 {
             return Ok(ShareMemRep { shared: false });
         }
-        let sessions: Vec<_> = lock(&s.daemon.sessions).values().cloned().collect();
-        let asked = crate::shm::recall(&sessions, s.id, r.len as usize);
+        let asked = crate::shm::recall(s.daemon.live_sessions(), s.id, r.len as usize);
         return Err(fail(
             Errno::EAGAIN,
             format!("the bound on shared areas is reached; {asked} idle one(s) asked back"),

@@ -332,10 +332,7 @@ async fn shutdown(daemon: &Arc<Daemon>, listener: UnixListener, ours: Option<(u6
             let _ = std::fs::remove_file(&e.path);
         }
     }
-    let sessions: Vec<Arc<Session>> = lock(&daemon.sessions)
-        .values()
-        .filter_map(Weak::upgrade)
-        .collect();
+    let sessions = daemon.live_sessions();
     tracing::info!(sessions = sessions.len(), "shutting down");
     if let Ok(push) = encode_push(&Push::Shutdown {
         reason: "libcephfsd is shutting down".into(),

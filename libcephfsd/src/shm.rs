@@ -21,7 +21,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ceph_rs_wire::{encode_push, Errno, Push, FEATURE_AREA_RECALL};
@@ -209,10 +209,9 @@ impl SharedArea {
 /// areas have had no read for [`RECALL_IDLE`] (the longest idle first) to give them up,
 /// as many as make `len` bytes; the number asked. They do it when no read of theirs uses
 /// the area, with a ShareMem of no area, which hands its share of the bound back.
-pub fn recall(sessions: &[Weak<Session>], asking: u64, len: usize) -> usize {
+pub fn recall(sessions: Vec<Arc<Session>>, asking: u64, len: usize) -> usize {
     let mut idle: Vec<(Duration, usize, Arc<Session>)> = sessions
-        .iter()
-        .filter_map(Weak::upgrade)
+        .into_iter()
         .filter(|s| s.id != asking && s.features() & FEATURE_AREA_RECALL != 0)
         .filter_map(|s| {
             let area = lock(&s.shm).clone()?;

@@ -120,6 +120,11 @@ impl FileState {
         }
     }
 
+    /// smbd passed a READ of `n` bytes (see `read_size`).
+    fn saw_read(&mut self, n: usize) {
+        self.read_size = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+
     /// Take the reply of a reopen sent without waiting: the handle, and the file's
     /// bytes when they came and this process still has room for them (they hold from
     /// the change-table epoch read before the request went out).
@@ -1539,7 +1544,7 @@ unsafe extern "C" fn pread(
         return -1;
     }
     if let Ok(f) = ext(h, fsp) {
-        f.read_size = n.min(u32::MAX as usize) as u32;
+        f.saw_read(n);
     }
     ssize_ret(read_into(h, fsp, samba::bytes_mut(data, n), offset as u64))
 }
@@ -2345,12 +2350,6 @@ unsafe fn copy_in_smbd(
     Ok(done)
 }
 
-/// smbd's "read or write this async whatever `aio read size` says": yes on a connection
-/// that signs or encrypts. A share set up for sendfile (`use sendfile = yes`, `aio read
-/// size = 0`) reads synchronously so that a plain READ goes out through [`sendfile`]; a
-/// signed or encrypted READ never does (smbd signs or seals the bytes in its own buffer),
-/// and synchronously smbd would wait for each READ's bytes to be placed in turn. Async,
-/// smbd signs and sends one READ while the daemon places the next (`pread_send`).
 /// A client with at least this many bytes of requests waiting behind the READ smbd
 /// serves keeps READs in flight deeply (four SMB2 READ requests: 4 + 64 + 49 bytes each).
 const DEEP_UNREAD: usize = 4 * 117;
@@ -2358,16 +2357,21 @@ const DEEP_UNREAD: usize = 4 * 117;
 /// READs of at most this size go async when the client keeps them in flight deeply.
 const DEEP_READ_MAX: u32 = 1 << 20;
 
-/// Whether smbd sends this READ async (`pread_send`) although the share's `aio read
-/// size` says not (`0`, for sendfile):
-/// * always on a connection that signs or encrypts (smbd never uses sendfile there);
+/// smbd's "read or write this async whatever `aio read size` says". A share set up for
+/// sendfile (`use sendfile = yes`, `aio read size = 0`) reads synchronously so that a
+/// plain READ goes out through [`sendfile`]. Async (`pread_send`):
+/// * always on a connection that signs or encrypts: such a READ never goes by sendfile
+///   (smbd signs or seals the bytes in its own buffer), and synchronously smbd would wait
+///   for each READ's bytes to be placed in turn; async, smbd signs and sends one READ
+///   while the daemon places the next;
 /// * on an unsigned one, once the client keeps READs of up to [`DEEP_READ_MAX`] in
 ///   flight deeply: more than [`DEEP_UNREAD`] bytes of its requests wait unread behind
 ///   the one smbd serves (smbclient and Windows keep up to 16 READs of 1 MiB in flight).
 ///   smbd waits for each SendTo (sendfile) before it reads the next request, while async
 ///   READs overlap (each through the shared area); with one to four in flight, SendTo
-///   measured faster (docs/tuning.md, "Unsigned reads: SendTo or the area"). The handle
-///   then stays async: its next READs find fewer waiting as smbd takes them all at once.
+///   measured faster (docs/tuning.md, "Unsigned reads: sendfile or async, by how many
+///   READs wait"). The handle then stays async: its next READs find fewer waiting as
+///   smbd takes them all at once.
 unsafe extern "C" fn aio_force(h: *mut Handle, fsp: *mut Fsp) -> bool {
     static SAID: AtomicBool = AtomicBool::new(false);
     static SAID_DEEP: AtomicBool = AtomicBool::new(false);
@@ -2447,7 +2451,7 @@ unsafe extern "C" fn sendfile(
     let r = (|| -> R<isize> {
         let (d, fh) = io_fh(h, fsp).map_err(|_| Errno::ENOSYS)?;
         let f = ext(h, fsp).map_err(|_| Errno::ENOSYS)?;
-        f.read_size = n.min(u32::MAX as usize) as u32;
+        f.saw_read(n);
         // Bytes kept from the open answer smbd's pread instead.
         let kept = f.bytes.is_some();
         if offset < 0
