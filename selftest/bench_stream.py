@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import tempfile
 import statistics
 import sys
@@ -204,14 +205,20 @@ def ratio(a, b):
 def by_round(a, b):
     """The two shares' rows compared round by round (their runs in one round are minutes
     apart at most, so the machine's drift over the run cancels): the median of the
-    per-round ratios, and in how many rounds `a` was at least as fast. None if the rows
-    do not have the same rounds."""
+    per-round ratios, the interval that holds 95% of the medians of 2000 resamples of
+    those ratios (a bootstrap: how far the median could be from the one more rounds would
+    give), and in how many rounds `a` was at least as fast. None if the rows do not have
+    the same rounds."""
     if not a or not b or len(a.get("by_round", [])) != len(b.get("by_round", [])):
         return None
     rs = [x / y for x, y in zip(a["by_round"], b["by_round"]) if y]
     if not rs:
         return None
-    return round(statistics.median(rs), 2), sum(r >= 1 for r in rs), len(rs)
+    rng = random.Random(1)
+    meds = sorted(statistics.median(rng.choices(rs, k=len(rs))) for _ in range(2000))
+    lo, hi = meds[len(meds) * 25 // 1000], meds[len(meds) * 975 // 1000 - 1]
+    return (round(statistics.median(rs), 2), sum(r >= 1 for r in rs), len(rs),
+            round(lo, 2), round(hi, 2))
 
 
 def report(results, a, depths, info, elapsed):
@@ -256,8 +263,9 @@ def report(results, a, depths, info, elapsed):
             for s in mine:
                 pr = by_round(results.get(s, {}).get("results", {}).get(key),
                               results.get("cephnew", {}).get("results", {}).get(key))
-                paired[s][key] = pr and {"median": pr[0], "rounds_ahead": pr[1], "rounds": pr[2]}
-                row.append(f"{pr[0]} ({pr[1]}/{pr[2]})" if pr else "n/a")
+                paired[s][key] = pr and {"median": pr[0], "rounds_ahead": pr[1], "rounds": pr[2],
+                                         "interval95": [pr[3], pr[4]]}
+                row.append(f"{pr[0]} ({pr[3]}-{pr[4]}; {pr[1]}/{pr[2]})" if pr else "n/a")
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for s in shares:
@@ -276,7 +284,10 @@ def report(results, a, depths, info, elapsed):
             f"libcephfs for ceph_new, the shared libcephfsd for ceph_rs), {a.rounds} rounds, shares alternating, one SMB connection "
             f"per share. Median MiB/s over the rounds (min-max). Ratio > 1: ceph_rs is faster; "
             f"*by round*: the median of the rounds' own ratios (a share's run and ceph_new's in a "
-            f"round are close in time), and in how many rounds ceph_rs was at least as fast. "
+            f"round are close in time), in brackets the interval that holds 95% of that median "
+            f"over 2000 resamples of the rounds (a bootstrap: an interval that holds 1 is a "
+            f"difference the run cannot tell from noise) and in how many rounds ceph_rs was at "
+            f"least as fast. "
             f"[cephrs_rf] is [cephrs] on the environment's second smbd, set up as a server with ceph_rs "
             f"shares only (`min receivefile size = 65536`: the bytes of an unsigned WRITE of 64 KiB or "
             f"more are left in the socket for libcephfsd to take; global, and a ceph_new share fails "
@@ -289,7 +300,9 @@ def report(results, a, depths, info, elapsed):
                "round one file is fetched again untimed and compared byte for byte (integrity errors). "
                "The signed rows: a second smbclient connection that requires signing (Windows 11 24H2 does, and "
                "domain members): smbd then reads into its own buffer and signs (no sendfile, no recvfile), "
-               "so ceph_rs pays the copy out of libcephfsd into smbd that ceph_new does not. "
+               "so ceph_rs's bytes cross from libcephfsd into smbd: libcephfs copies them into an area "
+               "the two share, whose pages are then lent to smbd's buffer (READs of 1 MiB and more), "
+               "as ceph_new's libcephfs copies them into that buffer in process. "
                "The 1 MiB I/O rows: the same on the environment's third smbd, which offers READs and "
                "WRITEs of at most 1 MiB, the size Windows uses (smbclient then keeps 16 in flight; "
                "[cephrs_rf] is not on it)."
@@ -302,7 +315,7 @@ def report(results, a, depths, info, elapsed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--file-size", type=B.parse_size, default=16 * B.MiB)
     ap.add_argument("--chunk", type=B.parse_size, default=B.MiB)
     ap.add_argument("--depths", default="1,4", help="requests in flight, comma-separated (1,4)")
