@@ -207,8 +207,8 @@ def by_round(a, b):
     apart at most, so the machine's drift over the run cancels): the median of the
     per-round ratios, the interval that holds 95% of the medians of 2000 resamples of
     those ratios (a bootstrap: how far the median could be from the one more rounds would
-    give), and in how many rounds `a` was at least as fast. None if the rows do not have
-    the same rounds."""
+    give), and in how many rounds `a` was at least as fast (as the report's JSON has
+    them). None if the rows do not have the same rounds."""
     if not a or not b or len(a.get("by_round", [])) != len(b.get("by_round", [])):
         return None
     rs = [x / y for x, y in zip(a["by_round"], b["by_round"]) if y]
@@ -217,8 +217,8 @@ def by_round(a, b):
     rng = random.Random(1)
     meds = sorted(statistics.median(rng.choices(rs, k=len(rs))) for _ in range(2000))
     lo, hi = meds[len(meds) * 25 // 1000], meds[len(meds) * 975 // 1000 - 1]
-    return (round(statistics.median(rs), 2), sum(r >= 1 for r in rs), len(rs),
-            round(lo, 2), round(hi, 2))
+    return {"median": round(statistics.median(rs), 2), "rounds_ahead": sum(r >= 1 for r in rs),
+            "rounds": len(rs), "interval95": [round(lo, 2), round(hi, 2)]}
 
 
 def report(results, a, depths, info, elapsed):
@@ -263,9 +263,9 @@ def report(results, a, depths, info, elapsed):
             for s in mine:
                 pr = by_round(results.get(s, {}).get("results", {}).get(key),
                               results.get("cephnew", {}).get("results", {}).get(key))
-                paired[s][key] = pr and {"median": pr[0], "rounds_ahead": pr[1], "rounds": pr[2],
-                                         "interval95": [pr[3], pr[4]]}
-                row.append(f"{pr[0]} ({pr[3]}-{pr[4]}; {pr[1]}/{pr[2]})" if pr else "n/a")
+                paired[s][key] = pr
+                row.append(f"{pr['median']} ({pr['interval95'][0]}-{pr['interval95'][1]}; "
+                           f"{pr['rounds_ahead']}/{pr['rounds']})" if pr else "n/a")
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for s in shares:
