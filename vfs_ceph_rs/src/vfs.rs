@@ -2357,6 +2357,10 @@ const DEEP_UNREAD: usize = 4 * 117;
 /// READs of at most this size go async when the client keeps them in flight deeply.
 const DEEP_READ_MAX: u32 = 1 << 20;
 
+/// This smbd's client (smbd serves one per process) kept READs in flight deeply on a
+/// handle ([`aio_force`]): its handles of larger files read async from their first READ.
+static CLIENT_DEEP: AtomicBool = AtomicBool::new(false);
+
 /// smbd's "read or write this async whatever `aio read size` says". A share set up for
 /// sendfile (`use sendfile = yes`, `aio read size = 0`) reads synchronously so that a
 /// plain READ goes out through [`sendfile`]. Async (`pread_send`):
@@ -2371,7 +2375,12 @@ const DEEP_READ_MAX: u32 = 1 << 20;
 ///   READs overlap (each through the shared area); with one to four in flight, SendTo
 ///   measured faster (docs/tuning.md, "Unsigned reads: sendfile or async, by how many
 ///   READs wait"). The handle then stays async: its next READs find fewer waiting as
-///   smbd takes them all at once.
+///   smbd takes them all at once;
+/// * on an unsigned one whose client did so on an earlier handle ([`CLIENT_DEEP`]), from
+///   the first READ of a handle of a file larger than [`DEEP_READ_MAX`]: at a file's
+///   first READ the client has rarely sent the next ones yet, so the rule above sees
+///   nothing waiting, and that READ went by sendfile, smbd waiting for it before it
+///   took the file's other READs.
 unsafe extern "C" fn aio_force(h: *mut Handle, fsp: *mut Fsp) -> bool {
     static SAID: AtomicBool = AtomicBool::new(false);
     static SAID_DEEP: AtomicBool = AtomicBool::new(false);
@@ -2390,10 +2399,18 @@ unsafe extern "C" fn aio_force(h: *mut Handle, fsp: *mut Fsp) -> bool {
         return false;
     };
     if !f.reads_deep
+        && f.read_size == 0
+        && CLIENT_DEEP.load(Ordering::Relaxed)
+        && f.stat.size > u64::from(DEEP_READ_MAX)
+    {
+        f.reads_deep = true;
+    }
+    if !f.reads_deep
         && (SEND_TO_MIN as u32..=DEEP_READ_MAX).contains(&f.read_size)
         && samba::client_unread(fsp) >= DEEP_UNREAD
     {
         f.reads_deep = true;
+        CLIENT_DEEP.store(true, Ordering::Relaxed);
         if !SAID_DEEP.swap(true, Ordering::Relaxed) {
             log_at!(
                 3,
