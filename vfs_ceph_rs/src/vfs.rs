@@ -2358,7 +2358,8 @@ const DEEP_UNREAD: usize = 4 * 117;
 const DEEP_READ_MAX: u32 = 1 << 20;
 
 /// This smbd's client (smbd serves one per process) kept READs in flight deeply on a
-/// handle ([`aio_force`]): its handles of larger files read async from their first READ.
+/// handle ([`aio_force`]): its handles of larger files opened for reading only read async
+/// from their first READ.
 static CLIENT_DEEP: AtomicBool = AtomicBool::new(false);
 
 /// smbd's "read or write this async whatever `aio read size` says". A share set up for
@@ -2377,7 +2378,8 @@ static CLIENT_DEEP: AtomicBool = AtomicBool::new(false);
 ///   READs wait"). The handle then stays async: its next READs find fewer waiting as
 ///   smbd takes them all at once;
 /// * on an unsigned one whose client did so on an earlier handle ([`CLIENT_DEEP`]), from
-///   the first READ of a handle of a file larger than [`DEEP_READ_MAX`]: at a file's
+///   the first READ of a handle opened for reading only (smbd asks this for WRITEs too,
+///   with `aio write size = 0`) of a file larger than [`DEEP_READ_MAX`]: at a file's
 ///   first READ the client has rarely sent the next ones yet, so the rule above sees
 ///   nothing waiting, and that READ went by sendfile, smbd waiting for it before it
 ///   took the file's other READs.
@@ -2399,6 +2401,7 @@ unsafe extern "C" fn aio_force(h: *mut Handle, fsp: *mut Fsp) -> bool {
         return false;
     };
     if !f.reads_deep
+        && f.read_only
         && f.read_size == 0
         && CLIENT_DEEP.load(Ordering::Relaxed)
         && f.stat.size > u64::from(DEEP_READ_MAX)
